@@ -1,0 +1,3 @@
+"""weavenomad: a multi-tenant Weave Net overlay for Nomad, with Consul answering Weave addresses."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,98 @@
+"""The ``weavenomad`` command. Commands live in sibling modules and are imported on first use,
+so ``weavenomad --help`` does not pay for docker, requests or hcl2."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import sys
+import traceback
+
+import click
+
+from weavenomad import __version__
+from weavenomad.cli.options import AppContext, connection_options, is_debug, output_options
+from weavenomad.errors import ExitCode, WeavenomadError, redact
+
+#: command name -> "module:attribute", loaded lazily
+COMMANDS: dict[str, str] = {
+    "config": "weavenomad.cli.config_cmd:config",
+    "lab": "weavenomad.cli.lab:lab",
+}
+
+
+class LazyGroup(click.Group):
+    """A group whose subcommands are imported only when they run or are listed."""
+
+    def __init__(self, *args, lazy: dict[str, str] | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.lazy = dict(lazy or {})
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | set(self.lazy))
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in self.lazy:
+            module_name, attribute = self.lazy[name].split(":")
+            return getattr(importlib.import_module(module_name), attribute)
+        return super().get_command(ctx, name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        # Listing needs each command's short help, hence its module. The modules import only
+        # click at the top, so this stays cheap.
+        super().format_commands(ctx, formatter)
+
+
+@click.group(cls=LazyGroup, lazy=COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="weavenomad")
+@connection_options
+@output_options
+def cli() -> None:
+    """Multi-tenant Weave Net overlay for Nomad, with Consul answering Weave addresses.
+
+    Connection settings come from flags, then the ecosystem's environment variables
+    (NOMAD_ADDR, NOMAD_TOKEN, CONSUL_HTTP_ADDR, CONSUL_HTTP_TOKEN, DOCKER_HOST, ...), then the
+    config file, then defaults. Tokens are never printed.
+    """
+
+
+def _print_error(message: str) -> None:
+    click.echo(f"weavenomad: error: {message}", err=True)
+
+
+def main(argv: list[str] | None = None, environ: dict[str, str] | None = None) -> None:
+    """Entry point: run the command and turn every known failure into one line and an exit
+    code from :class:`ExitCode`."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    environ = dict(os.environ if environ is None else environ)
+    debug = is_debug(argv, environ)
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    app = AppContext(environ)
+    secrets = [environ.get("NOMAD_TOKEN"), environ.get("CONSUL_HTTP_TOKEN")]
+    try:
+        cli.main(args=argv, prog_name="weavenomad", standalone_mode=False, obj=app)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except (KeyboardInterrupt, click.exceptions.Abort):
+        _print_error("interrupted")
+        sys.exit(ExitCode.INTERRUPTED)
+    except click.UsageError as exc:
+        exc.show()
+        sys.exit(ExitCode.USAGE)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(ExitCode.ERROR)
+    except WeavenomadError as exc:
+        secrets += [app.flags.get("nomad_token"), app.flags.get("consul_token")]
+        if debug:
+            traceback.print_exc()
+        _print_error(redact(exc.one_line(), secrets))
+        sys.exit(exc.exit_code)
+    except BrokenPipeError:
+        # stdout closed early (| head): not an error worth a traceback
+        sys.exit(ExitCode.OK)
+    sys.exit(ExitCode.OK)

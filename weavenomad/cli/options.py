@@ -1,0 +1,111 @@
+"""Options shared by many commands, spelled once (sqlite-utils' ``output_options`` habit).
+
+The connection options can be given before the command (``weavenomad --nomad-addr X run``)
+or after it (``weavenomad run --nomad-addr X``); both land in the same :class:`AppContext`.
+Only ``click`` and our own light modules are imported here: ``--help`` must stay fast.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from weavenomad.errors import redact
+
+
+class AppContext:
+    """What every command gets: the flags given, the environment, and the settings built once."""
+
+    def __init__(self, environ: dict[str, str] | None = None):
+        self.flags: dict[str, Any] = {}
+        self.environ = dict(os.environ if environ is None else environ)
+        self.config_path: str | None = None
+        self._settings = None
+
+    @property
+    def settings(self):
+        if self._settings is None:
+            from weavenomad.config import load_settings
+
+            self._settings = load_settings(self.flags, self.environ, self.config_path)
+        return self._settings
+
+    def emit(self, data: Any, human: Callable[[Any], str] | None = None) -> None:
+        """Print ``data`` as JSON with ``--json``, else through ``human`` (or as JSON)."""
+        if self.flags.get("json_output") or human is None:
+            text = json.dumps(data, indent=2, sort_keys=True, default=str)
+        else:
+            text = human(data)
+        click.echo(redact(text, self.settings.secrets()))
+
+
+def _store(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    if value is None or (param.name in ("json_output", "debug") and not value):
+        return value
+    app = ctx.ensure_object(AppContext)
+    if param.name == "config_path":
+        app.config_path = value
+    else:
+        app.flags[param.name] = value
+    return value
+
+
+def _option(*decls: str, **kwargs: Any) -> Callable:
+    return click.option(*decls, callback=_store, expose_value=False, **kwargs)
+
+
+CONNECTION_OPTIONS = (
+    _option("--config", "config_path", metavar="PATH",
+            help="TOML config file [default: /etc/weavenomad/config.toml when present; "
+                 "env WEAVENOMAD_CONFIG]"),
+    _option("--nomad-addr", metavar="URL",
+            help="Nomad HTTP API [env NOMAD_ADDR; default http://127.0.0.1:4646]"),
+    _option("--nomad-token", metavar="TOKEN",
+            help="Nomad ACL token [env NOMAD_TOKEN]; prefer the environment over the flag"),
+    _option("--consul-addr", metavar="ADDR",
+            help="Consul HTTP API [env CONSUL_HTTP_ADDR; default 127.0.0.1:8500]"),
+    _option("--consul-token", metavar="TOKEN",
+            help="Consul ACL token [env CONSUL_HTTP_TOKEN]; prefer the environment"),
+    _option("--docker-host", metavar="URL",
+            help="Docker Engine API [env DOCKER_HOST; default unix:///var/run/docker.sock]"),
+    _option("--weave-api", metavar="URL",
+            help="Weave HTTP API [env WEAVE_HTTP_ADDR; default http://127.0.0.1:6784]"),
+)
+
+OUTPUT_OPTIONS = (
+    _option("--json", "json_output", is_flag=True, default=None,
+            help="Print machine-readable JSON."),
+    _option("--debug", is_flag=True, default=None,
+            help="Show tracebacks and debug logs."),
+)
+
+
+def _apply(decorators: tuple[Callable, ...]) -> Callable:
+    def decorate(func: Callable) -> Callable:
+        for decorator in reversed(decorators):
+            func = decorator(func)
+        return func
+
+    return decorate
+
+
+connection_options = _apply(CONNECTION_OPTIONS)
+output_options = _apply(OUTPUT_OPTIONS)
+
+
+def app_context() -> AppContext:
+    return click.get_current_context().ensure_object(AppContext)
+
+
+def is_debug(argv: list[str], environ: dict[str, str]) -> bool:
+    """Whether to show tracebacks; read before parsing so parse-time errors honour it too."""
+    return "--debug" in argv or environ.get("WEAVENOMAD_DEBUG", "") not in ("", "0")
+
+
+def stderr_is_terminal() -> bool:
+    return sys.stderr.isatty()

@@ -1,0 +1,337 @@
+"""One settings object, built once, with the precedence flag > environment > config file > default.
+
+The environment variables are the ecosystem's own (``NOMAD_ADDR``, ``CONSUL_HTTP_TOKEN``,
+``DOCKER_HOST``, ``WEAVE_HTTP_ADDR`` …), so a shell already set up for ``nomad``, ``consul``,
+``docker`` and ``weave`` works unchanged. Nothing below the CLI reads ``os.environ``: the CLI
+passes the environment in, which keeps :func:`build_settings` a pure, testable function.
+
+The config file is TOML, ``--config PATH`` or ``/etc/weavenomad/config.toml`` when present::
+
+    [nomad]
+    addr = "https://nomad.service.consul:4646"
+    cacert = "/etc/nomad.d/ca.pem"
+    [consul]
+    addr = "127.0.0.1:8500"
+    [weave]
+    api = "http://127.0.0.1:6784"
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from weavenomad.errors import ConfigError
+
+DEFAULT_CONFIG_FILE = "/etc/weavenomad/config.toml"
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+@dataclass(frozen=True)
+class TLSSettings:
+    """TLS material for one backend. Verification is on unless explicitly switched off."""
+
+    ca_cert: str | None = None
+    client_cert: str | None = None
+    client_key: str | None = None
+    skip_verify: bool = False
+
+    @property
+    def verify(self) -> bool | str:
+        """The value for requests' ``verify=``: a CA bundle path, or True/False."""
+        if self.skip_verify:
+            return False
+        return self.ca_cert or True
+
+    @property
+    def cert(self) -> tuple[str, str] | str | None:
+        """The value for requests' ``cert=``."""
+        if self.client_cert and self.client_key:
+            return (self.client_cert, self.client_key)
+        return self.client_cert
+
+
+@dataclass(frozen=True)
+class NomadSettings:
+    addr: str = "http://127.0.0.1:4646"
+    token: str | None = field(default=None, repr=False)
+    region: str | None = None
+    namespace: str | None = None
+    tls: TLSSettings = TLSSettings()
+
+
+@dataclass(frozen=True)
+class ConsulSettings:
+    addr: str = "http://127.0.0.1:8500"
+    token: str | None = field(default=None, repr=False)
+    datacenter: str | None = None
+    tls: TLSSettings = TLSSettings()
+
+
+@dataclass(frozen=True)
+class DockerSettings:
+    host: str = "unix:///var/run/docker.sock"
+    tls_verify: bool = False
+    cert_path: str | None = None
+
+
+@dataclass(frozen=True)
+class WeaveSettings:
+    api: str = "http://127.0.0.1:6784"
+    #: the ``weave`` command; the lab puts its shim of the same name first on PATH
+    command: str = "weave"
+
+
+@dataclass(frozen=True)
+class Settings:
+    nomad: NomadSettings = NomadSettings()
+    consul: ConsulSettings = ConsulSettings()
+    docker: DockerSettings = DockerSettings()
+    weave: WeaveSettings = WeaveSettings()
+    #: Consul KV prefix of the tenant registry
+    kv_prefix: str = "weavenomad/"
+    #: seconds for one HTTP call to any backend (blocking queries wait less than this)
+    http_timeout: float = 10.0
+    json_output: bool = False
+    debug: bool = False
+    #: the config file that was read, if any
+    config_file: str | None = None
+
+    def secrets(self) -> list[str]:
+        """Values that must never be printed (see :func:`weavenomad.errors.redact`)."""
+        return [s for s in (self.nomad.token, self.consul.token) if s]
+
+
+# --------------------------------------------------------------------------------------------
+# The field table: one row per setting. Adding a setting is adding a row.
+
+
+def _bool(text: str) -> bool:
+    value = text.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ValueError(f"expected true or false, got {text!r}")
+
+
+def _not(text: str) -> bool:
+    return not _bool(text)
+
+
+def _positive_float(value: Any) -> float:
+    number = float(value)
+    if number <= 0:
+        raise ValueError(f"expected a positive number, got {value!r}")
+    return number
+
+
+def _consul_addr(text: str) -> str:
+    # CONSUL_HTTP_ADDR is usually "host:port" without a scheme; the consul CLI then uses
+    # http unless CONSUL_HTTP_SSL is set, which _finish() applies.
+    return text.strip()
+
+
+def _kv_prefix(text: str) -> str:
+    text = text.strip().strip("/")
+    if not text:
+        raise ValueError("the KV prefix must not be empty")
+    return text + "/"
+
+
+@dataclass(frozen=True)
+class _Field:
+    path: str  # "section.name" in the config file and in the result
+    flag: str | None = None  # the click parameter name that sets it
+    env: tuple[str, ...] = ()
+    parse_env: Callable[[str], Any] = str
+    parse_file: Callable[[Any], Any] = str
+
+
+FIELDS: tuple[_Field, ...] = (
+    _Field("nomad.addr", "nomad_addr", ("NOMAD_ADDR",)),
+    _Field("nomad.token", "nomad_token", ("NOMAD_TOKEN",)),
+    _Field("nomad.region", None, ("NOMAD_REGION",)),
+    _Field("nomad.namespace", None, ("NOMAD_NAMESPACE",)),
+    _Field("nomad.cacert", None, ("NOMAD_CACERT",)),
+    _Field("nomad.client_cert", None, ("NOMAD_CLIENT_CERT",)),
+    _Field("nomad.client_key", None, ("NOMAD_CLIENT_KEY",)),
+    _Field("nomad.skip_verify", None, ("NOMAD_SKIP_VERIFY",), _bool, bool),
+    _Field("consul.addr", "consul_addr", ("CONSUL_HTTP_ADDR",), _consul_addr),
+    _Field("consul.token", "consul_token", ("CONSUL_HTTP_TOKEN",)),
+    _Field("consul.datacenter", None, ()),
+    _Field("consul.ssl", None, ("CONSUL_HTTP_SSL",), _bool, bool),
+    _Field("consul.cacert", None, ("CONSUL_CACERT",)),
+    _Field("consul.client_cert", None, ("CONSUL_CLIENT_CERT",)),
+    _Field("consul.client_key", None, ("CONSUL_CLIENT_KEY",)),
+    # CONSUL_HTTP_SSL_VERIFY=false switches verification off, hence the negation
+    _Field("consul.skip_verify", None, ("CONSUL_HTTP_SSL_VERIFY",), _not, bool),
+    _Field("docker.host", "docker_host", ("DOCKER_HOST",)),
+    _Field("docker.tls_verify", None, ("DOCKER_TLS_VERIFY",), _bool, bool),
+    _Field("docker.cert_path", None, ("DOCKER_CERT_PATH",)),
+    _Field("weave.api", "weave_api", ("WEAVE_HTTP_ADDR",)),
+    _Field("weave.command", None, ()),
+    _Field("registry.kv_prefix", "kv_prefix", ("WEAVENOMAD_KV_PREFIX",), _kv_prefix, _kv_prefix),
+    _Field("http.timeout", "http_timeout", (), _positive_float, _positive_float),
+)
+
+_FIELDS_BY_PATH = {f.path: f for f in FIELDS}
+
+
+def _with_scheme(addr: str, secure: bool = False) -> str:
+    if "://" in addr:
+        return addr
+    return ("https://" if secure else "http://") + addr
+
+
+def _resolve(
+    flags: Mapping[str, Any], environ: Mapping[str, str], file_values: Mapping[str, Any]
+) -> dict[str, Any]:
+    resolved: dict[str, Any] = {}
+    for spec in FIELDS:
+        if spec.flag and flags.get(spec.flag) is not None:
+            resolved[spec.path] = flags[spec.flag]
+            continue
+        env_name = next((name for name in spec.env if environ.get(name)), None)
+        if env_name is not None:
+            try:
+                resolved[spec.path] = spec.parse_env(environ[env_name])
+            except ValueError as exc:
+                raise ConfigError(f"environment variable {env_name}: {exc}") from None
+            continue
+        if spec.path in file_values:
+            resolved[spec.path] = file_values[spec.path]
+    return resolved
+
+
+def build_settings(
+    flags: Mapping[str, Any],
+    environ: Mapping[str, str],
+    file_values: Mapping[str, Any] | None = None,
+    *,
+    config_file: str | None = None,
+) -> Settings:
+    """Resolve every setting: flag > environment > config file > default. Pure."""
+    values = _resolve(flags, environ, file_values or {})
+    get = values.get
+    nomad = NomadSettings(
+        addr=_with_scheme(get("nomad.addr", NomadSettings.addr)),
+        token=get("nomad.token"),
+        region=get("nomad.region"),
+        namespace=get("nomad.namespace"),
+        tls=TLSSettings(
+            get("nomad.cacert"),
+            get("nomad.client_cert"),
+            get("nomad.client_key"),
+            bool(get("nomad.skip_verify", False)),
+        ),
+    )
+    consul = ConsulSettings(
+        addr=_with_scheme(get("consul.addr", ConsulSettings.addr), bool(get("consul.ssl", False))),
+        token=get("consul.token"),
+        datacenter=get("consul.datacenter"),
+        tls=TLSSettings(
+            get("consul.cacert"),
+            get("consul.client_cert"),
+            get("consul.client_key"),
+            bool(get("consul.skip_verify", False)),
+        ),
+    )
+    docker = DockerSettings(
+        host=get("docker.host", DockerSettings.host),
+        tls_verify=bool(get("docker.tls_verify", False)),
+        cert_path=get("docker.cert_path"),
+    )
+    weave = WeaveSettings(
+        api=_with_scheme(get("weave.api", WeaveSettings.api)),
+        command=get("weave.command", WeaveSettings.command),
+    )
+    return Settings(
+        nomad=nomad,
+        consul=consul,
+        docker=docker,
+        weave=weave,
+        kv_prefix=get("registry.kv_prefix", Settings.kv_prefix),
+        http_timeout=get("http.timeout", Settings.http_timeout),
+        json_output=bool(flags.get("json_output") or False),
+        debug=bool(flags.get("debug") or False),
+        config_file=config_file,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# The config file
+
+
+def parse_config_text(text: str, source: str) -> dict[str, Any]:
+    """Parse TOML config text into ``{"section.name": value}``; unknown keys are errors."""
+    try:
+        import tomllib  # type: ignore[import-not-found]
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib  # type: ignore[no-redef]
+
+    try:
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: invalid TOML: {exc}") from None
+    flat: dict[str, Any] = {}
+    for section, table in document.items():
+        if not isinstance(table, dict):
+            raise ConfigError(f"{source}: '{section}' must be a [section], not a value")
+        for name, value in table.items():
+            path = f"{section}.{name}"
+            spec = _FIELDS_BY_PATH.get(path)
+            if spec is None:
+                raise ConfigError(f"{source}: unknown setting '{path}'")
+            try:
+                flat[path] = spec.parse_file(value)
+            except (TypeError, ValueError) as exc:
+                raise ConfigError(f"{source}: setting '{path}': {exc}") from None
+    return flat
+
+
+def load_settings(
+    flags: Mapping[str, Any], environ: Mapping[str, str], config_path: str | None = None
+) -> Settings:
+    """Build the settings, reading the config file (an explicit path must exist)."""
+    explicit = config_path or environ.get("WEAVENOMAD_CONFIG")
+    path = explicit or DEFAULT_CONFIG_FILE
+    file_values: dict[str, Any] = {}
+    used: str | None = None
+    if explicit or os.path.exists(path):
+        try:
+            with open(path, encoding="utf-8") as handle:
+                text = handle.read()
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot read config file {path}: {exc.strerror}", hint="--config PATH"
+            ) from None
+        file_values = parse_config_text(text, path)
+        used = path
+    return build_settings(flags, environ, file_values, config_file=used)
+
+
+def setting_names() -> list[str]:
+    """Every ``section.name`` the config file accepts (for docs and ``--help``)."""
+    return [spec.path for spec in FIELDS]
+
+
+def describe(settings: Settings) -> dict[str, Any]:
+    """A printable view of the settings with tokens replaced by a marker."""
+
+    def view(obj: Any) -> Any:
+        if hasattr(obj, "__dataclass_fields__"):
+            out = {}
+            for f in fields(obj):
+                value = getattr(obj, f.name)
+                if f.name == "token":
+                    value = "<set>" if value else None
+                out[f.name] = view(value)
+            return out
+        return obj
+
+    return view(settings)
