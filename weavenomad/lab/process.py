@@ -141,7 +141,8 @@ def run(argv: Sequence[str], *, timeout: float = 30.0, check: bool = True) -> st
             list(argv), capture_output=True, text=True, timeout=timeout, check=False
         )
     except FileNotFoundError:
-        raise LabError(f"{argv[0]} is not installed", hint="see the README's install steps")
+        hint = "see the README's install steps"
+        raise LabError(f"{argv[0]} is not installed", hint=hint) from None
     except subprocess.TimeoutExpired:
         raise LabError(f"'{' '.join(argv)}' did not finish in {timeout:.0f}s") from None
     if check and done.returncode != 0:
