@@ -43,6 +43,9 @@ class WeavenomadError(Exception):
         text = self.message if not self.hint else f"{self.message} ({self.hint})"
         return " ".join(text.split())
 
+    def __str__(self) -> str:
+        return self.one_line()
+
 
 class ConfigError(WeavenomadError):
     """A setting, flag value or configuration file is invalid."""
