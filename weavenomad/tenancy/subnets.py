@@ -10,23 +10,13 @@ Rules (the tenant registry enforces them with these functions):
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from ipaddress import IPv4Network, ip_network
+from ipaddress import IPv4Network
 
 from weavenomad.errors import ConflictError, ValidationError
+from weavenomad.weavecidr import parse_subnet  # noqa: F401  (one parser for every CIDR)
 
 #: smallest sensible tenant subnet: /30 leaves 2 usable addresses, Weave needs room to expose
 MAX_PREFIX_LEN = 30
-
-
-def parse_subnet(text: str, what: str = "CIDR") -> IPv4Network:
-    """Parse an IPv4 network in CIDR form, strictly (host bits must be zero)."""
-    try:
-        network = ip_network(text.strip(), strict=True)
-    except ValueError as exc:
-        raise ValidationError(f"invalid {what} {text!r}: {exc}") from None
-    if not isinstance(network, IPv4Network):
-        raise ValidationError(f"invalid {what} {text!r}: Weave allocates IPv4 only")
-    return network
 
 
 def check_prefix_len(prefix_len: int, weave_range: IPv4Network) -> None:
