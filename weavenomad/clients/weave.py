@@ -1,0 +1,296 @@
+"""The Weave adapters: the router's HTTP API (``WeaveAPI``) and the ``weave`` command
+(``WeaveCommand``).
+
+HTTP API facts (weave 2.8.1 ``ipam/http.go``, ``router/http.go``; recorded in
+``fixtures/recorded/weave-*.json``): ``GET /ip/<id>`` looks in the *default* subnet only and
+answers an empty body for a container addressed elsewhere; ``GET /ip/<id>/<net>/<len>`` looks in
+one subnet; both answer space-separated CIDRs. ``GET /ip`` lists every owned address as JSON,
+``GET /report`` answers JSON only with ``Accept: application/json``, ``POST /expose/<ip>/<len>``
+answers 204.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network, ip_interface, ip_network
+
+import requests
+
+from weavenomad.clients.errors import (
+    Backend,
+    error_for_exception,
+    error_for_status,
+    summarize,
+)
+from weavenomad.errors import BackendError, BackendUnavailable
+
+DEFAULT_COMMAND_TIMEOUT = 60.0
+#: the real ``weave launch`` may pull the weave images first
+DEFAULT_LAUNCH_TIMEOUT = 300.0
+_ADDRESS = re.compile(r"^\d{1,3}(?:\.\d{1,3}){3}(?:/\d{1,2})?$")
+_VERSION_LINE = re.compile(r"^(weave(?: [a-z]+)*)\s+(\S.*)$")
+
+
+def weave_backend(settings) -> Backend:
+    return Backend(
+        key="weave",
+        title="Weave",
+        addr=settings.weave.api,
+        addr_hint="set --weave-api or WEAVE_HTTP_ADDR, and check that `weave launch` ran",
+    )
+
+
+@dataclass(frozen=True)
+class WeaveEndpoint:
+    """One line of ``weave ps``: a container (12-char ID, or ``weave:expose`` for the host)
+    with its MAC and Weave addresses."""
+
+    container: str
+    mac: str
+    addresses: tuple[IPv4Interface, ...]
+
+
+def parse_cidrs(text: str) -> list[IPv4Interface]:
+    """Addresses as the HTTP API writes them: ``10.32.1.1/24 10.32.2.1/24`` or nothing. Pure."""
+    return [IPv4Interface(token) for token in text.split()]
+
+
+def parse_ps(text: str) -> list[WeaveEndpoint]:
+    """Rows of ``weave ps``: ``<id> <mac> [<ip/len> ...]``. Pure."""
+    rows = []
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) < 2:
+            continue
+        addresses = tuple(IPv4Interface(f) for f in fields[2:] if _ADDRESS.match(f))
+        rows.append(WeaveEndpoint(fields[0], fields[1], addresses))
+    return rows
+
+
+def parse_host_addresses(text: str) -> list[IPv4Address]:
+    """The host addresses ``weave expose``/``hide`` print, one per subnet, with or without a
+    prefix length. Pure."""
+    return [ip_interface(t).ip for t in text.split() if _ADDRESS.match(t)]  # type: ignore[misc]
+
+
+def parse_version(text: str) -> dict[str, str]:
+    """``weave version`` lines (``weave script 2.8.1``, ``weave 2.8.1``) as a dict. Pure."""
+    found = {}
+    for line in text.splitlines():
+        match = _VERSION_LINE.match(line.strip())
+        if match:
+            found[match.group(1)] = match.group(2).strip()
+    return found
+
+
+def cidr_spec(spec: str | IPv4Network | IPv4Interface) -> str:
+    """A ``weave expose``/``hide`` argument: ``net:default``, ``net:<cidr>``, ``ip:<cidr>``."""
+    if isinstance(spec, IPv4Network):
+        return f"net:{spec}"
+    if isinstance(spec, IPv4Interface):
+        return f"ip:{spec}"
+    return spec
+
+
+class WeaveAPI:
+    """The Weave router's HTTP API. ``session`` is injectable."""
+
+    def __init__(
+        self,
+        addr: str,
+        *,
+        timeout: float = 10.0,
+        backend: Backend | None = None,
+        session: requests.Session | None = None,
+    ):
+        self.addr = addr.rstrip("/")
+        self.timeout = timeout
+        self.backend = backend or Backend("weave", "Weave", self.addr,
+                                          "set --weave-api or WEAVE_HTTP_ADDR")
+        self.session = session or requests.Session()
+
+    @classmethod
+    def from_settings(cls, settings, session: requests.Session | None = None) -> WeaveAPI:
+        return cls(settings.weave.api, timeout=settings.http_timeout,
+                   backend=weave_backend(settings), session=session)
+
+    def _request(self, method: str, path: str, accept: str | None = None) -> requests.Response:
+        headers = {"Accept": accept} if accept else {}
+        try:
+            response = self.session.request(method, self.addr + path, headers=headers,
+                                            timeout=self.timeout, allow_redirects=False)
+        except requests.RequestException as exc:
+            raise error_for_exception(self.backend, exc, method, path) from None
+        if response.status_code >= 400:
+            raise error_for_status(self.backend, response.status_code, method, path,
+                                   response.text)
+        return response
+
+    def _text(self, path: str) -> str:
+        return self._request("GET", path).text
+
+    def container_ips(
+        self, container_id: str, subnet: str | IPv4Network | None = None
+    ) -> list[IPv4Interface]:
+        """The container's Weave addresses in ``subnet``, or in the default subnet."""
+        path = f"/ip/{container_id}"
+        if subnet is not None:
+            network = ip_network(subnet)
+            path += f"/{network.network_address}/{network.prefixlen}"
+        return parse_cidrs(self._text(path))
+
+    def owned(self) -> dict[str, list[IPv4Interface]]:
+        """Every address this peer's IPAM owns, by container ID (``weave:expose`` for the
+        host)."""
+        body = self._json("/ip")
+        return {
+            entry["containerid"]: [IPv4Interface(a) for a in entry.get("addrs") or []]
+            for entry in body.get("owned") or []
+        }
+
+    def report(self) -> dict:
+        return self._json("/report", accept="application/json")
+
+    def status_text(self) -> str:
+        return self._text("/status")
+
+    def default_subnet(self) -> IPv4Network:
+        return IPv4Network(self._text("/ipinfo/defaultsubnet").strip())
+
+    def proxy_addrs(self) -> list[str]:
+        """Where the Docker API proxy listens, each address once (Weave lists some twice)."""
+        addrs = [line.strip() for line in self._text("/proxyaddrs").splitlines() if line.strip()]
+        return list(dict.fromkeys(addrs))
+
+    def expose(self, address: IPv4Interface | str) -> None:
+        """Give the host ``address`` on the weave bridge (the allocation is the caller's)."""
+        iface = IPv4Interface(address)
+        self._request("POST", f"/expose/{iface.ip}/{iface.network.prefixlen}")
+
+    def _json(self, path: str, accept: str | None = None):
+        response = self._request("GET", path, accept=accept)
+        try:
+            return response.json()
+        except ValueError:
+            raise BackendError(
+                f"Weave answered GET {path} with something that is not JSON",
+                backend="weave", status=response.status_code, body=response.text[:1000],
+                hint=f"check that {self.addr} is Weave's HTTP API",
+            ) from None
+
+
+class WeaveCommand:
+    """The ``weave`` command, run with a timeout; a failure is one line with its stderr.
+
+    ``env`` replaces the environment of the command when given (e.g. to set
+    ``DOCKER_API_VERSION`` for rajch/weave); by default it inherits ours.
+    """
+
+    def __init__(
+        self,
+        command: str = "weave",
+        *,
+        timeout: float = DEFAULT_COMMAND_TIMEOUT,
+        launch_timeout: float = DEFAULT_LAUNCH_TIMEOUT,
+        env: Mapping[str, str] | None = None,
+    ):
+        self.command = command
+        self.timeout = timeout
+        self.launch_timeout = launch_timeout
+        self.env = dict(env) if env is not None else None
+
+    @classmethod
+    def from_settings(cls, settings, env: Mapping[str, str] | None = None) -> WeaveCommand:
+        return cls(settings.weave.command, env=env)
+
+    def run(self, *args: str, timeout: float | None = None) -> str:
+        """Run ``weave ARGS``; its stdout, or :class:`BackendError` naming its stderr."""
+        argv = [self.command, *args]
+        what = f"weave {args[0]}" if args else "weave"
+        limit = self.timeout if timeout is None else timeout
+        try:
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, text=True, env=self.env,
+                                    start_new_session=True)
+        except FileNotFoundError:
+            error = BackendUnavailable(
+                f"the weave command {self.command!r} was not found", backend="weave",
+                hint="install Weave Net 2.8 or set [weave] command in the config file",
+            )
+            error.temporary = False
+            raise error from None
+        except PermissionError:
+            error = BackendUnavailable(f"the weave command {self.command!r} is not executable",
+                                       backend="weave")
+            error.temporary = False
+            raise error from None
+        with proc:
+            try:
+                stdout, stderr = proc.communicate(timeout=limit)
+            except subprocess.TimeoutExpired:
+                # the weave script runs docker and ip children that would keep the pipes
+                # open, so the whole process group goes
+                _kill_group(proc)
+                proc.communicate()
+                raise BackendUnavailable(f"{what} did not finish within {limit:g}s",
+                                         backend="weave") from None
+            except BaseException:
+                _kill_group(proc)
+                raise
+        if proc.returncode != 0:
+            detail = summarize(stderr or stdout or "") or "no output"
+            raise BackendError(f"{what} failed (exit {proc.returncode}): {detail}",
+                               backend="weave", body=stderr or "")
+        return stdout
+
+    def launch(
+        self,
+        ipalloc_range: str | IPv4Network,
+        default_subnet: str | IPv4Network,
+        peers: Sequence[str] = (),
+        *,
+        no_default_ipalloc: bool = True,
+        no_dns: bool = True,
+        extra_args: Iterable[str] = (),
+    ) -> str:
+        """Start the Weave peer (router and Docker API proxy)."""
+        args = ["launch"]
+        if no_dns:
+            args.append("--no-dns")
+        if no_default_ipalloc:
+            args.append("--no-default-ipalloc")
+        args += ["--ipalloc-range", str(ipalloc_range),
+                 "--ipalloc-default-subnet", str(default_subnet), *extra_args, *peers]
+        return self.run(*args, timeout=self.launch_timeout)
+
+    def expose(self, specs: Iterable[str | IPv4Network | IPv4Interface]) -> list[IPv4Address]:
+        """Expose subnets on the host (``net:default``, networks, ``ip:<cidr>``); the host's
+        address in each, in order."""
+        return parse_host_addresses(self.run("expose", *map(cidr_spec, specs)))
+
+    def hide(self, specs: Iterable[str | IPv4Network | IPv4Interface]) -> list[IPv4Address]:
+        return parse_host_addresses(self.run("hide", *map(cidr_spec, specs)))
+
+    def status(self, *sub: str) -> str:
+        return self.run("status", *sub)
+
+    def ps(self, *containers: str) -> list[WeaveEndpoint]:
+        return parse_ps(self.run("ps", *containers))
+
+    def version(self) -> dict[str, str]:
+        return parse_version(self.run("version"))
+
+    def reset(self) -> None:
+        self.run("reset")
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
