@@ -102,3 +102,14 @@ def test_help_does_not_import_heavy_libraries():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "HEAVY=", out.stdout
+
+
+def test_ctx_exit_code_is_passed_through(monkeypatch):
+    @click.command()
+    @click.pass_context
+    def failing(ctx):
+        """Exit with 3."""
+        ctx.exit(3)
+
+    monkeypatch.setitem(cli.commands, "failing", failing)
+    assert _run_main(["failing"]) == 3

@@ -74,7 +74,8 @@ def main(argv: list[str] | None = None, environ: dict[str, str] | None = None) -
     app = AppContext(environ)
     secrets = [environ.get("NOMAD_TOKEN"), environ.get("CONSUL_HTTP_TOKEN")]
     try:
-        cli.main(args=argv, prog_name="weavenomad", standalone_mode=False, obj=app)
+        # without standalone mode click returns ctx.exit(n)'s code instead of exiting
+        returned = cli.main(args=argv, prog_name="weavenomad", standalone_mode=False, obj=app)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except (KeyboardInterrupt, click.exceptions.Abort):
@@ -95,4 +96,4 @@ def main(argv: list[str] | None = None, environ: dict[str, str] | None = None) -
     except BrokenPipeError:
         # stdout closed early (| head): not an error worth a traceback
         sys.exit(ExitCode.OK)
-    sys.exit(ExitCode.OK)
+    sys.exit(returned if isinstance(returned, int) else ExitCode.OK)

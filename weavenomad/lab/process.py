@@ -72,7 +72,9 @@ class Daemon:
                 self.pid_file.write_text(f"{pid}\n")
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if ready():
+            # Popen can return before the kernel has set the child's /proc cmdline (vfork),
+            # so wait until the process is recognisably ours as well as ready.
+            if self.pid() == pid and ready():
                 return pid
             if not _alive(pid):
                 raise LabError(
@@ -97,6 +99,8 @@ class Daemon:
 
 
 def _alive(pid: int) -> bool:
+    """Whether ``pid`` still runs. A zombie does not: it has exited and only waits for its
+    parent (often a slow init) to reap it."""
     try:
         # reap our own child if it died, so it does not linger as a zombie
         finished, _ = os.waitpid(pid, os.WNOHANG)
@@ -105,10 +109,10 @@ def _alive(pid: int) -> bool:
     except ChildProcessError:
         pass
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
         return False
-    return True
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def _terminate(pid: int, timeout: float) -> None:
