@@ -19,6 +19,7 @@ from weavenomad.errors import ExitCode, WeavenomadError, redact
 COMMANDS: dict[str, str] = {
     "config": "weavenomad.cli.config_cmd:config",
     "lab": "weavenomad.cli.lab:lab",
+    "tenant": "weavenomad.cli.tenant:tenant",
 }
 
 
