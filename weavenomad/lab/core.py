@@ -68,6 +68,7 @@ COMPONENTS = [
     "weavenomad.lab.network:COMPONENT",
     "weavenomad.lab.dockerd:COMPONENT",
     "weavenomad.lab.image:COMPONENT",
+    "weavenomad.lab.consul.component:COMPONENT",
 ]
 
 #: command -> the Debian package that provides it

@@ -1,0 +1,239 @@
+"""Behaviour of the simulated Consul that the product relies on: foreign checks survive Nomad's
+re-registrations, ``?passing`` hides critical instances, KV check-and-set under concurrent
+writers, blocking queries, agent-local versus cluster-wide views, indexes and ACLs."""
+
+from __future__ import annotations
+
+import base64
+import statistics
+import threading
+import time
+
+import pytest
+from test_consul_sim_support import nomad_service, running_sim
+
+MASK = "weavenomad-mask-a1"
+
+
+@pytest.fixture
+def sim():
+    with running_sim() as running:
+        yield running
+
+
+def mask(service_id: str) -> dict:
+    return {"ID": MASK, "Name": "weave address mask", "ServiceID": service_id, "TTL": "87600h",
+            "Status": "critical", "Notes": "superseded"}
+
+
+def instances(client, name: str, query: str = "") -> list[str]:
+    answer = client.get(f"/v1/health/service/{name}{query}")
+    return sorted(entry["Service"]["ID"] for entry in answer.json())
+
+
+def wait_for(predicate, timeout: float = 5.0):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.02)
+
+
+def test_a_foreign_check_survives_nomads_re_registration_and_goes_with_the_service(sim):
+    u1 = sim["u1"]
+    original = nomad_service("a1")
+    u1.ok("PUT", "/v1/agent/service/register", original)
+    u1.ok("PUT", "/v1/agent/check/register", mask(original["ID"]))
+    u1.ok("PUT", "/v1/agent/service/register", original)  # Nomad's sync, unchanged
+    changed = dict(original, Tags=["v2"], Checks=[dict(original["Checks"][0], Interval="5s")])
+    u1.ok("PUT", "/v1/agent/service/register", changed)  # Nomad updates its own service
+    checks = u1.get("/v1/agent/checks").json()
+    assert checks[MASK]["Status"] == "critical"
+    assert checks[MASK]["ServiceTags"] == ["v2"]
+    u1.ok("PUT", f"/v1/agent/service/deregister/{original['ID']}")
+    assert u1.get("/v1/agent/checks").json() == {}
+    assert u1.get("/v1/health/checks/httpbackend").json() == []
+
+
+def test_replace_existing_checks_drops_the_ones_not_sent_again(sim):
+    u1 = sim["u1"]
+    original = nomad_service("a1")
+    u1.ok("PUT", "/v1/agent/service/register", original)
+    u1.ok("PUT", "/v1/agent/check/register", mask(original["ID"]))
+    u1.ok("PUT", "/v1/agent/service/register?replace-existing-checks", original)
+    assert sorted(u1.get("/v1/agent/checks").json()) == ["_nomad-check-a1"]
+
+
+def test_passing_hides_an_instance_with_any_non_passing_check_but_the_catalog_keeps_it(sim):
+    u1 = sim["u1"]
+    original, twin = nomad_service("a1"), nomad_service("a1", address="10.32.1.1")
+    twin["ID"] = "weavenomad-a1-httpbackend"
+    twin["Checks"][0]["CheckID"] = "weavenomad-check-a1"
+    u1.ok("PUT", "/v1/agent/service/register", original)
+    u1.ok("PUT", "/v1/agent/service/register", twin)
+    wait_for(lambda: len(instances(u1, "httpbackend", "?passing")) == 2)
+    u1.ok("PUT", "/v1/agent/check/register", mask(original["ID"]))
+    assert instances(u1, "httpbackend", "?passing") == [twin["ID"]]
+    assert instances(u1, "httpbackend", "?passing=1") == [twin["ID"]]
+    assert instances(u1, "httpbackend", "?passing=false") == sorted([original["ID"], twin["ID"]])
+    assert instances(u1, "httpbackend") == sorted([original["ID"], twin["ID"]])
+    catalog = u1.get("/v1/catalog/service/httpbackend").json()
+    assert sorted(e["ServiceID"] for e in catalog) == sorted([original["ID"], twin["ID"]])
+    u1.ok("PUT", f"/v1/agent/check/pass/{MASK}")
+    assert len(instances(u1, "httpbackend", "?passing")) == 2
+    u1.ok("PUT", f"/v1/agent/check/warn/{MASK}")  # warning is not passing either
+    assert instances(u1, "httpbackend", "?passing") == [twin["ID"]]
+
+
+def test_tag_and_node_meta_filters(sim):
+    u1, u2 = sim["u1"], sim["u2"]
+    u1.ok("PUT", "/v1/agent/service/register", {"Name": "web", "ID": "w1", "Tags": ["Blue"]})
+    u2.ok("PUT", "/v1/agent/service/register", {"Name": "web", "ID": "w2", "Tags": ["green"]})
+    assert instances(u1, "web", "?tag=blue") == ["w1"]  # tags match case-insensitively
+    assert [e["ServiceID"] for e in u1.get("/v1/catalog/service/web?tag=green").json()] == ["w2"]
+    assert instances(u1, "web", "?node-meta=consul-network-segment:") == ["w1", "w2"]
+    assert instances(u1, "web", "?node-meta=rack:r1") == []
+
+
+def test_agent_lists_only_its_own_node_catalog_and_health_see_all(sim):
+    u1, u2 = sim["u1"], sim["u2"]
+    u1.ok("PUT", "/v1/agent/service/register", {"Name": "web", "ID": "w1", "Port": 80})
+    u2.ok("PUT", "/v1/agent/service/register", {"Name": "web", "ID": "w2", "Port": 80})
+    assert list(u1.get("/v1/agent/services").json()) == ["w1"]
+    assert list(u2.get("/v1/agent/services").json()) == ["w2"]
+    catalog = u2.get("/v1/catalog/service/web").json()
+    assert {(e["Node"], e["Address"], e["ServiceAddress"]) for e in catalog} == {
+        ("u1", "127.0.0.1", ""), ("u2", "127.0.0.2", "")}
+    assert u1.get("/v1/agent/services").json()["w1"]["Address"] == ""
+    u1.ok("PUT", "/v1/agent/service/deregister/w2")  # not u1's: nothing happens
+    assert instances(u1, "web") == ["w1", "w2"]
+    assert set(u1.get("/v1/catalog/services").json()) == {"consul", "web"}
+
+
+def test_indexes_move_only_on_change(sim):
+    u1 = sim["u1"]
+    service = {"Name": "web", "ID": "w1", "Port": 80}
+    u1.ok("PUT", "/v1/agent/service/register", service)
+    first = int(u1.get("/v1/catalog/service/web").headers["X-Consul-Index"])
+    u1.ok("PUT", "/v1/agent/service/register", service)
+    assert int(u1.get("/v1/catalog/service/web").headers["X-Consul-Index"]) == first
+    u1.ok("PUT", "/v1/agent/service/register", dict(service, Port=81))
+    second = int(u1.get("/v1/catalog/service/web").headers["X-Consul-Index"])
+    assert second > first
+    u1.ok("PUT", "/v1/kv/other", "x")  # another service's or table's write: not this index
+    assert int(u1.get("/v1/catalog/service/web").headers["X-Consul-Index"]) == second
+    entry = u1.get("/v1/kv/other")
+    assert int(entry.headers["X-Consul-Index"]) == entry.json()[0]["ModifyIndex"]
+
+
+def test_kv_check_and_set_under_concurrent_writers(sim):
+    writers, increments = 4, 15
+    sim["u1"].ok("PUT", "/v1/kv/counter", "0")
+    conflicts = []
+
+    def writer(node: str) -> None:
+        client = sim[node]
+        done = 0
+        while done < increments:
+            entry = client.get("/v1/kv/counter").json()[0]
+            value = int(base64.b64decode(entry["Value"]))
+            answer = client.put(f"/v1/kv/counter?cas={entry['ModifyIndex']}", str(value + 1))
+            if answer.json() is True:
+                done += 1
+            else:
+                conflicts.append(node)
+
+    threads = [threading.Thread(target=writer, args=("u1" if i % 2 else "u2",))
+               for i in range(writers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    final = sim["u1"].get("/v1/kv/counter?raw").text
+    assert int(final) == writers * increments  # no lost update, whatever the interleaving
+
+
+def test_kv_cas_zero_creates_only_and_delete_cas(sim):
+    u1 = sim["u1"]
+    assert u1.put("/v1/kv/k?cas=0", "a").json() is True
+    assert u1.put("/v1/kv/k?cas=0", "b").json() is False
+    index = u1.get("/v1/kv/k").json()[0]["ModifyIndex"]
+    assert u1.delete(f"/v1/kv/k?cas={index + 1}").json() is False
+    assert u1.delete(f"/v1/kv/k?cas={index}").json() is True
+    assert u1.get("/v1/kv/k").status_code == 404
+    assert u1.delete("/v1/kv/k?cas=7").json() is True  # Consul: a missing key "deletes" fine
+
+
+def test_kv_recurse_keys_and_delete_tree(sim):
+    u1 = sim["u1"]
+    for key in ("t/a/1", "t/a/2", "t/b", "u"):
+        u1.ok("PUT", f"/v1/kv/{key}", key)
+    assert [e["Key"] for e in u1.get("/v1/kv/t/?recurse").json()] == ["t/a/1", "t/a/2", "t/b"]
+    assert u1.get("/v1/kv/t/?keys&separator=/").json() == ["t/a/", "t/b"]
+    assert u1.get("/v1/kv/?keys").json() == ["t/a/1", "t/a/2", "t/b", "u"]
+    assert u1.delete("/v1/kv/t/?recurse").json() is True
+    gone = u1.get("/v1/kv/t/?recurse")
+    assert gone.status_code == 404 and int(gone.headers["X-Consul-Index"]) > 1
+    assert u1.get("/v1/kv/t/?keys").status_code == 404
+    u1.ok("PUT", "/v1/kv/empty", b"")
+    assert u1.get("/v1/kv/empty").json()[0]["Value"] is None
+
+
+def _blocking_wakeup(sim, change) -> float:
+    u1 = sim["u1"]
+    index = u1.get("/v1/health/service/web").headers["X-Consul-Index"]
+    returned = {}
+
+    def block() -> None:
+        answer = u1.get(f"/v1/health/service/web?index={index}&wait=10s")
+        returned["at"] = time.monotonic()
+        returned["index"] = answer.headers["X-Consul-Index"]
+
+    thread = threading.Thread(target=block)
+    thread.start()
+    time.sleep(0.1)
+    changed_at = time.monotonic()
+    change()
+    thread.join(timeout=10)
+    assert int(returned["index"]) > int(index)
+    return returned["at"] - changed_at
+
+
+def test_a_blocking_query_wakes_within_50ms_of_the_change(sim):
+    sim["u2"].ok("PUT", "/v1/agent/service/register", {"Name": "web", "ID": "w", "Port": 1})
+    latencies = [
+        _blocking_wakeup(sim, lambda i=i: sim["u2"].ok(
+            "PUT", "/v1/agent/service/register", {"Name": "web", "ID": "w", "Port": 2 + i}))
+        for i in range(5)
+    ]
+    # the write's own round trip is inside the measurement, so this is an upper bound
+    assert statistics.median(latencies) < 0.05, latencies
+
+
+def test_a_blocking_query_without_change_returns_the_same_index_after_wait(sim):
+    u1 = sim["u1"]
+    u1.ok("PUT", "/v1/kv/watched", "x")
+    index = u1.get("/v1/kv/watched").headers["X-Consul-Index"]
+    started = time.monotonic()
+    u1.ok("PUT", "/v1/kv/unrelated", "y")  # another key: does not wake a watch on this one
+    answer = u1.get(f"/v1/kv/watched?index={index}&wait=300ms")
+    assert 0.25 < time.monotonic() - started < 2
+    assert answer.headers["X-Consul-Index"] == index
+
+
+def test_acl_mode_needs_the_token_as_consul_does():
+    token = "lab-master-token"
+    with running_sim(token=None, acl_token=token) as anonymous:
+        client = anonymous["u1"]
+        denied = client.put("/v1/agent/service/register", {"Name": "web"})
+        assert (denied.status_code, denied.text) == (403, "Permission denied")
+        wrong = client.get("/v1/agent/services", headers={"X-Consul-Token": "nope"})
+        assert (wrong.status_code, wrong.text) == (403, "ACL not found")
+        assert client.get("/v1/status/leader").status_code == 200
+        client.ok("PUT", f"/v1/agent/service/register?token={token}", {"Name": "web"})
+        client.ok("PUT", f"/v1/kv/secret?token={token}", "s")
+        assert client.get("/v1/agent/services").json() == {}  # filtered, as Consul's ACLs do
+        assert client.get("/v1/catalog/service/web").json() == []
+        assert client.get("/v1/kv/secret").status_code == 404
+        assert client.get("/v1/agent/self").status_code == 403
+        allowed = client.get("/v1/catalog/service/web", headers={"X-Consul-Token": token})
+        assert [e["ServiceName"] for e in allowed.json()] == ["web"]

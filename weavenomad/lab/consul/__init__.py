@@ -1,0 +1,20 @@
+"""The lab's simulated Consul 1.4: one process holds the cluster, each lab node has an agent.
+
+- :mod:`.state` (+ :mod:`.reads`, :mod:`.kv`, :mod:`.records`): the catalog, checks, KV and
+  Raft-like indexes, and blocking queries;
+- :mod:`.http` (+ :mod:`.endpoints`, :mod:`.kv_api`, :mod:`.registration`, :mod:`.decode`):
+  the HTTP API with Consul's shapes, status codes and error texts;
+- :mod:`.checks`: TCP/HTTP/TTL checks run from the node's network namespace;
+- :mod:`.server`: listeners and the :class:`~.server.ConsulSimulator` that ties it together;
+- :mod:`.component`: ``weavenomad lab up/down/status`` integration; ``python -m
+  weavenomad.lab.consul --state-dir S`` is the daemon it starts.
+"""
+
+from pathlib import Path
+
+COMPONENT_NAME = "consul"
+
+
+def acl_token_file(state_dir: Path) -> Path:
+    """When this file exists, the lab's Consul runs with ACLs and its content as master token."""
+    return Path(state_dir) / COMPONENT_NAME / "acl_token"
