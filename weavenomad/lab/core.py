@@ -68,7 +68,9 @@ COMPONENTS = [
     "weavenomad.lab.network:COMPONENT",
     "weavenomad.lab.dockerd:COMPONENT",
     "weavenomad.lab.image:COMPONENT",
+    "weavenomad.lab.weave.daemon:COMPONENT",
     "weavenomad.lab.consul.component:COMPONENT",
+    "weavenomad.lab.nomad.component:COMPONENT",
 ]
 
 #: command -> the Debian package that provides it
