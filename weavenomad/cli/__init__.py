@@ -19,6 +19,8 @@ from weavenomad.errors import ExitCode, WeavenomadError, redact
 COMMANDS: dict[str, str] = {
     "config": "weavenomad.cli.config_cmd:config",
     "lab": "weavenomad.cli.lab:lab",
+    "render": "weavenomad.cli.run:render",
+    "run": "weavenomad.cli.run:run",
     "tenant": "weavenomad.cli.tenant:tenant",
 }
 

@@ -294,16 +294,19 @@ class NomadAPI:
         variables: Mapping[str, Any] | None = None,
         canonicalize: bool = True,
         filename: str | None = None,
+        var_text: str | None = None,
     ) -> dict:
         """The canonical JSON job for a job file, as ``nomad job run`` would submit it.
 
         Nomad names the input ``input.hcl`` in syntax errors; ``filename`` puts the user's file
         name there instead. ``variables`` go into the ``Variables`` field (HCL2 variable-file
-        text); a Nomad that predates the field ignores it and reports unset variables.
+        text, after ``var_text``, the contents of variable files); a Nomad that predates the
+        field ignores it and reports unset variables.
         """
         body: dict[str, Any] = {"JobHCL": hcl_text, "Canonicalize": canonicalize}
-        if variables:
-            body["Variables"] = hcl_variables(variables)
+        if variables or var_text:
+            parts = [var_text.rstrip("\n") + "\n"] if var_text else []
+            body["Variables"] = "".join(parts) + hcl_variables(variables or {})
         try:
             return self._json(self._request("jobs", "parse", method="POST", body=body))
         except BackendRequestError as exc:

@@ -1,0 +1,99 @@
+"""``weavenomad run`` and ``weavenomad render``: jobs in a tenant's Weave subnet."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from weavenomad.cli.options import app_context, connection_options, output_options
+
+TENANT_HELP = "net:CIDR (as in the seed), net:default, or a tenant name."
+
+
+class _Reporter:
+    """Plain lines, except on a terminal, where deployment progress updates in place."""
+
+    def __init__(self, stream=None):
+        self.stream = stream or sys.stdout
+        self.live = self.stream.isatty()
+        self._progress_shown = False
+
+    def __call__(self, line: str) -> None:
+        progress = self.live and line.startswith("deployment ") and ": desired " in line
+        if self._progress_shown:
+            self.stream.write("\r\033[K" if progress else "\n")
+        self.stream.write(line if progress else line + "\n")
+        self.stream.flush()
+        self._progress_shown = progress
+
+
+@click.command()
+@click.argument("jobfile", type=click.Path(dir_okay=False))
+@click.option("--tenant", "tenant_spec", required=True, metavar="SPEC", help=TENANT_HELP)
+@click.option("--var", "variables", multiple=True, metavar="NAME=VALUE",
+              help="An HCL2 job variable (repeatable).")
+@click.option("--var-file", "var_files", multiple=True, type=click.Path(dir_okay=False),
+              help="A file of HCL2 job variables (repeatable).")
+@click.option("--check-index", type=int, help="Register only if the job's modify index is this "
+              "(0: only if the job does not exist), as nomad job run -check-index.")
+@click.option("--detach", is_flag=True, help="Return after registration, without watching.")
+@click.option("--dry-run", is_flag=True,
+              help="Print the transformed job and its diff with the running one; register nothing.")
+@click.option("--timeout", type=float, default=600.0, show_default=True,
+              help="Seconds to watch the evaluation and deployment.")
+@connection_options
+@output_options
+def run(jobfile, tenant_spec, variables, var_files, check_index, detach, dry_run, timeout):
+    """Run JOBFILE with every Docker task in the tenant's Weave subnet.
+
+    Parses the job with Nomad's own parser, sets WEAVE_CIDR on every Docker task, removes
+    network_mode = "weave" (the Weave proxy ignores containers on named networks), records the
+    tenant in the job's meta, refuses tasks that would land outside the tenant, then registers
+    and watches the job like 'nomad job run'. Exit codes: 0 success, 2 placement failures or a
+    failed deployment, 1 error.
+    """
+    from weavenomad.clients import nomad_client
+    from weavenomad.jobspec import submit
+    from weavenomad.tenancy.operations import registry_for
+
+    app = app_context()
+    options = submit.RunOptions(
+        path=jobfile, tenant=tenant_spec, variables=submit.parse_var_flags(variables),
+        var_files=var_files, check_index=check_index, detach=detach, dry_run=dry_run,
+        timeout=timeout,
+    )
+    code = submit.run(nomad_client(app.settings), registry_for(app.settings), options,
+                      _Reporter())
+    click.get_current_context().exit(int(code))
+
+
+@click.command()
+@click.argument("jobfile", type=click.Path(dir_okay=False))
+@click.option("--tenant", "tenant_spec", required=True, metavar="SPEC", help=TENANT_HELP)
+@click.option("-o", "--output", "output_format", type=click.Choice(["hcl", "json"]),
+              default="hcl", show_default=True)
+@click.option("--var", "variables", multiple=True, metavar="NAME=VALUE",
+              help="An HCL2 job variable (repeatable).")
+@click.option("--var-file", "var_files", multiple=True, type=click.Path(dir_okay=False),
+              help="A file of HCL2 job variables (repeatable).")
+@connection_options
+@output_options
+def render(jobfile, tenant_spec, output_format, variables, var_files):
+    """Print JOBFILE transformed for a tenant, without Nomad (for GitOps).
+
+    The job is read with python-hcl2 instead of Nomad's parser, so only what that parser can
+    evaluate offline works: literal values and variable blocks with --var/--var-file. HCL
+    functions, locals computed from expressions and dynamic blocks are refused with the file
+    and line; Nomad's runtime interpolation (${NOMAD_...}, ${attr...}) stays as text, as Nomad
+    keeps it. net:CIDR and net:default need no server; a tenant name is looked up in Consul.
+    """
+    from weavenomad.jobspec import render as render_job
+    from weavenomad.jobspec.submit import parse_var_flags
+
+    app = app_context()
+    click.echo(render_job.render(
+        app.settings, jobfile, tenant_spec, output_format,
+        variables=parse_var_flags(variables), var_files=var_files,
+        warn=lambda text: click.echo(f"warning: {text}", err=True),
+    ), nl=False)
