@@ -62,6 +62,10 @@ class NomadSettings:
     region: str | None = None
     namespace: str | None = None
     tls: TLSSettings = TLSSettings()
+    #: the agent's config file or directory (None: ask the agent, then the usual places)
+    config_path: str | None = None
+    #: how to restart the local agent (None: systemd when it manages Nomad)
+    restart_command: str | None = None
 
 
 @dataclass(frozen=True)
@@ -87,11 +91,31 @@ class WeaveSettings:
 
 
 @dataclass(frozen=True)
+class BootstrapSettings:
+    peers: tuple[str, ...] = ()
+    ipalloc_range: str = "10.32.0.0/16"
+    default_subnet: str = "10.32.0.0/24"
+
+
+@dataclass(frozen=True)
+class ReconcilerSettings:
+    #: the Nomad node this reconciler serves (None: the local agent's)
+    node_id: str | None = None
+    #: seconds between full resyncs
+    resync: float = 60.0
+    #: host:port for Prometheus metrics (None: off)
+    metrics_addr: str | None = None
+    log_format: str = "text"
+
+
+@dataclass(frozen=True)
 class Settings:
     nomad: NomadSettings = NomadSettings()
     consul: ConsulSettings = ConsulSettings()
     docker: DockerSettings = DockerSettings()
     weave: WeaveSettings = WeaveSettings()
+    bootstrap: BootstrapSettings = BootstrapSettings()
+    reconciler: ReconcilerSettings = ReconcilerSettings()
     #: Consul KV prefix of the tenant registry
     kv_prefix: str = "weavenomad/"
     #: seconds for one HTTP call to any backend (blocking queries wait less than this)
@@ -136,6 +160,21 @@ def _consul_addr(text: str) -> str:
     return text.strip()
 
 
+def _words(value: Any) -> tuple[str, ...]:
+    """A list from the config file, or a comma/space separated string from the environment."""
+    if isinstance(value, str):
+        return tuple(word for word in value.replace(",", " ").split() if word)
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return tuple(value)
+    raise ValueError(f"expected a list of strings, got {value!r}")
+
+
+def _log_format(value: Any) -> str:
+    if value not in ("text", "json"):
+        raise ValueError(f"expected text or json, got {value!r}")
+    return value
+
+
 def _kv_prefix(text: str) -> str:
     text = text.strip().strip("/")
     if not text:
@@ -161,6 +200,8 @@ FIELDS: tuple[_Field, ...] = (
     _Field("nomad.client_cert", None, ("NOMAD_CLIENT_CERT",)),
     _Field("nomad.client_key", None, ("NOMAD_CLIENT_KEY",)),
     _Field("nomad.skip_verify", None, ("NOMAD_SKIP_VERIFY",), _bool, bool),
+    _Field("nomad.config", "nomad_config", ("WEAVENOMAD_NOMAD_CONFIG",)),
+    _Field("nomad.restart_command", None, ("WEAVENOMAD_NOMAD_RESTART_COMMAND",)),
     _Field("consul.addr", "consul_addr", ("CONSUL_HTTP_ADDR",), _consul_addr),
     _Field("consul.token", "consul_token", ("CONSUL_HTTP_TOKEN",)),
     _Field("consul.datacenter", None, ()),
@@ -177,6 +218,14 @@ FIELDS: tuple[_Field, ...] = (
     _Field("weave.command", None, ()),
     _Field("registry.kv_prefix", "kv_prefix", ("WEAVENOMAD_KV_PREFIX",), _kv_prefix, _kv_prefix),
     _Field("http.timeout", "http_timeout", (), _positive_float, _positive_float),
+    _Field("bootstrap.peers", "peers", ("WEAVENOMAD_PEERS",), _words, _words),
+    _Field("bootstrap.ipalloc_range", "ipalloc_range", ()),
+    _Field("bootstrap.default_subnet", "default_subnet", ()),
+    _Field("reconciler.node_id", "node_id", ()),
+    _Field("reconciler.resync", "resync", (), _positive_float, _positive_float),
+    _Field("reconciler.metrics_addr", "metrics_addr", ()),
+    _Field("reconciler.log_format", "log_format", ("WEAVENOMAD_LOG_FORMAT",), _log_format,
+           _log_format),
 )
 
 _FIELDS_BY_PATH = {f.path: f for f in FIELDS}
@@ -229,6 +278,8 @@ def build_settings(
             get("nomad.client_key"),
             bool(get("nomad.skip_verify", False)),
         ),
+        config_path=get("nomad.config"),
+        restart_command=get("nomad.restart_command"),
     )
     consul = ConsulSettings(
         addr=_with_scheme(get("consul.addr", ConsulSettings.addr), bool(get("consul.ssl", False))),
@@ -250,11 +301,24 @@ def build_settings(
         api=_with_scheme(get("weave.api", WeaveSettings.api)),
         command=get("weave.command", WeaveSettings.command),
     )
+    bootstrap = BootstrapSettings(
+        peers=tuple(get("bootstrap.peers", ())),
+        ipalloc_range=get("bootstrap.ipalloc_range", BootstrapSettings.ipalloc_range),
+        default_subnet=get("bootstrap.default_subnet", BootstrapSettings.default_subnet),
+    )
+    reconciler = ReconcilerSettings(
+        node_id=get("reconciler.node_id"),
+        resync=get("reconciler.resync", ReconcilerSettings.resync),
+        metrics_addr=get("reconciler.metrics_addr"),
+        log_format=get("reconciler.log_format", ReconcilerSettings.log_format),
+    )
     return Settings(
         nomad=nomad,
         consul=consul,
         docker=docker,
         weave=weave,
+        bootstrap=bootstrap,
+        reconciler=reconciler,
         kv_prefix=get("registry.kv_prefix", Settings.kv_prefix),
         http_timeout=get("http.timeout", Settings.http_timeout),
         json_output=bool(flags.get("json_output") or False),

@@ -68,3 +68,19 @@ def test_load_settings_reads_explicit_file_and_requires_it(tmp_path):
         load_settings({}, {}, str(tmp_path / "missing.toml"))
     s = load_settings({}, {"WEAVENOMAD_CONFIG": str(path)})
     assert s.consul.addr == "http://10.0.0.1:8500"
+
+
+def test_node_bootstrap_and_reconciler_settings(tmp_path):
+    text = ('[bootstrap]\npeers = ["192.168.56.4", "192.168.56.5"]\n'
+            '[reconciler]\nresync = 30\nlog_format = "json"\n[nomad]\nconfig = "/etc/nomad.d"\n')
+    s = build_settings({}, {"WEAVENOMAD_NOMAD_RESTART_COMMAND": "sv restart nomad"},
+                       parse_config_text(text, "c.toml"))
+    assert s.bootstrap.peers == ("192.168.56.4", "192.168.56.5")
+    assert s.bootstrap.ipalloc_range == "10.32.0.0/16"
+    assert s.reconciler.resync == 30.0 and s.reconciler.log_format == "json"
+    assert s.nomad.config_path == "/etc/nomad.d"
+    assert s.nomad.restart_command == "sv restart nomad"
+    assert build_settings({}, {"WEAVENOMAD_PEERS": "a, b c"}).bootstrap.peers == ("a", "b", "c")
+    assert build_settings({"peers": ("x",)}, {"WEAVENOMAD_PEERS": "a"}).bootstrap.peers == ("x",)
+    with pytest.raises(ConfigError, match="reconciler.log_format"):
+        parse_config_text('[reconciler]\nlog_format = "xml"\n', "c.toml")

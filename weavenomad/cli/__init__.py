@@ -17,10 +17,15 @@ from weavenomad.errors import ExitCode, WeavenomadError, redact
 
 #: command name -> "module:attribute", loaded lazily
 COMMANDS: dict[str, str] = {
+    "bootstrap": "weavenomad.cli.node:bootstrap",
     "config": "weavenomad.cli.config_cmd:config",
+    "doctor": "weavenomad.cli.node:doctor",
     "lab": "weavenomad.cli.lab:lab",
+    "reconciler": "weavenomad.cli.reconciler:reconciler",
     "render": "weavenomad.cli.run:render",
+    "reset": "weavenomad.cli.node:reset",
     "run": "weavenomad.cli.run:run",
+    "status": "weavenomad.cli.status:status",
     "tenant": "weavenomad.cli.tenant:tenant",
 }
 

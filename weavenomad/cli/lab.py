@@ -169,3 +169,21 @@ def exec(node: str, command: tuple[str, ...], state_dir: Path | None) -> None:  
         os.execvpe(argv[0], argv, environment)
     except FileNotFoundError:
         raise LabError(f"{argv[0]} is not installed", hint="apt-get install util-linux") from None
+
+
+@lab.command("nomad-restart")
+@click.argument("node")
+@state_dir_option
+def nomad_restart(node: str, state_dir: Path | None) -> None:
+    """Restart NODE's Nomad agent: it re-reads its config, as 'systemctl restart nomad' would.
+
+    Running allocations keep running, as real Nomad reattaches them. This is the lab's value of
+    WEAVENOMAD_NOMAD_RESTART_COMMAND (see 'lab env'), which 'weavenomad bootstrap' runs.
+    """
+    from weavenomad.lab.layout import LabLayout
+    from weavenomad.lab.nomad.component import restart_agent
+
+    layout = LabLayout.load(_state_dir(state_dir))
+    name = layout.node(node).name
+    restart_agent(layout, name)
+    click.echo(f"restarted the Nomad agent of {name}")

@@ -20,6 +20,7 @@ import importlib
 import os
 import shutil
 import socket
+import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass
@@ -191,10 +192,25 @@ def env_lines(layout: LabLayout, node: NodeLayout | str) -> list[str]:
                                       ("WEAVE_HTTP_ADDR", "weave_api", "")):
         if service in node.ports:
             values[variable] = f"{scheme}127.0.0.1:{node.ports[service]}"
-    values["WEAVENOMAD_LAB_STATE_DIR"] = str(layout.state_dir)
+    values.update(node_tooling(layout, node))
     lines = [f"export {key}={shlex.quote(value)}" for key, value in values.items()]
     lines.append(f'export PATH={shlex.quote(str(node.bin_dir))}:"$PATH"')
     return lines
+
+
+def node_tooling(layout: LabLayout, node: NodeLayout) -> dict[str, str]:
+    """Where this node's Nomad agent config lives and how to restart that agent: what a real
+    node has in /etc/nomad.d and ``systemctl restart nomad``, given through weavenomad's own
+    settings (WEAVENOMAD_NOMAD_CONFIG, WEAVENOMAD_NOMAD_RESTART_COMMAND)."""
+    import shlex
+
+    restart = [sys.executable, "-m", "weavenomad", "lab", "nomad-restart",
+               "--state-dir", str(layout.state_dir), node.name]
+    return {
+        "WEAVENOMAD_LAB_STATE_DIR": str(layout.state_dir),
+        "WEAVENOMAD_NOMAD_CONFIG": str(node.nomad_config_dir),
+        "WEAVENOMAD_NOMAD_RESTART_COMMAND": shlex.join(restart),
+    }
 
 
 def exec_argv(layout: LabLayout, node: NodeLayout | str, argv: Sequence[str]) -> list[str]:
@@ -208,7 +224,7 @@ def exec_env(layout: LabLayout, node: NodeLayout | str, environ: Mapping[str, st
     env = dict(environ)
     env.update(IN_NODE_ADDRESSES)
     env["DOCKER_HOST"] = node.docker_host
-    env["WEAVENOMAD_LAB_STATE_DIR"] = str(layout.state_dir)
+    env.update(node_tooling(layout, node))
     env["PATH"] = f"{node.bin_dir}:{environ.get('PATH', os.defpath)}"
     return env
 
