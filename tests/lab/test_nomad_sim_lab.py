@@ -6,14 +6,11 @@ from __future__ import annotations
 import importlib
 import ipaddress
 import re
-import subprocess
-import sys
-import threading
 import time
 from pathlib import Path
 
 import pytest
-import requests
+from labtools import consul, docker_client, driver, nomad, set_endpoint, wait_for, weave
 
 from weavenomad.lab import core
 from weavenomad.lab.layout import LabLayout, NodeLayout
@@ -48,45 +45,16 @@ def nomad_lab(lab: LabLayout):
             component.down(lab)
 
 
-def wait_for(what: str, probe, timeout: float = TIMEOUT, every: float = 0.2):
-    """Poll ``probe`` until it returns something truthy; fail naming ``what``."""
-    stop = threading.Event()
-    deadline = time.monotonic() + timeout
-    value = None
-    while time.monotonic() < deadline:
-        value = probe()
-        if value:
-            return value
-        stop.wait(every)
-    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what} (last: {value!r})")
 
 
-def nomad(node: NodeLayout, method: str, path: str, **kwargs):
-    answer = requests.request(method, node.url("nomad") + path, timeout=30, **kwargs)
-    answer.raise_for_status()
-    return answer.json()
 
 
-def consul(node: NodeLayout, method: str, path: str, **kwargs):
-    answer = requests.request(method, node.url("consul") + path, timeout=10, **kwargs)
-    answer.raise_for_status()
-    return answer.json() if answer.text.strip() else None
 
 
-def docker_client(node: NodeLayout):
-    import docker
-
-    return docker.DockerClient(base_url=node.docker_host, timeout=30)
 
 
-def set_endpoint(lab: LabLayout, node: NodeLayout, config_text: str) -> None:
-    (node.nomad_config_dir / "agent.hcl").write_text(config_text)
-    control.restart_agent(lab, node.name)
 
 
-def driver(node: NodeLayout) -> dict:
-    ours = [n for n in nomad(node, "GET", "/v1/nodes") if n["Address"] == node.host_ip][0]
-    return ours["Drivers"]["docker"]
 
 
 def running_allocs(node: NodeLayout, job_id: str, count: int):
@@ -190,13 +158,6 @@ def test_restart_reads_both_config_forms_and_keeps_allocations(nomad_lab):
     stop_job(lab, "kept")
 
 
-def weave(lab: LabLayout, node: NodeLayout, *args: str) -> str:
-    done = subprocess.run(
-        [sys.executable, "-m", "weavenomad.lab.weave.shim", "--lab-state-dir",
-         str(lab.state_dir), "--node", node.name, *args],
-        capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stderr
-    return done.stdout
 
 
 def test_done_when_seed_job_through_the_weave_proxy(nomad_lab):

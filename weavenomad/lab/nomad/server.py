@@ -32,10 +32,14 @@ def control_socket_path(lab: LabLayout) -> Path:
 
 
 def parse_job_text(text: str, variables: Any, canonical: bool) -> dict:
-    """``/v1/jobs/parse``: weavenomad.jobspec's HCL -> canonical JSON, errors as Nomad's 400."""
+    """``/v1/jobs/parse``: weavenomad.jobspec's HCL -> canonical JSON, errors as Nomad's 400.
+
+    ``variables`` is ignored on purpose: Nomad 1.0's JobsParseRequest has no Variables field, so
+    a job whose variables have no default fails to parse there, as it does here."""
     from weavenomad.jobspec import JobspecError, parse_job
 
-    values = {str(k): str(v) for k, v in variables.items()} if isinstance(variables, dict) else {}
+    del variables
+    values: dict[str, str] = {}
     try:
         return parse_job(text, "input.hcl", variables=values, canonical=canonical)
     except JobspecError as exc:

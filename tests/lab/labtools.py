@@ -1,0 +1,121 @@
+"""Helpers shared by the lab tests: waiting, talking to a node's agents, and wiring a node's
+Nomad to the Weave proxy the way an operator (or ``weavenomad bootstrap``) does."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+import requests
+
+from weavenomad.lab.layout import LabLayout, NodeLayout
+from weavenomad.lab.nomad import control
+
+TIMEOUT = 60.0
+NOMAD_ALLOC_LABEL = "com.hashicorp.nomad.alloc_id"
+WEAVE_PROXY_CONFIG = ('client {\n  enabled = true\n}\n'
+                      'plugin "docker" {\n  config {\n'
+                      '    endpoint = "unix:///var/run/weave/weave.sock"\n  }\n}\n')
+
+
+def wait_for(what: str, probe, timeout: float = TIMEOUT, every: float = 0.2):
+    """Poll ``probe`` until it returns something truthy; fail naming ``what``."""
+    stop = threading.Event()
+    deadline = time.monotonic() + timeout
+    value = None
+    while time.monotonic() < deadline:
+        value = probe()
+        if value:
+            return value
+        stop.wait(every)
+    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what} (last: {value!r})")
+
+
+def nomad(node: NodeLayout, method: str, path: str, **kwargs):
+    answer = requests.request(method, node.url("nomad") + path, timeout=30, **kwargs)
+    answer.raise_for_status()
+    return answer.json()
+
+
+def consul(node: NodeLayout, method: str, path: str, **kwargs):
+    answer = requests.request(method, node.url("consul") + path, timeout=10, **kwargs)
+    answer.raise_for_status()
+    return answer.json() if answer.text.strip() else None
+
+
+def docker_client(node: NodeLayout):
+    import docker
+
+    return docker.DockerClient(base_url=node.docker_host, timeout=30)
+
+
+def weave(lab: LabLayout, node: NodeLayout, *args: str) -> str:
+    """Run the node's ``weave`` command; fail the test on a non-zero exit."""
+    done = subprocess.run(
+        [sys.executable, "-m", "weavenomad.lab.weave.shim", "--lab-state-dir",
+         str(lab.state_dir), "--node", node.name, *args],
+        capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def launch_weave(lab: LabLayout) -> None:
+    """``weave launch`` on every node with the seed's range and the other nodes as peers."""
+    peers = [n.host_ip for n in lab.nodes]
+    for node in lab.nodes:
+        weave(lab, node, "launch", "--no-dns", "--ipalloc-range", "10.32.0.0/16",
+              "--ipalloc-default-subnet", "10.32.0.0/24", "--no-default-ipalloc",
+              *[p for p in peers if p != node.host_ip])
+
+
+def set_endpoint(lab: LabLayout, node: NodeLayout, config_text: str) -> None:
+    """Rewrite the node's Nomad agent config and restart the agent."""
+    (node.nomad_config_dir / "agent.hcl").write_text(config_text)
+    control.restart_agent(lab, node.name)
+
+
+def restore_endpoint(lab: LabLayout, node: NodeLayout) -> None:
+    from weavenomad.lab.nomad.agentconfig import default_text
+
+    set_endpoint(lab, node, default_text(node))
+
+
+def driver(node: NodeLayout) -> dict:
+    ours = [n for n in nomad(node, "GET", "/v1/nodes") if n["Address"] == node.host_ip][0]
+    return ours["Drivers"]["docker"]
+
+
+def task_containers(lab: LabLayout, job_id: str | None = None) -> list:
+    """Nomad's task containers on every node (of one job when ``job_id`` is given)."""
+    found = []
+    for node in lab.nodes:
+        for container in docker_client(node).containers.list(
+                all=True, filters={"label": NOMAD_ALLOC_LABEL}):
+            env = container.attrs["Config"]["Env"] or []
+            if job_id is None or f"NOMAD_JOB_ID={job_id}" in env:
+                found.append(container)
+    return found
+
+
+def ethwe_address(container) -> ipaddress.IPv4Interface:
+    code, output = container.exec_run(["ip", "-4", "-o", "addr", "show", "ethwe"])
+    assert code == 0, output
+    return ipaddress.ip_interface(re.search(rb"inet (\S+)", output).group(1).decode())
+
+
+def node_cli_env(lab: LabLayout, node: NodeLayout, **extra: str) -> dict:
+    """The environment ``lab env --node`` gives a shell, for running ``weavenomad`` as a user."""
+    from weavenomad.lab import core
+
+    env = dict(os.environ)
+    for line in core.env_lines(lab, node):
+        key, _, value = line.removeprefix("export ").partition("=")
+        env[key] = value.strip("'") if key != "PATH" else f"{node.bin_dir}:{os.environ['PATH']}"
+    env.update(extra)
+    return env
