@@ -113,3 +113,10 @@ def test_ctx_exit_code_is_passed_through(monkeypatch):
 
     monkeypatch.setitem(cli.commands, "failing", failing)
     assert _run_main(["failing"]) == 3
+
+
+def test_key_value_options_are_parsed_once_for_every_command(capsys):
+    assert _run_main(["tenant", "create", "x", "--label", "nokey"]) == ExitCode.USAGE
+    assert "'nokey': expected KEY=VALUE" in capsys.readouterr().err
+    assert _run_main(["render", "jobs/httpbackend.nomad", "--tenant", "net:default",
+                      "--var", "=v"]) == ExitCode.USAGE

@@ -9,7 +9,7 @@ from fakes import FakeKV
 
 from weavenomad.errors import BackendNotFound, ExitCode, ValidationError
 from weavenomad.jobspec import monitor
-from weavenomad.jobspec.submit import RunOptions, job_diff, parse_var_flags, run
+from weavenomad.jobspec.submit import RunOptions, job_diff, run
 from weavenomad.tenancy.model import Cluster
 from weavenomad.tenancy.registry import TenantRegistry
 
@@ -118,11 +118,6 @@ def test_unreadable_job_file_names_it(registry):
         run(FakeNomad(), registry, RunOptions(path="/nonexistent.nomad", tenant="acme"),
             [].append)
 
-
-def test_parse_var_flags():
-    assert parse_var_flags(("a=1", "b=x=y")) == {"a": "1", "b": "x=y"}
-    with pytest.raises(ValidationError, match="--var 'nope'"):
-        parse_var_flags(("nope",))
 
 
 def test_job_diff_ignores_server_fields():

@@ -98,6 +98,17 @@ connection_options = _apply(CONNECTION_OPTIONS)
 output_options = _apply(OUTPUT_OPTIONS)
 
 
+def key_value_pairs(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> dict:
+    """Callback for repeatable ``KEY=VALUE`` options (``--var``, ``--label``): a dict."""
+    pairs = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{item!r}: expected KEY=VALUE", ctx=ctx, param=param)
+        pairs[key] = value
+    return pairs
+
+
 def app_context() -> AppContext:
     return click.get_current_context().ensure_object(AppContext)
 

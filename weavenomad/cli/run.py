@@ -6,7 +6,12 @@ import sys
 
 import click
 
-from weavenomad.cli.options import app_context, connection_options, output_options
+from weavenomad.cli.options import (
+    app_context,
+    connection_options,
+    key_value_pairs,
+    output_options,
+)
 
 TENANT_HELP = "net:CIDR (as in the seed), net:default, or a tenant name."
 
@@ -32,7 +37,7 @@ class _Reporter:
 @click.argument("jobfile", type=click.Path(dir_okay=False))
 @click.option("--tenant", "tenant_spec", required=True, metavar="SPEC", help=TENANT_HELP)
 @click.option("--var", "variables", multiple=True, metavar="NAME=VALUE",
-              help="An HCL2 job variable (repeatable).")
+              callback=key_value_pairs, help="An HCL2 job variable (repeatable).")
 @click.option("--var-file", "var_files", multiple=True, type=click.Path(dir_okay=False),
               help="A file of HCL2 job variables (repeatable).")
 @click.option("--check-index", type=int, help="Register only if the job's modify index is this "
@@ -59,7 +64,7 @@ def run(jobfile, tenant_spec, variables, var_files, check_index, detach, dry_run
 
     app = app_context()
     options = submit.RunOptions(
-        path=jobfile, tenant=tenant_spec, variables=submit.parse_var_flags(variables),
+        path=jobfile, tenant=tenant_spec, variables=variables,
         var_files=var_files, check_index=check_index, detach=detach, dry_run=dry_run,
         timeout=timeout,
     )
@@ -74,7 +79,7 @@ def run(jobfile, tenant_spec, variables, var_files, check_index, detach, dry_run
 @click.option("-o", "--output", "output_format", type=click.Choice(["hcl", "json"]),
               default="hcl", show_default=True)
 @click.option("--var", "variables", multiple=True, metavar="NAME=VALUE",
-              help="An HCL2 job variable (repeatable).")
+              callback=key_value_pairs, help="An HCL2 job variable (repeatable).")
 @click.option("--var-file", "var_files", multiple=True, type=click.Path(dir_okay=False),
               help="A file of HCL2 job variables (repeatable).")
 @connection_options
@@ -89,11 +94,10 @@ def render(jobfile, tenant_spec, output_format, variables, var_files):
     keeps it. net:CIDR and net:default need no server; a tenant name is looked up in Consul.
     """
     from weavenomad.jobspec import render as render_job
-    from weavenomad.jobspec.submit import parse_var_flags
 
     app = app_context()
     click.echo(render_job.render(
         app.settings, jobfile, tenant_spec, output_format,
-        variables=parse_var_flags(variables), var_files=var_files,
+        variables=variables, var_files=var_files,
         warn=lambda text: click.echo(f"warning: {text}", err=True),
     ), nl=False)

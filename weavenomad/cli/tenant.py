@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import click
 
-from weavenomad.cli.options import app_context, connection_options, output_options
+from weavenomad.cli.options import (
+    app_context,
+    connection_options,
+    key_value_pairs,
+    output_options,
+)
 
 
 @click.group()
@@ -19,7 +24,7 @@ def tenant() -> None:
               help="Size of the subnet to allocate when --cidr is not given.")
 @click.option("--description", default="", help="Free text kept with the tenant.")
 @click.option("--label", "labels", multiple=True, metavar="KEY=VALUE",
-              help="A label kept with the tenant (repeatable).")
+              callback=key_value_pairs, help="A label kept with the tenant (repeatable).")
 @click.option("--ipalloc-range", metavar="CIDR",
               help="Record the Weave range when bootstrap has not (with --default-subnet).")
 @click.option("--default-subnet", metavar="CIDR", help="Record Weave's default subnet.")
@@ -34,7 +39,7 @@ def create(name, cidr, prefix_len, description, labels, ipalloc_range, default_s
         raise click.UsageError("--cidr and --prefix-len exclude each other")
     created = ops.create_tenant(
         ops.registry_for(app.settings), name, cidr=cidr, prefix_len=prefix_len,
-        description=description, labels=ops.parse_labels(labels),
+        description=description, labels=labels,
         cluster=ops.cluster_from_flags(ipalloc_range, default_subnet),
     )
     app.emit(ops.describe_tenant(created), lambda t: f"created tenant {t['name']}: {t['subnet']}")

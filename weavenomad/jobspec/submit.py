@@ -52,15 +52,6 @@ def read_text(path: str, what: str = "job file") -> str:
         raise ValidationError(f"{what} {path} is not UTF-8 text") from None
 
 
-def parse_var_flags(pairs: Sequence[str]) -> dict[str, str]:
-    values = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise ValidationError(f"invalid --var {pair!r}: expected NAME=VALUE")
-        values[key] = value
-    return values
-
 
 def _unresolved_variables(job: dict) -> bool:
     return "${var." in json.dumps(job)

@@ -20,15 +20,6 @@ def registry_for(settings) -> TenantRegistry:
     return TenantRegistry(consul_client(settings), settings.kv_prefix)
 
 
-def parse_labels(pairs: tuple[str, ...]) -> dict[str, str]:
-    labels = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise ValidationError(f"invalid --label {pair!r}: expected KEY=VALUE")
-        labels[key] = value
-    return labels
-
 
 def cluster_from_flags(ipalloc_range: str | None, default_subnet: str | None) -> Cluster | None:
     if ipalloc_range is None and default_subnet is None:
