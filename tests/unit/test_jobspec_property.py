@@ -10,8 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from weavenomad.errors import ValidationError
-from weavenomad.jobspec import canonical as schema
-from weavenomad.jobspec import parse_job, render_hcl
+from weavenomad.jobspec import parse_job, render_hcl, schema
 
 SETTINGS = settings(max_examples=100, deadline=None,
                     suppress_health_check=list(HealthCheck))

@@ -18,15 +18,16 @@ from pathlib import Path
 from typing import Any
 
 from weavenomad.errors import ValidationError
-from weavenomad.jobspec.canonical import JobspecError, Pos, canonicalize
+from weavenomad.jobspec.canonical import canonicalize
 from weavenomad.jobspec.emit import render_hcl
 from weavenomad.jobspec.hcl import parse_job
+from weavenomad.jobspec.schema import JobspecError, Pos
 
 
 def offline_limits() -> str:
     """One sentence naming what offline parsing cannot evaluate (for ``render --help``); each
     of these raises :class:`JobspecError` naming the construct and its position."""
-    from weavenomad.jobspec import canonical as schema
+    from weavenomad.jobspec import schema
 
     structs = (schema.JOB, schema.GROUP, schema.TASK, schema.SERVICE, schema.RESOURCES)
     blocks = sorted({name for struct in structs for name in struct.unsupported} - {"task"})

@@ -15,7 +15,7 @@ import re
 from typing import Any
 
 from weavenomad.errors import ValidationError
-from weavenomad.jobspec import canonical as schema
+from weavenomad.jobspec import canonical, schema
 
 #: set by Nomad when it stores a job; a job file never carries them
 SERVER_FIELDS = {"Stop", "ParentID", "Dispatched", "Payload", "NomadTokenID", "Status",
@@ -40,7 +40,8 @@ def render_hcl(job: dict[str, Any]) -> str:
     if not isinstance(job, dict):
         raise ValidationError("the job to render is not a JSON object",
                               hint='pass a job as Nomad returns it, or {"Job": {...}}')
-    expected = schema.complete(schema.JOB, schema.canonicalize(_normalize(schema.JOB, job, "Job")))
+    normalized = _normalize(schema.JOB, job, "Job")
+    expected = canonical.complete(schema.JOB, canonical.canonicalize(normalized))
     for compact in (True, False):
         try:
             text = "".join(_Emitter(compact).job(expected))
@@ -300,27 +301,27 @@ def _implied(struct: schema.Struct, ctx: dict[str, Any]) -> dict[str, Any]:
     if struct is schema.JOB:
         return {"Namespace": "default", "Priority": 50, "Region": "global", "Type": "service",
                 "AllAtOnce": False, "ConsulToken": "", "VaultToken": "", "Name": job["ID"],
-                "Update": schema.DEFAULT_UPDATE if kind == "service" else None}
+                "Update": canonical.DEFAULT_UPDATE if kind == "service" else None}
     if struct is schema.GROUP:
         job_update = job.get("Update")
-        restart = schema.DEFAULT_RESTART["service" if kind in ("service", "system") else "batch"]
-        reschedule = schema.DEFAULT_RESCHEDULE.get(kind, schema.NO_RESCHEDULE)
-        return {"Count": 1, "EphemeralDisk": schema.DEFAULT_EPHEMERAL_DISK,
+        restart = canonical.DEFAULT_RESTART["service" if kind in ("service", "system") else "batch"]
+        reschedule = canonical.DEFAULT_RESCHEDULE.get(kind, canonical.NO_RESCHEDULE)
+        return {"Count": 1, "EphemeralDisk": canonical.DEFAULT_EPHEMERAL_DISK,
                 "RestartPolicy": restart,
-                "Update": None if job_update is None or schema.is_empty_update(job_update)
+                "Update": None if job_update is None or canonical.is_empty_update(job_update)
                 else job_update,
                 "ReschedulePolicy": _inherited(job.get("Reschedule"), reschedule,
                                                kind != "system"),
-                "Migrate": _inherited(job.get("Migrate"), schema.DEFAULT_MIGRATE,
+                "Migrate": _inherited(job.get("Migrate"), canonical.DEFAULT_MIGRATE,
                                       kind == "service")}
     if struct is schema.TASK:
-        return {"KillTimeout": 5 * schema.SECOND, "LogConfig": schema.DEFAULT_LOGS,
+        return {"KillTimeout": 5 * schema.SECOND, "LogConfig": canonical.DEFAULT_LOGS,
                 "RestartPolicy": group["RestartPolicy"]}
     if struct is schema.SERVICE:
         names = [job["Name"], group["Name"]] + ([task["Name"]] if task else [])
         return {"AddressMode": "auto", "Name": "-".join(names)}
-    return {schema.RESOURCES: schema.DEFAULT_RESOURCES, schema.LOGS: schema.DEFAULT_LOGS,
-            schema.EPHEMERAL_DISK: schema.DEFAULT_EPHEMERAL_DISK}.get(struct, {})
+    return {schema.RESOURCES: canonical.DEFAULT_RESOURCES, schema.LOGS: canonical.DEFAULT_LOGS,
+            schema.EPHEMERAL_DISK: canonical.DEFAULT_EPHEMERAL_DISK}.get(struct, {})
 
 
 def _inherited(from_job: dict | None, defaults: dict, has_default: bool) -> dict | None:
