@@ -1,21 +1,125 @@
-"""``weavenomad bootstrap``, ``reset`` and ``doctor`` (being written for issue 6)."""
+"""``weavenomad bootstrap``, ``reset`` and ``doctor``: set up, undo and check a node.
+
+Thin: options in, one call into :mod:`weavenomad.bootstrap.commands`, the answer out. Progress
+lines go to stdout as they happen; with ``--json`` only the final document is printed.
+"""
+
+from __future__ import annotations
 
 import click
 
+from weavenomad.cli.options import app_context, connection_options, output_options
+
+
+def _say():
+    app = app_context()
+    if app.flags.get("json_output"):
+        return lambda line: None
+    return click.echo
+
+
+def _node_options(**values):
+    from weavenomad.bootstrap.commands import NodeOptions
+
+    settings = app_context().settings
+    return NodeOptions(
+        peers=tuple(values.get("peers") or settings.bootstrap.peers),
+        ipalloc_range=values.get("ipalloc_range") or settings.bootstrap.ipalloc_range,
+        default_subnet=values.get("default_subnet") or settings.bootstrap.default_subnet,
+        nomad_config=values.get("nomad_config") or settings.nomad.config_path,
+        restart=values.get("restart", True),
+        dry_run=values.get("dry_run", False),
+    )
+
+
+def _finish(result: dict, code) -> None:
+    app = app_context()
+    if app.flags.get("json_output"):
+        app.emit(result)
+    if code:
+        click.get_current_context().exit(int(code))
+
+
+nomad_config_option = click.option(
+    "--nomad-config", metavar="PATH",
+    help="The Nomad agent's config file or directory [env WEAVENOMAD_NOMAD_CONFIG; default: "
+         "the files the running agent reports, then /etc/nomad.d, /etc/nomad].")
+restart_option = click.option(
+    "--restart/--no-restart", default=True, show_default=True,
+    help="Restart Nomad after changing its config (WEAVENOMAD_NOMAD_RESTART_COMMAND, else "
+         "systemd when it runs Nomad; otherwise the command to run is printed).")
+dry_run_option = click.option("--dry-run", is_flag=True,
+                              help="Print the preflight and the plan; change nothing.")
+
 
 @click.command()
-def bootstrap() -> None:
-    """Set up this node: Weave peer, exposed subnets, Nomad's Docker endpoint (in progress)."""
-    raise click.ClickException("bootstrap is not available yet")
+@click.option("--peer", "peers", multiple=True, metavar="ADDR",
+              help="Another node's Weave peer address, HOST[:PORT] (repeatable) "
+                   "[env WEAVENOMAD_PEERS; config bootstrap.peers].")
+@click.option("--ipalloc-range", metavar="CIDR",
+              help="Weave's allocation range [default: 10.32.0.0/16, as in the seed].")
+@click.option("--default-subnet", metavar="CIDR",
+              help="Weave's default subnet, inside the range [default: 10.32.0.0/24].")
+@nomad_config_option
+@restart_option
+@dry_run_option
+@connection_options
+@output_options
+def bootstrap(peers, ipalloc_range, default_subnet, nomad_config, restart, dry_run) -> None:
+    """Set up this node: Weave peer, exposed subnets, Nomad's Docker endpoint.
+
+    Checks the node first, prints every command and a diff of every file it will change,
+    then applies them in order (--dry-run stops after the plan). Weave is launched with
+    --no-dns and --no-default-ipalloc; the default subnet and every tenant subnet are
+    exposed; Nomad's Docker driver is pointed at the Weave proxy socket, Nomad restarted and
+    checked. A failure rolls back what this run changed. A second run changes nothing.
+    Exit codes: 0 done, 2 done but Nomad must be restarted by hand, 1 error.
+    """
+    from weavenomad.bootstrap.commands import run_bootstrap
+
+    app = app_context()
+    options = _node_options(peers=peers, ipalloc_range=ipalloc_range,
+                            default_subnet=default_subnet, nomad_config=nomad_config,
+                            restart=restart, dry_run=dry_run)
+    result, code = run_bootstrap(app.settings, options, app.environ, _say())
+    _finish(result, code)
 
 
 @click.command()
-def reset() -> None:
-    """Undo bootstrap on this node (in progress)."""
-    raise click.ClickException("reset is not available yet")
+@nomad_config_option
+@restart_option
+@dry_run_option
+@connection_options
+@output_options
+def reset(nomad_config, restart, dry_run) -> None:
+    """Undo bootstrap on this node: restore the Nomad config from its backup and restart
+    Nomad, hide the exposed subnets, 'weave reset', remove the guard rule bootstrap added.
+
+    Prints the plan first; --dry-run stops there.
+    """
+    from weavenomad.bootstrap.commands import run_reset
+
+    app = app_context()
+    options = _node_options(nomad_config=nomad_config, restart=restart, dry_run=dry_run)
+    result, code = run_reset(app.settings, options, _say())
+    _finish(result, code)
 
 
 @click.command()
+@connection_options
+@output_options
 def doctor() -> None:
-    """Check this node and the cluster (in progress)."""
-    raise click.ClickException("doctor is not available yet")
+    """Check this node and the cluster, read-only: one PASS/WARN/FAIL line per check, with
+    the fix for each failure. Exit code 1 when a check fails.
+
+    Checks the bootstrap preflight items, Weave's peers, IPAM and exposed subnets, the
+    isolation guard and IP forwarding, Nomad's Docker endpoint, the tenant registry, the
+    reconciler service and Consul entries that answer non-Weave addresses. The kernel checks
+    read the network namespace doctor runs in.
+    """
+    from weavenomad.bootstrap.commands import doctor_verdict, run_doctor
+
+    app = app_context()
+    result = run_doctor(app.settings, app.environ, _say())
+    _finish(result, None)
+    doctor_verdict(result)

@@ -1,0 +1,213 @@
+"""Issue 6's Done-when on a fresh 3-node lab of its own: ``weavenomad bootstrap`` on each node
+(run inside the node, as an operator would), a second run that changes nothing, ``doctor``
+passing (and failing where it should), a tenant job landing in its subnet on every node, a
+bootstrap failing at the restart step that leaves the config byte-identical and Weave stopped,
+and ``reset`` returning every node to its state before bootstrap."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from weavenomad.lab import core
+from weavenomad.lab.layout import LabLayout, NodeLayout
+
+pytestmark = pytest.mark.lab
+
+JOBS = Path(__file__).resolve().parents[2] / "jobs"
+STATE_DIR = Path(f"/tmp/wnboot-{os.getpid()}")
+LAB_NAME = f"b{os.getpid() % 100000}"
+RANGE, DEFAULT = "10.32.0.0/16", "10.32.0.0/24"
+WEAVE_GUARD = ["FORWARD", "-i", "docker0", "-o", "weave", "-j", "DROP"]
+TIMEOUT = 60.0
+
+
+@pytest.fixture(scope="module")
+def lab3():
+    try:
+        layout = core.up(STATE_DIR, LAB_NAME, 3)
+    except Exception as exc:  # noqa: BLE001 - any reason must fail the test, visibly
+        reason = exc.one_line() if hasattr(exc, "one_line") else repr(exc)
+        pytest.fail(f"the 3-node lab did not come up: {reason}", pytrace=False)
+    try:
+        yield layout
+    finally:
+        core.down(STATE_DIR)
+
+
+def on_node(node: NodeLayout, *argv: str, env: dict | None = None,
+            timeout: float = 180) -> subprocess.CompletedProcess:
+    """Run ``argv`` inside the node, with the agents at their in-node addresses; ``env`` is
+    set inside (``lab exec`` sets the node's own tooling variables over the caller's)."""
+    settings = [f"{key}={value}" for key, value in (env or {}).items()]
+    command = [sys.executable, "-m", "weavenomad", "lab", "exec", "--state-dir",
+               str(STATE_DIR), node.name, "--", *(["env", *settings] if settings else []),
+               *argv]
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+
+
+def weavenomad(node: NodeLayout, *args: str, env: dict | None = None):
+    return on_node(node, sys.executable, "-m", "weavenomad", *args, env=env)
+
+
+def bootstrap(lab: LabLayout, node: NodeLayout, *extra: str, env: dict | None = None):
+    peers = [arg for other in lab.nodes if other != node for arg in ("--peer", other.host_ip)]
+    return weavenomad(node, "bootstrap", *peers, *extra, env=env)
+
+
+def doctor(node: NodeLayout) -> tuple[int, dict[str, dict]]:
+    done = weavenomad(node, "doctor", "--json")
+    return done.returncode, {c["name"]: c for c in json.loads(done.stdout)["checks"]}
+
+
+def config_bytes(node: NodeLayout) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(node.nomad_config_dir.iterdir())}
+
+
+def weave_running(node: NodeLayout) -> bool:
+    return on_node(node, "weave", "status").returncode == 0
+
+
+def bridge_exists(node: NodeLayout) -> bool:
+    return on_node(node, "ip", "link", "show", "dev", "weave").returncode == 0
+
+
+def forward_rules(node: NodeLayout) -> list[str]:
+    done = on_node(node, "iptables", "-w", "-S", "FORWARD")
+    assert done.returncode == 0, done.stderr
+    return done.stdout.splitlines()
+
+
+def wait_for(what: str, probe, timeout: float = TIMEOUT):
+    stop = threading.Event()
+    deadline = time.monotonic() + timeout
+    value = None
+    while time.monotonic() < deadline:
+        value = probe()
+        if value:
+            return value
+        stop.wait(0.3)
+    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what} (last: {value!r})")
+
+
+def task_containers(node: NodeLayout) -> list:
+    import docker
+
+    client = docker.DockerClient(base_url=node.docker_host, timeout=30)
+    try:
+        return client.containers.list(filters={"label": "com.hashicorp.nomad.alloc_id"})
+    finally:
+        client.close()
+
+
+def task_addresses(node: NodeLayout) -> list[ipaddress.IPv4Interface]:
+    """The ethwe address of every running Nomad task container on the node."""
+    found = []
+    for container in task_containers(node):
+        code, output = container.exec_run(["ip", "-4", "-o", "addr", "show", "ethwe"])
+        assert code == 0, output
+        found.append(ipaddress.ip_interface(re.search(rb"inet (\S+)", output).group(1).decode()))
+    return found
+
+
+def test_bootstrap_run_doctor_failure_and_reset_on_three_nodes(lab3: LabLayout, tmp_path):
+    lab = lab3
+    n1, n2, n3 = lab.nodes
+    originals = {node.name: config_bytes(node) for node in lab.nodes}
+
+    # a tenant exists before the nodes are bootstrapped: bootstrap exposes it right away
+    created = weavenomad(n1, "tenant", "create", "acme", "--ipalloc-range", RANGE,
+                         "--default-subnet", DEFAULT, "--json")
+    assert created.returncode == 0, created.stderr
+    acme = ipaddress.ip_network(json.loads(created.stdout)["subnet"])
+
+    # --dry-run prints the plan (commands and diff) and changes nothing
+    dry = bootstrap(lab, n1, "--dry-run")
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    assert "weave launch --no-dns --no-default-ipalloc" in dry.stdout
+    assert f"weave expose net:default net:{acme}" in dry.stdout
+    assert "+    endpoint = " in dry.stdout and "dry run: nothing changed" in dry.stdout
+    assert not weave_running(n1) and config_bytes(n1) == originals["n1"]
+
+    for node in lab.nodes:
+        done = bootstrap(lab, node)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "bootstrap done" in done.stdout
+    bootstrapped = {node.name: config_bytes(node) for node in lab.nodes}
+    for node in lab.nodes:
+        assert bootstrapped[node.name]["agent.hcl"] != originals[node.name]["agent.hcl"]
+        assert "agent.hcl.weavenomad.bak" in bootstrapped[node.name]
+        assert f"unix://{node.weave_sock}".encode() in bootstrapped[node.name]["agent.hcl"]
+
+    # a second run changes nothing and says so
+    for node in lab.nodes:
+        again = bootstrap(lab, node)
+        assert again.returncode == 0, again.stdout + again.stderr
+        assert "no changes" in again.stdout and "[1/" not in again.stdout
+        assert config_bytes(node) == bootstrapped[node.name]
+
+    # doctor, run inside each node, passes (systemd is absent in the lab: a warning)
+    for node in lab.nodes:
+        code, checks = doctor(node)
+        failing = {k: v for k, v in checks.items() if v["status"] == "fail"}
+        assert code == 0 and not failing, failing
+        assert checks["weave-peers"]["status"] == "pass"
+        assert checks["tenant-isolation"]["status"] == "pass"
+
+    # Weave's guard flushed on n2: doctor fails, bootstrap puts a guard back, doctor passes
+    assert on_node(n2, "iptables", "-w", "-D", *WEAVE_GUARD).returncode == 0
+    code, checks = doctor(n2)
+    assert code == 1 and checks["tenant-isolation"]["status"] == "fail"
+    fixed = bootstrap(lab, n2)
+    assert fixed.returncode == 0, fixed.stdout + fixed.stderr
+    assert "iptables -w -I FORWARD -i docker0 -o weave -m comment" in fixed.stdout
+    assert doctor(n2)[1]["tenant-isolation"]["status"] == "pass"
+
+    # the seed's job, one task per node, run for the tenant lands in its subnet everywhere
+    job = tmp_path / "httpbackend.nomad"
+    job.write_text((JOBS / "httpbackend.nomad").read_text().replace("count = 2", "count = 3"))
+    ran = weavenomad(n1, "run", str(job), "--tenant", "acme")
+    try:
+        assert ran.returncode == 0, ran.stdout + ran.stderr
+        for node in lab.nodes:
+            addresses = wait_for(f"a task on {node.name}", lambda node=node: task_addresses(node))
+            assert all(a.ip in acme for a in addresses), (node.name, addresses)
+        # without the reconciler Consul answers Docker-bridge addresses: doctor must say so
+        code, checks = doctor(n1)
+        assert code == 1 and checks["consul-addresses"]["status"] == "fail"
+        assert "reconciler" in checks["consul-addresses"]["fix"]
+    finally:
+        requests.delete(f"{n1.url('nomad')}/v1/job/httpbackend?purge=true", timeout=30)
+    wait_for("task containers to go", lambda: not any(task_containers(n) for n in lab.nodes))
+
+    # reset n1, then a bootstrap that fails at the restart step rolls everything back
+    done = weavenomad(n1, "reset")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert config_bytes(n1) == originals["n1"]
+    failed = bootstrap(lab, n1, env={"WEAVENOMAD_NOMAD_RESTART_COMMAND": "false"})
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+    assert "failed" in failed.stderr and "rolled back" in failed.stderr
+    assert "restore" in failed.stderr and "weave reset" in failed.stderr
+    assert config_bytes(n1) == originals["n1"]
+    assert not weave_running(n1) and not bridge_exists(n1)
+
+    # reset returns every node to its state before bootstrap
+    for node in (n2, n3):
+        done = weavenomad(node, "reset")
+        assert done.returncode == 0, done.stdout + done.stderr
+    for node in lab.nodes:
+        assert config_bytes(node) == originals[node.name]
+        assert not weave_running(node) and not bridge_exists(node)
+        assert not [r for r in forward_rules(node) if "weave" in r], forward_rules(node)
+        again = weavenomad(node, "reset")
+        assert again.returncode == 0 and "no changes" in again.stdout

@@ -1,0 +1,205 @@
+"""The preflight and doctor checks: pure functions of observed facts."""
+
+from ipaddress import IPv4Interface, IPv4Network
+
+import pytest
+from test_bootstrap_facts import (
+    DOCKER_SOCK,
+    GUARD,
+    agent_self,
+    bootstrapped,
+    fresh,
+    recorded,
+    weave_report,
+)
+
+from weavenomad.bootstrap import checks as ck
+from weavenomad.bootstrap import doctor
+from weavenomad.tenancy.model import Registry, Tenant
+
+OURS = ('-A FORWARD -i docker0 -o weave -m comment --comment "weavenomad isolation guard" '
+        "-j DROP")
+DOCKER_25 = {"Version": "25.0.3", "ApiVersion": "1.44", "MinAPIVersion": "1.24"}
+DOCKER_29 = {"Version": "29.0.0", "ApiVersion": "1.52", "MinAPIVersion": "1.44"}
+DOCKER_20 = {"Version": "20.10.24", "ApiVersion": "1.41", "MinAPIVersion": "1.12"}
+
+
+def test_weave_2_8_works_with_docker_20():
+    assert ck.check_docker_weave_api(DOCKER_20, "2.8.1", None).status == ck.PASS
+
+
+def test_weave_2_8_against_docker_25_fails_and_points_at_the_fork():
+    check = ck.check_docker_weave_api(DOCKER_25, "2.8.1", "1.44")  # 2.8 ignores the override
+    assert check.status == ck.FAIL
+    assert "speaks 1.18" in check.detail and "rajch/weave 2.9.0" in check.fix
+
+
+def test_the_fork_needs_docker_api_version_for_docker_29():
+    check = ck.check_docker_weave_api(DOCKER_29, "2.9.0", None)
+    assert check.status == ck.FAIL and "DOCKER_API_VERSION=1.44" in check.fix
+    assert ck.check_docker_weave_api(DOCKER_29, "2.9.0", "1.44").status == ck.PASS
+    assert ck.check_docker_weave_api(DOCKER_25, "2.9.0", None).status == ck.PASS
+
+
+def test_ports_taken_by_something_else_fail():
+    assert ck.check_ports(set(), False).status == ck.PASS
+    assert ck.check_ports({("tcp", 6784)}, True).status == ck.PASS
+    check = ck.check_ports({("tcp", 6783), ("tcp", 22)}, False)
+    assert check.status == ck.FAIL and "TCP 6783" in check.detail and "ss -ltnup" in check.fix
+
+
+def test_kernel_and_iptables():
+    assert ck.check_kernel("6.1.0-13-amd64", [], None).status == ck.PASS
+    assert ck.check_kernel("3.2.0", [], None).status == ck.FAIL
+    check = ck.check_kernel("6.1.0", None, "iptables: command not found")
+    assert check.status == ck.FAIL and "install iptables" in check.fix
+    assert ck.check_kernel("6.1.0", None, "Permission denied", root=False).status == ck.WARN
+
+
+@pytest.mark.parametrize("rules, present, ours, shadow", [
+    (["-P FORWARD ACCEPT", GUARD], True, 0, None),
+    ([OURS], True, 1, None),
+    (["-A FORWARD -j ACCEPT", GUARD], True, 0, "-A FORWARD -j ACCEPT"),
+    (["-A FORWARD -i docker0 ! -o docker0 -j ACCEPT", GUARD], True, 0,
+     "-A FORWARD -i docker0 ! -o docker0 -j ACCEPT"),
+    (["-A FORWARD -o docker0 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
+      "-A FORWARD -j DOCKER-USER", "-A FORWARD -i docker+ -o weave -j ACCEPT", GUARD],
+     True, 0, "-A FORWARD -i docker+ -o weave -j ACCEPT"),
+    (["-A FORWARD -i docker0 -o weave -s 10.0.0.0/8 -j DROP"], False, 0, None),
+    (["-A FORWARD -i br-1 -o weave -j DROP"], False, 0, None),
+])
+def test_guard_state(rules, present, ours, shadow):
+    state = ck.guard_state(rules, "docker0")
+    assert (state.present, state.ours, state.shadowed_by) == (present, ours, shadow)
+
+
+def test_isolation_check():
+    assert ck.check_isolation([GUARD], "docker0", True).status == ck.PASS
+    check = ck.check_isolation(["-P FORWARD ACCEPT"], "docker0", True)
+    assert check.status == ck.FAIL and "routes between tenant subnets" in check.detail
+    assert ck.check_isolation([], "docker0", False).status == ck.WARN
+    shadowed = ck.check_isolation(["-A FORWARD -j ACCEPT", GUARD], "docker0", True)
+    assert shadowed.status == ck.FAIL and "iptables -I" in shadowed.fix
+    assert ck.check_isolation(None, "docker0", True).status == ck.WARN
+
+
+def test_peers_ipam_and_exposes_from_the_recorded_report():
+    report = weave_report()
+    assert ck.check_peers(report).status == ck.WARN  # the recording is a one-node overlay
+    assert ck.check_ipam(report).status == ck.PASS
+    report["Router"]["Connections"] = [{"Address": "192.168.56.4:6783", "State": "established"}]
+    report["Router"]["Targets"] = ["192.168.56.4", "192.168.56.5"]
+    check = ck.check_peers(report)
+    assert check.status == ck.FAIL and "192.168.56.5" in check.detail
+    report["IPAM"]["Paxos"] = {"Elector": True}
+    assert ck.check_ipam(report).status == ck.FAIL
+    exposed = [IPv4Interface("10.32.0.2/24")]
+    subnets = [IPv4Network("10.32.0.0/24"), IPv4Network("10.32.1.0/24")]
+    check = ck.check_exposed(exposed, subnets)
+    assert check.status == ck.FAIL and "10.32.1.0/24" in check.detail
+
+
+def test_weave_router_must_match_the_registry():
+    facts = bootstrapped()
+    assert ck.check_weave_router(facts.weave_report, None, facts.cluster).status == ck.PASS
+    report = weave_report()
+    report["IPAM"]["DefaultSubnet"] = "10.32.5.0/24"
+    assert ck.check_weave_router(report, None, facts.cluster).status == ck.FAIL
+    assert ck.check_weave_router(None, "refused", facts.cluster).status == ck.FAIL
+
+
+def test_nomad_endpoint_check():
+    assert doctor.check_nomad_endpoint(bootstrapped()).status == ck.PASS
+    check = doctor.check_nomad_endpoint(bootstrapped(nomad_self=agent_self(DOCKER_SOCK)))
+    assert check.status == ck.FAIL and check.fix == "weavenomad bootstrap"
+    sick = dict(recorded("nomad-nodes.json")[0])
+    sick["Drivers"] = {"docker": {"Healthy": False, "HealthDescription": "no socket"}}
+    assert "no socket" in doctor.check_nomad_endpoint(bootstrapped(nomad_node=sick)).detail
+
+
+def test_registry_and_reconciler_checks():
+    assert doctor.check_registry(bootstrapped()).status == ck.PASS
+    assert doctor.check_registry(fresh()).status == ck.FAIL
+    overlapping = Registry({n: Tenant(n, IPv4Network(s), "t") for n, s in
+                            (("a", "10.32.1.0/24"), ("b", "10.32.1.0/25"))})
+    assert doctor.check_registry(bootstrapped(registry=overlapping)).status == ck.FAIL
+    assert doctor.check_reconciler(False, None).status == ck.WARN
+    assert doctor.check_reconciler(True, False).status == ck.FAIL
+    assert doctor.check_reconciler(True, True).status == ck.PASS
+
+
+ALLOC = "8d747bc4-0d03-9893-a4f6-97207e7c3aaa"
+
+
+def test_service_ids_and_task_containers():
+    assert doctor.split_service_id(f"_nomad-task-{ALLOC}-httpbackend-httpbackend-8081") == (
+        ALLOC, "httpbackend-httpbackend-8081")
+    assert doctor.split_service_id(f"weavenomad-{ALLOC}-web-api-80") == (ALLOC, "web-api-80")
+    assert doctor.split_service_id("consul") is None
+    containers = [{"Id": "c1", "Names": [f"/web-{ALLOC}"]},
+                  {"Id": "c2", "Names": [f"/web-api-{ALLOC}"]}]
+    assert doctor.task_container(ALLOC, "web-api-http-80", containers) == "c2"
+    assert doctor.task_container(ALLOC, "web-http-80", containers) == "c1"
+
+
+def test_consul_entries_with_wrong_addresses_fail_and_point_at_the_reconciler():
+    right = doctor.ConsulEntry("web", "weavenomad-x", "10.32.1.2", ("10.32.1.2",))
+    wrong = doctor.ConsulEntry("web", "_nomad-task-y", "172.17.0.2", ("10.32.1.3",))
+    off_overlay = doctor.ConsulEntry("db", "_nomad-task-z", "172.17.0.9", ())
+    assert doctor.check_consul_addresses([right, off_overlay], None).status == ck.PASS
+    check = doctor.check_consul_addresses([right, wrong], None)
+    assert check.status == ck.FAIL and "172.17.0.2" in check.detail
+    assert "reconciler" in check.fix
+
+
+class FakeConsul:
+    def agent_services(self):
+        return recorded("consul-agent-services.json")
+
+    def health_service(self, name, passing=False):
+        assert passing and name == "httpbackend"
+        return 1, recorded("consul-health-service.json")
+
+
+def test_consul_entries_from_recorded_answers():
+    """Recorded answers of one run (Consul lists the tasks' 172.17.0.x addresses), with the
+    tasks' containers given Weave addresses: the check sees the mismatch."""
+    services = recorded("consul-agent-services.json")
+    entries_in_consul = recorded("consul-health-service.json")
+    ids = [e["Service"]["ID"] for e in entries_in_consul]
+    containers, owned = [], {}
+    for number, service_id in enumerate(ids, 1):
+        alloc, _ = doctor.split_service_id(service_id)
+        containers.append({"Id": f"c{number}", "Names": [f"/httpbackend-{alloc}"]})
+        owned[f"c{number}"] = [IPv4Interface(f"10.32.1.{number}/24")]
+
+    class Clients:
+        consul = FakeConsul()
+
+        class docker:  # noqa: N801
+            @staticmethod
+            def nomad_containers(all=True):
+                return containers
+
+        class weave:  # noqa: N801
+            @staticmethod
+            def owned():
+                return owned
+
+    found = doctor.consul_entries(Clients)
+    assert {e.service_id for e in found} == set(ids) & set(services) and len(found) == 2
+    assert {e.weave_ips for e in found} == {("10.32.1.1",), ("10.32.1.2",)}
+    assert doctor.check_consul_addresses(found, None).status == ck.FAIL
+
+
+def test_peers_and_restart_commands():
+    from weavenomad.bootstrap import system
+    from weavenomad.errors import ValidationError
+
+    assert system.resolve_peer("192.168.56.4") == "192.168.56.4"
+    assert system.resolve_peer("127.0.0.1:6783") == "127.0.0.1:6783"
+    with pytest.raises(ValidationError, match="bad port"):
+        system.resolve_peer("192.168.56.4:99999")
+    assert system.restart_argv("python -m x 'a b'", None) == ("python", "-m", "x", "a b")
+    assert system.restart_argv(None, True) == ("systemctl", "restart", "nomad")
+    assert system.restart_argv(None, None) is None

@@ -1,0 +1,174 @@
+"""bootstrap's and reset's plans: pure functions of observed facts, tested without servers."""
+
+import json
+from ipaddress import IPv4Interface, IPv4Network
+
+import pytest
+from test_bootstrap_facts import (
+    CLUSTER,
+    CONFIG_PATH,
+    DOCKER_SOCK,
+    WEAVE_SOCK,
+    agent_self,
+    bootstrapped,
+    config_text,
+    fresh,
+    registry,
+    weave_report,
+)
+
+from weavenomad.bootstrap import steps as st
+from weavenomad.bootstrap.plan import Desired, plan_bootstrap
+from weavenomad.bootstrap.reset import plan_reset
+from weavenomad.errors import ConflictError, ValidationError
+from weavenomad.nodeconfig.edit import ConfigFile
+from weavenomad.tenancy.model import Cluster
+
+RESTART = ("systemctl", "restart", "nomad")
+PEERS = ("192.168.56.4", "192.168.56.5")
+
+
+def want(**changes) -> Desired:
+    values = dict(cluster=CLUSTER, peers=PEERS, restart_argv=RESTART)
+    values.update(changes)
+    return Desired(**values)
+
+
+def kinds(plan) -> list[str]:
+    return [st.kind(step.action) for step in plan.steps]
+
+
+def test_fresh_node_gets_every_step_in_a_rollback_safe_order():
+    plan = plan_bootstrap(fresh(), want())
+    assert kinds(plan) == ["WeaveLaunch", "AddGuard", "WeaveExpose", "WriteConfig",
+                           "RestartNomad", "VerifyNomad", "RecordCluster"]
+    launch = plan.steps[0]
+    assert st.command_line(launch.action) == (
+        "weave launch --no-dns --no-default-ipalloc --ipalloc-range 10.32.0.0/16 "
+        "--ipalloc-default-subnet 10.32.0.0/24 192.168.56.4 192.168.56.5")
+    assert launch.undo == st.WeaveReset()
+    assert any("WEAVE_CIDR" in note for note in launch.notes)
+    assert plan.steps[2].action == st.WeaveExpose(("net:default",))
+    write = plan.steps[3].action
+    assert write.late_endpoint and write.endpoint == WEAVE_SOCK
+    assert f'-    endpoint = "{DOCKER_SOCK}"' in write.change.diff()
+    assert plan.steps[3].undo == st.RestoreConfig(CONFIG_PATH, config_text(DOCKER_SOCK), True)
+    assert plan.steps[4].action == st.RestartNomad(RESTART)
+    assert not plan.attention
+    json.dumps(plan.to_json())  # --json must be able to print it
+
+
+def test_bootstrapped_node_plans_nothing():
+    plan = plan_bootstrap(bootstrapped(), want())
+    assert plan.steps == ()
+    assert not plan.attention
+
+
+def test_a_new_tenant_is_exposed_on_the_next_run():
+    facts = bootstrapped(registry=registry(("acme", "10.32.1.0/24"), ("globex", "10.32.2.0/24")))
+    plan = plan_bootstrap(facts, want())
+    assert [s.action for s in plan.steps] == [st.WeaveExpose(("net:10.32.2.0/24",))]
+    assert plan.steps[0].undo == st.WeaveHide(("net:10.32.2.0/24",))
+
+
+def test_weave_running_with_other_settings_is_refused_with_reset_as_the_fix():
+    report = weave_report()
+    report["IPAM"]["Range"] = "10.40.0.0/16"
+    with pytest.raises(ConflictError, match="10.40.0.0/16") as info:
+        plan_bootstrap(bootstrapped(weave_report=report), want())
+    assert "weavenomad reset" in info.value.one_line()
+    with pytest.raises(ConflictError, match="no-default-ipalloc"):
+        plan_bootstrap(bootstrapped(weave_container_args=["--ipalloc-range", "10.32.0.0/16"]),
+                       want())
+    with pytest.raises(ConflictError, match="proxy"):
+        plan_bootstrap(bootstrapped(proxy_addrs=[]), want())
+
+
+def test_a_different_recorded_range_is_refused_naming_the_recorded_values():
+    other = Cluster(IPv4Network("10.40.0.0/16"), IPv4Network("10.40.0.0/24"))
+    with pytest.raises(ConflictError) as info:
+        plan_bootstrap(fresh(cluster=other), want())
+    assert "--ipalloc-range 10.40.0.0/16 --default-subnet 10.40.0.0/24" in info.value.one_line()
+
+
+@pytest.mark.parametrize("weave_range, culprit", [
+    ("172.16.0.0/12", "Docker's bridge network 172.17.0.0/16"),
+    ("192.168.0.0/16", "192.168.56.3/24 on eth0"),
+])
+def test_a_range_overlapping_the_hosts_networks_is_refused(weave_range, culprit):
+    cluster = Cluster(IPv4Network(weave_range), next(IPv4Network(weave_range).subnets(8)))
+    with pytest.raises(ValidationError, match=culprit):
+        plan_bootstrap(fresh(), want(cluster=cluster))
+
+
+def test_without_a_restart_command_the_plan_says_what_to_run():
+    plan = plan_bootstrap(fresh(), want(restart_argv=None, restart_hint="run: rc-service nomad"))
+    assert "RestartNomad" not in kinds(plan) and "VerifyNomad" not in kinds(plan)
+    assert plan.attention
+    assert any("rc-service nomad" in note for note in plan.notes)
+
+
+def test_config_already_edited_but_agent_not_restarted_plans_only_the_restart():
+    plan = plan_bootstrap(bootstrapped(nomad_self=agent_self(DOCKER_SOCK)), want())
+    assert kinds(plan) == ["RestartNomad", "VerifyNomad"]
+
+
+def test_missing_guard_on_a_running_weave_is_added():
+    plan = plan_bootstrap(bootstrapped(iptables_rules=["-P FORWARD ACCEPT"]), want())
+    assert [s.action for s in plan.steps] == [st.AddGuard("docker0")]
+    assert plan.steps[0].undo == st.RemoveGuard("docker0")
+
+
+def test_lab_style_proxy_socket_counts_as_done_and_weave_sock_too():
+    lab_sock = "unix:///tmp/lab/nodes/n1/weave.sock"
+    facts = bootstrapped(proxy_addrs=[lab_sock], nomad_self=agent_self(lab_sock),
+                         config_files=[ConfigFile(CONFIG_PATH, config_text(lab_sock))])
+    assert plan_bootstrap(facts, want()).steps == ()
+    # a config naming the standard socket is fine too (the lab maps it to the node's proxy)
+    assert plan_bootstrap(bootstrapped(proxy_addrs=[lab_sock]), want()).steps == ()
+
+
+def test_new_peers_on_a_running_weave_are_a_note_not_a_relaunch():
+    plan = plan_bootstrap(bootstrapped(weave_report=weave_report(["192.168.56.4"])),
+                          want(peers=("192.168.56.4", "192.168.56.9")))
+    assert plan.steps == ()
+    assert any("weave connect 192.168.56.9" in note for note in plan.notes)
+
+
+# -- reset -----------------------------------------------------------------------------------
+
+
+def test_reset_restores_config_first_then_weave_then_backups():
+    ours = ("-A FORWARD -i docker0 -o weave -m comment --comment "
+            '"weavenomad isolation guard" -j DROP')
+    facts = bootstrapped(iptables_rules=["-P FORWARD ACCEPT", ours])
+    plan = plan_reset(facts, RESTART)
+    assert kinds(plan) == ["RestoreConfig", "RestartNomad", "VerifyNomad", "WeaveHide",
+                           "WeaveReset", "RemoveGuard", "DropBackup"]
+    assert plan.steps[0].action == st.RestoreConfig(CONFIG_PATH, config_text(DOCKER_SOCK), False)
+    assert plan.steps[0].undo == st.RestoreConfig(CONFIG_PATH, config_text(WEAVE_SOCK), False)
+    assert plan.steps[2].action.endpoint == DOCKER_SOCK
+    assert plan.steps[3].action == st.WeaveHide(("ip:10.32.0.1/24", "ip:10.32.1.3/24"))
+
+
+def test_reset_leaves_weaves_own_guard_to_weave_reset():
+    plan = plan_reset(bootstrapped(), RESTART)
+    assert "RemoveGuard" not in kinds(plan)
+
+
+def test_reset_of_a_clean_node_plans_nothing():
+    plan = plan_reset(fresh(), RESTART)
+    assert plan.steps == ()
+    assert any("no backup" in note for note in plan.notes)
+
+
+def test_reset_without_restart_command_needs_attention():
+    plan = plan_reset(bootstrapped(), None, "run: service nomad restart")
+    assert "RestartNomad" not in kinds(plan) and plan.attention
+
+
+def test_reset_after_a_stopped_weave_still_removes_its_bridge():
+    facts = bootstrapped(weave_report=None, proxy_addrs=[], exposed=None,
+                         backups={}, config_files=fresh().config_files)
+    assert kinds(plan_reset(facts, RESTART)) == ["WeaveReset"]
+    assert IPv4Interface("10.32.0.1/24") in bootstrapped().exposed

@@ -1,0 +1,341 @@
+"""The node checks shared by ``bootstrap``'s preflight and ``doctor``. Pure: observed facts in,
+one :class:`Check` (pass / warn / fail, what was seen, how to fix it) out.
+
+Facts behind the rules (DESIGN.md): weave 2.8.1 pins Docker API 1.18, which Docker >= 25
+rejects; rajch/weave 2.9.0 speaks 1.24 unless ``DOCKER_API_VERSION`` says otherwise; Docker 29
+wants >= 1.44. Weave needs TCP 6783 (router), UDP 6783/6784 (sleeve, fastdp) and TCP 6784 (its
+HTTP API on 127.0.0.1). Its isolation guard is ``iptables -A FORWARD -i docker0 -o weave -j
+DROP``: without it a host that exposes several tenant subnets and forwards IP routes between them.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from ipaddress import IPv4Interface, IPv4Network
+
+PASS, WARN, FAIL = "pass", "warn", "fail"
+WEAVE_PORTS = (("tcp", 6783), ("tcp", 6784), ("udp", 6783), ("udp", 6784))
+#: Weave needs a kernel at least this new (the weave script's own check)
+MIN_KERNEL = (3, 8)
+WEAVE_BRIDGE = "weave"
+#: marks the guard rule bootstrap adds, so reset removes exactly that one
+GUARD_COMMENT = "weavenomad isolation guard"
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    status: str
+    detail: str
+    fix: str | None = None
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "status": self.status, "detail": self.detail,
+                "fix": self.fix}
+
+
+def version_tuple(text: str | None) -> tuple[int, ...]:
+    """``"2.8.1+lab"`` -> (2, 8, 1); ``"1.41"`` -> (1, 41); unknown -> ()."""
+    match = re.match(r"v?(\d+(?:\.\d+)*)", (text or "").strip())
+    return tuple(int(part) for part in match.group(1).split(".")) if match else ()
+
+
+# -- preflight items -------------------------------------------------------------------------
+
+
+def check_privileges(euid: int, needed: bool) -> Check:
+    if euid == 0:
+        return Check("privileges", PASS, "running as root")
+    if needed:
+        return Check("privileges", FAIL, "not running as root",
+                     "run with sudo: weave, iptables and the Nomad config need root")
+    return Check("privileges", WARN, "not running as root: iptables cannot be read",
+                 "run with sudo for the isolation checks")
+
+
+def check_docker(version: Mapping | None, error: str | None) -> Check:
+    if version is None:
+        return Check("docker", FAIL, f"Docker does not answer: {error}",
+                     "start dockerd, or point DOCKER_HOST at it")
+    return Check("docker", PASS, f"Docker {version.get('Version')} (API "
+                 f"{version.get('MinAPIVersion', '?')}-{version.get('ApiVersion', '?')})")
+
+
+def check_weave_command(versions: Mapping[str, str] | None, error: str | None) -> Check:
+    if versions is None:
+        return Check("weave-command", FAIL, f"the weave command does not run: {error}",
+                     "install Weave Net (weave script 2.8.1, or rajch/weave 2.9.0 for Docker "
+                     ">= 25) on PATH")
+    return Check("weave-command", PASS, f"weave script {weave_script_version(versions)}")
+
+
+def weave_script_version(versions: Mapping[str, str]) -> str:
+    return versions.get("weave script") or versions.get("weave") or "unknown"
+
+
+def weave_docker_api(weave_version: str, override: str | None) -> str:
+    """The Docker API version the weave script speaks."""
+    if version_tuple(weave_version)[:2] >= (2, 9):
+        return override or "1.24"
+    return "1.18"  # 2.8.x pins it; DOCKER_API_VERSION does not change that
+
+
+def check_docker_weave_api(
+    docker_version: Mapping | None, weave_version: str | None, override: str | None
+) -> Check:
+    name = "docker-weave-api"
+    if docker_version is None or weave_version is None:
+        return Check(name, WARN, "cannot compare: Docker or weave unavailable")
+    speaks = weave_docker_api(weave_version, override)
+    low, high = docker_version.get("MinAPIVersion"), docker_version.get("ApiVersion")
+    docker = f"Docker {docker_version.get('Version')} accepts API {low or '?'}-{high or '?'}"
+    if low and version_tuple(speaks) < version_tuple(low):
+        fix = ("weave 2.8 pins Docker API 1.18, which Docker >= 25 rejects: install the "
+               "maintained fork rajch/weave 2.9.0 (API 1.24)")
+        if version_tuple(low) > (1, 24):
+            fix += f" and run it with DOCKER_API_VERSION={low}"
+        elif version_tuple(weave_version)[:2] >= (2, 9):
+            fix = f"run weave with DOCKER_API_VERSION={low}"
+        return Check(name, FAIL, f"{docker}; weave {weave_version} speaks {speaks}", fix)
+    if high and version_tuple(speaks) > version_tuple(high):
+        return Check(name, FAIL, f"{docker}; weave {weave_version} speaks {speaks}",
+                     f"set DOCKER_API_VERSION={high} for weave, or upgrade Docker")
+    return Check(name, PASS, f"{docker}; weave {weave_version} speaks {speaks}")
+
+
+def check_agent(name: str, title: str, answer: object, error: str | None, fix: str) -> Check:
+    if answer is None:
+        return Check(name, FAIL, f"{title} does not answer: {error}", fix)
+    return Check(name, PASS, f"{title} answers")
+
+
+def check_ports(listeners: Iterable[tuple[str, int]], weave_running: bool) -> Check:
+    taken = sorted(set(listeners) & set(WEAVE_PORTS))
+    shown = ", ".join(f"{proto.upper()} {port}" for proto, port in taken)
+    if not taken:
+        return Check("ports", PASS, "TCP/UDP 6783 and 6784 are free")
+    if weave_running:
+        return Check("ports", PASS, f"{shown} in use by Weave")
+    return Check("ports", FAIL, f"{shown} in use, but Weave is not running",
+                 "find the owner with 'ss -ltnup' and stop it: Weave needs TCP 6783/6784 and "
+                 "UDP 6783/6784")
+
+
+def check_kernel(release: str, iptables_rules: Sequence[str] | None,
+                 iptables_error: str | None, root: bool = True) -> Check:
+    problems, fixes = [], []
+    if version_tuple(release)[:2] < MIN_KERNEL:
+        problems.append(f"kernel {release} is older than 3.8")
+        fixes.append("upgrade the kernel")
+    if iptables_rules is None and not root and not problems:
+        return Check("kernel", WARN, f"kernel {release}; iptables cannot be read without root",
+                     "run as root to check iptables")
+    if iptables_rules is None:
+        problems.append(f"iptables does not work: {iptables_error}")
+        fixes.append("install iptables and run as root")
+    if problems:
+        return Check("kernel", FAIL, "; ".join(problems), "; ".join(fixes))
+    return Check("kernel", PASS, f"kernel {release}, iptables works")
+
+
+# -- the isolation guard ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One ``iptables -S`` rule of a chain, reduced to what the guard check needs."""
+
+    text: str
+    in_iface: str | None
+    in_negated: bool
+    out_iface: str | None
+    out_negated: bool
+    target: str | None
+    comment: str | None
+    #: any other match (addresses, conntrack, …): the rule does not match all traffic
+    narrowed: bool
+
+
+def parse_rules(lines: Iterable[str], chain: str = "FORWARD") -> list[Rule]:
+    rules = []
+    for line in lines:
+        words = shlex.split(line)
+        if words[:2] != ["-A", chain]:
+            continue
+        values: dict[str, str | None] = {"-i": None, "-o": None, "-j": None}
+        negated = {"-i": False, "-o": False}
+        comment, narrowed, i, words = None, False, 0, words[2:]
+        while i < len(words):
+            word, bang = words[i], False
+            if word == "!":
+                bang, i = True, i + 1
+                word = words[i] if i < len(words) else ""
+            nxt = words[i + 1] if i + 1 < len(words) else None
+            if word in values:
+                values[word] = nxt
+                if word in negated:
+                    negated[word] = bang
+            elif word == "--comment":
+                comment = nxt
+            elif word == "-m" and nxt == "comment":
+                pass
+            else:
+                narrowed = True
+            i += 2 if word.startswith("-") and nxt is not None and not nxt.startswith("-") else 1
+        rules.append(Rule(line, values["-i"], negated["-i"], values["-o"], negated["-o"],
+                          values["-j"], comment, narrowed))
+    return rules
+
+
+def _iface_matches(pattern: str | None, negated: bool, name: str) -> bool:
+    if pattern is None:
+        return True
+    hit = name.startswith(pattern[:-1]) if pattern.endswith("+") else name == pattern
+    return hit != negated
+
+
+def is_guard(rule: Rule, bridge: str) -> bool:
+    return (rule.in_iface == bridge and not rule.in_negated and rule.out_iface == WEAVE_BRIDGE
+            and not rule.out_negated and rule.target == "DROP" and not rule.narrowed)
+
+
+@dataclass(frozen=True)
+class GuardState:
+    present: bool
+    #: guard rules carrying our comment (what bootstrap added)
+    ours: int
+    #: an earlier ACCEPT rule that lets the traffic through before the guard
+    shadowed_by: str | None
+
+
+def guard_state(lines: Iterable[str], bridge: str) -> GuardState:
+    rules = parse_rules(lines)
+    shadow = None
+    for rule in rules:
+        if is_guard(rule, bridge):
+            ours = sum(1 for r in rules if is_guard(r, bridge) and r.comment == GUARD_COMMENT)
+            return GuardState(True, ours, shadow)
+        accepts_all = rule.target == "ACCEPT" and not rule.narrowed
+        if shadow is None and accepts_all and _iface_matches(
+                rule.in_iface, rule.in_negated, bridge) and _iface_matches(
+                rule.out_iface, rule.out_negated, WEAVE_BRIDGE):
+            shadow = rule.text
+    return GuardState(False, 0, None)
+
+
+def guard_argv(action: str, bridge: str) -> list[str]:
+    """``iptables -w -I|-D FORWARD -i <bridge> -o weave -m comment … -j DROP``."""
+    return ["iptables", "-w", action, "FORWARD", "-i", bridge, "-o", WEAVE_BRIDGE,
+            "-m", "comment", "--comment", GUARD_COMMENT, "-j", "DROP"]
+
+
+def check_isolation(rules: Sequence[str] | None, bridge: str | None,
+                    ip_forward: bool | None) -> Check:
+    name = "tenant-isolation"
+    if rules is None or bridge is None:
+        return Check(name, WARN, "cannot read iptables or the Docker bridge name",
+                     "run as root on the node")
+    state = guard_state(rules, bridge)
+    guard = f"FORWARD -i {bridge} -o weave -j DROP"
+    forward = {True: "on", False: "off", None: "unknown"}[ip_forward]
+    if state.present and state.shadowed_by is None:
+        return Check(name, PASS, f"{guard} is in place (IP forwarding {forward})")
+    if state.present:
+        return Check(name, FAIL, f"{guard} comes after '{state.shadowed_by}', which lets "
+                     "tenant traffic through the host first",
+                     f"move the guard first: iptables -D {guard}; iptables -I {guard}")
+    if ip_forward is False:
+        return Check(name, WARN, f"no {guard}, but IP forwarding is off",
+                     "run 'weavenomad bootstrap' to add the guard before forwarding is enabled")
+    return Check(name, FAIL, f"no {guard} and IP forwarding is {forward}: the host routes "
+                 "between tenant subnets", f"weavenomad bootstrap, or: iptables -I {guard}")
+
+
+# -- Weave's state ---------------------------------------------------------------------------
+
+
+def weave_settings(report: Mapping) -> tuple[IPv4Network | None, IPv4Network | None]:
+    ipam = report.get("IPAM") or {}
+    try:
+        return (IPv4Network(ipam["Range"]) if ipam.get("Range") else None,
+                IPv4Network(ipam["DefaultSubnet"]) if ipam.get("DefaultSubnet") else None)
+    except ValueError:
+        return None, None
+
+
+def check_weave_router(report: Mapping | None, error: str | None, cluster) -> Check:
+    name = "weave-router"
+    if report is None:
+        return Check(name, FAIL, f"Weave is not running ({error})", "weavenomad bootstrap")
+    weave_range, default = weave_settings(report)
+    detail = f"Weave {report.get('Version')} runs with range {weave_range}, default {default}"
+    if cluster is not None and (weave_range, default) != (cluster.ipalloc_range,
+                                                          cluster.default_subnet):
+        return Check(name, FAIL, f"{detail}; the registry records {cluster.ipalloc_range}, "
+                     f"{cluster.default_subnet}",
+                     "weavenomad reset, then weavenomad bootstrap with the recorded range")
+    return Check(name, PASS, detail)
+
+
+def _host(address: str) -> str:
+    return address.rsplit(":", 1)[0] if address.count(":") == 1 else address
+
+
+def check_peers(report: Mapping | None) -> Check:
+    name = "weave-peers"
+    if report is None:
+        return Check(name, FAIL, "Weave is not running", "weavenomad bootstrap")
+    router = report.get("Router") or {}
+    connections = router.get("Connections") or []
+    targets = router.get("Targets") or []
+    up = sorted(_host(c.get("Address", "")) for c in connections if c.get("State") ==
+                "established")
+    down = [f"{c.get('Address')} {c.get('State')}" for c in connections
+            if c.get("State") != "established"]
+    missing = [t for t in targets if _host(t) not in up and re.match(r"^[\d.]+$", _host(t))]
+    fix = ("check the --peer addresses and that TCP 6783 and UDP 6783/6784 are open between "
+           "the nodes")
+    if down or missing:
+        return Check(name, FAIL, "not connected: " + ", ".join(down + missing), fix)
+    if not up:
+        return Check(name, WARN, "no peers connected (a one-node overlay)",
+                     "weavenomad bootstrap --peer ADDR on every node")
+    return Check(name, PASS, f"{len(up)} peer(s) connected: {', '.join(up)}")
+
+
+def check_ipam(report: Mapping | None) -> Check:
+    name = "weave-ipam"
+    if report is None:
+        return Check(name, FAIL, "Weave is not running", "weavenomad bootstrap")
+    ipam = report.get("IPAM")
+    if not ipam or not ipam.get("Range"):
+        return Check(name, FAIL, "Weave runs without IPAM",
+                     "weavenomad reset, then weavenomad bootstrap")
+    if ipam.get("Paxos") or not ipam.get("Entries"):
+        return Check(name, FAIL, "IPAM is awaiting consensus: no peer owns the range yet",
+                     "connect the peers (weave-peers), or run 'weave prime' once")
+    return Check(name, PASS, f"IPAM ready: {ipam.get('Range')}, "
+                 f"{ipam.get('ActiveIPs', 0)} active address(es) here")
+
+
+def missing_exposes(exposed: Iterable[IPv4Interface],
+                    subnets: Iterable[IPv4Network]) -> list[IPv4Network]:
+    """The subnets in which the host has no exposed address."""
+    have = list(exposed)
+    return [s for s in subnets if not any(a.ip in s for a in have)]
+
+
+def check_exposed(exposed: Sequence[IPv4Interface] | None,
+                  subnets: Sequence[IPv4Network]) -> Check:
+    name = "weave-exposed"
+    if exposed is None:
+        return Check(name, FAIL, "Weave is not running", "weavenomad bootstrap")
+    missing = missing_exposes(exposed, subnets)
+    if missing:
+        return Check(name, FAIL, "not exposed: " + ", ".join(map(str, missing)),
+                     "weavenomad bootstrap (weave expose of each subnet)")
+    return Check(name, PASS, f"{len(subnets)} subnet(s) exposed: "
+                 + ", ".join(map(str, exposed)))

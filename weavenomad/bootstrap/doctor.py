@@ -1,0 +1,207 @@
+"""``weavenomad doctor``: read-only checks of this node and of the cluster, one pass/warn/fail
+line each with the fix for each failure. Observation reuses :mod:`.observe`; each check is a
+pure function of what was observed (here or in :mod:`.checks`)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from weavenomad.bootstrap import checks as ck
+from weavenomad.bootstrap import system
+from weavenomad.bootstrap.observe import NodeFacts, agent_endpoint, docker_driver, probe
+from weavenomad.nodeconfig.edit import WEAVE_PROXY_ENDPOINT
+from weavenomad.tenancy.model import overlapping_tenants
+
+NOMAD_SERVICE_PREFIX = "_nomad-task-"
+#: the reconciler registers its twins under this prefix
+RECONCILER_PREFIX = "weavenomad-"
+_ALLOC_ID_LEN = 36
+
+
+@dataclass(frozen=True)
+class ConsulEntry:
+    """One passing instance in Consul of a service of a task on this node."""
+
+    service: str
+    service_id: str
+    address: str
+    #: the Weave addresses of the task's container (empty: it is not on the overlay)
+    weave_ips: tuple[str, ...]
+
+
+def split_service_id(service_id: str) -> tuple[str, str] | None:
+    """``(alloc ID, rest)`` of a Nomad or reconciler service ID, else None."""
+    for prefix in (NOMAD_SERVICE_PREFIX, RECONCILER_PREFIX):
+        if service_id.startswith(prefix):
+            tail = service_id[len(prefix):]
+            if len(tail) > _ALLOC_ID_LEN and tail[_ALLOC_ID_LEN] == "-":
+                return tail[:_ALLOC_ID_LEN], tail[_ALLOC_ID_LEN + 1:]
+    return None
+
+
+def task_container(alloc_id: str, rest: str, containers: Sequence[Mapping]) -> str | None:
+    """The container (``<task>-<alloc>``) of the task a service ID's ``rest`` starts with."""
+    candidates = []
+    for container in containers:
+        for name in container.get("Names") or []:
+            name = name.lstrip("/")
+            if name.endswith("-" + alloc_id):
+                candidates.append((name[:-len(alloc_id) - 1], container["Id"]))
+    matching = [c for c in candidates if rest.startswith(c[0] + "-")]
+    if matching:
+        return max(matching, key=lambda c: len(c[0]))[1]
+    return candidates[0][1] if len(candidates) == 1 else None
+
+
+def consul_entries(clients) -> list[ConsulEntry]:
+    """Passing Consul instances of this node's task services, with their containers' Weave
+    addresses (I/O; raises backend errors)."""
+    local = clients.consul.agent_services()
+    names = sorted({s.get("Service") for sid, s in local.items() if split_service_id(sid)})
+    containers = clients.docker.nomad_containers(all=False)
+    owned = clients.weave.owned()
+    entries = []
+    for name in names:
+        _, instances = clients.consul.health_service(name, passing=True)
+        for instance in instances:
+            service = instance.get("Service") or {}
+            parts = split_service_id(service.get("ID", ""))
+            if service.get("ID") not in local or parts is None:
+                continue
+            alloc_id, rest = parts
+            mine = [c for c in containers if c.get("Id") and any(
+                n.endswith(alloc_id) for n in c.get("Names") or [])]
+            container = task_container(alloc_id, rest, mine)
+            ips = tuple(str(a.ip) for a in owned.get(container or "", []))
+            address = service.get("Address") or (instance.get("Node") or {}).get("Address", "")
+            entries.append(ConsulEntry(name, service["ID"], address, ips))
+    return entries
+
+
+def check_consul_addresses(entries: Sequence[ConsulEntry] | None, error: str | None) -> ck.Check:
+    name = "consul-addresses"
+    if entries is None:
+        return ck.Check(name, ck.WARN, f"cannot compare Consul with Weave: {error}")
+    on_overlay = [e for e in entries if e.weave_ips]
+    wrong = [e for e in on_overlay if e.address not in e.weave_ips]
+    if wrong:
+        shown = ", ".join(f"{e.service} {e.address} (Weave: {' '.join(e.weave_ips)})"
+                          for e in wrong[:5])
+        return ck.Check(name, ck.FAIL, f"Consul answers addresses that are not the tasks' "
+                        f"Weave addresses: {shown}",
+                        "run the reconciler (systemctl start weavenomad-reconciler, or "
+                        "'weavenomad reconciler run')")
+    return ck.Check(name, ck.PASS, f"{len(on_overlay)} passing instance(s) of overlay tasks "
+                    "answer their Weave address" if on_overlay else
+                    "no passing instances of overlay tasks on this node")
+
+
+def check_nomad_endpoint(facts: NodeFacts) -> ck.Check:
+    name = "nomad-docker-endpoint"
+    if facts.nomad_self is None:
+        return ck.Check(name, ck.FAIL, "Nomad does not answer", "start the Nomad agent")
+    endpoint = agent_endpoint(facts.nomad_self)
+    driver = docker_driver(facts.nomad_node)
+    accepted = {*facts.proxy_addrs, WEAVE_PROXY_ENDPOINT}
+    if endpoint not in accepted:
+        return ck.Check(name, ck.FAIL, f"Nomad's Docker driver uses {endpoint}, not the Weave "
+                        "proxy", "weavenomad bootstrap")
+    if not driver.get("Healthy"):
+        return ck.Check(name, ck.FAIL, f"Nomad's Docker driver on {endpoint} is unhealthy: "
+                        f"{driver.get('HealthDescription') or 'not detected'}",
+                        "check that Weave runs (weave status) and restart Nomad")
+    return ck.Check(name, ck.PASS, f"Nomad's Docker driver is healthy on {endpoint}")
+
+
+def check_nomad_nodes(nodes: Sequence[Mapping] | None, error: str | None) -> ck.Check:
+    name = "nomad-nodes"
+    if nodes is None:
+        return ck.Check(name, ck.WARN, f"cannot list Nomad's nodes: {error}")
+    bad = [f"{n.get('Name')} ({n.get('Status')}, docker "
+           f"{'healthy' if docker_driver(n).get('Healthy') else 'unhealthy'})"
+           for n in nodes if n.get("Status") != "ready" or not docker_driver(n).get("Healthy")]
+    if bad:
+        return ck.Check(name, ck.WARN, "not ready for Docker tasks: " + ", ".join(bad),
+                        "run 'weavenomad doctor' on those nodes")
+    return ck.Check(name, ck.PASS, f"{len(nodes)} node(s) ready with a healthy Docker driver")
+
+
+def check_registry(facts: NodeFacts) -> ck.Check:
+    name = "registry"
+    if "registry" in facts.errors:
+        return ck.Check(name, ck.FAIL, f"cannot read the tenant registry: "
+                        f"{facts.errors['registry']}", "fix the Consul KV entries it names")
+    if facts.cluster is None:
+        return ck.Check(name, ck.FAIL, "the registry records no Weave range",
+                        "weavenomad bootstrap")
+    overlaps = overlapping_tenants(facts.registry) if facts.registry is not None else []
+    if overlaps:
+        return ck.Check(name, ck.FAIL, "overlapping tenant subnets: " + ", ".join(
+            f"{a}/{b}" for a, b in overlaps), "delete one of each pair (weavenomad tenant delete)")
+    count = len(facts.registry.tenants) if facts.registry is not None else 0
+    return ck.Check(name, ck.PASS, f"range {facts.cluster.ipalloc_range}, default "
+                    f"{facts.cluster.default_subnet}, {count} tenant(s)")
+
+
+def check_reconciler(systemd: bool, active: bool | None) -> ck.Check:
+    name = "reconciler-service"
+    if not systemd or active is None:
+        return ck.Check(name, ck.WARN, f"systemd is not running here: cannot check "
+                        f"{system.RECONCILER_UNIT}", "run the reconciler under a supervisor")
+    if not active:
+        return ck.Check(name, ck.FAIL, f"{system.RECONCILER_UNIT} is not active",
+                        f"systemctl enable --now {system.RECONCILER_UNIT}")
+    return ck.Check(name, ck.PASS, f"{system.RECONCILER_UNIT} is active")
+
+
+def node_checks(facts: NodeFacts, weave_api_override: str | None) -> list[ck.Check]:
+    """The preflight items: what bootstrap needs before it changes anything."""
+    docker_version = facts.docker_version
+    versions = facts.weave_versions
+    weave_version = ck.weave_script_version(versions) if versions else None
+    return [
+        ck.check_docker(docker_version, facts.errors.get("docker")),
+        ck.check_weave_command(versions, facts.errors.get("weave-command")),
+        ck.check_docker_weave_api(docker_version, weave_version, weave_api_override),
+        ck.check_agent("nomad-agent", "the Nomad agent", facts.nomad_self,
+                       facts.errors.get("nomad"), "start Nomad, or set NOMAD_ADDR"),
+        ck.check_agent("consul-agent", "the Consul agent", facts.consul_self,
+                       facts.errors.get("consul"), "start Consul, or set CONSUL_HTTP_ADDR"),
+        ck.check_ports(facts.listeners, facts.weave_running),
+        ck.check_kernel(facts.kernel, facts.iptables_rules, facts.errors.get("iptables"),
+                        root=facts.euid == 0),
+    ]
+
+
+def doctor_checks(facts: NodeFacts, clients, weave_api_override: str | None) -> list[ck.Check]:
+    checks = [ck.check_privileges(facts.euid, needed=False)]
+    checks += node_checks(facts, weave_api_override)
+    report = facts.weave_report
+    checks += [ck.check_weave_router(report, facts.errors.get("weave-api"), facts.cluster),
+               ck.check_peers(report), ck.check_ipam(report)]
+    default = facts.cluster.default_subnet if facts.cluster else ck.weave_settings(
+        report or {})[1]
+    subnets = ([default] if default else []) + facts.tenant_subnets()
+    checks.append(ck.check_exposed(facts.exposed if report is not None else None, subnets))
+    checks.append(ck.check_isolation(facts.iptables_rules, facts.docker_bridge,
+                                     facts.ip_forward))
+    checks.append(check_nomad_endpoint(facts))
+    scratch = NodeFacts()
+    nodes = probe(scratch, "nodes", clients.nomad.nodes) if facts.nomad_self else None
+    checks.append(check_nomad_nodes(nodes, scratch.errors.get("nodes", "Nomad does not answer")))
+    checks.append(check_registry(facts))
+    checks.append(check_reconciler(facts.systemd, system.unit_active(system.RECONCILER_UNIT)))
+    entries = None
+    if facts.nomad_self and facts.consul_self and report is not None:
+        entries = probe(scratch, "consul-entries", lambda: consul_entries(clients))
+    checks.append(check_consul_addresses(entries, scratch.errors.get(
+        "consul-entries", "Nomad, Consul or Weave does not answer")))
+    return checks
+
+
+def summary(checks: Iterable[ck.Check]) -> dict[str, int]:
+    counts = {ck.PASS: 0, ck.WARN: 0, ck.FAIL: 0}
+    for check in checks:
+        counts[check.status] += 1
+    return counts

@@ -1,0 +1,191 @@
+"""Observe a node: every fact ``bootstrap``, ``reset`` and ``doctor`` decide on, read once.
+
+Nothing here changes anything, and nothing raises for a backend that is down: each probe
+records its answer or, in ``errors``, why there is none, so the preflight and doctor can report
+every problem at once. The decisions are made elsewhere, on this plain data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from ipaddress import IPv4Interface, IPv4Network
+from typing import Any, TypeVar
+
+from weavenomad.bootstrap import system
+from weavenomad.bootstrap.checks import WEAVE_BRIDGE
+from weavenomad.errors import WeavenomadError
+from weavenomad.nodeconfig.edit import ConfigFile
+
+T = TypeVar("T")
+#: the Docker bridge's name when Docker does not say (Weave's DOCKER_BRIDGE default)
+DEFAULT_DOCKER_BRIDGE = "docker0"
+#: the weave router container on a real node; its Args show the launch flags
+WEAVE_CONTAINER = "weave"
+
+
+@dataclass
+class NodeFacts:
+    euid: int = 0
+    kernel: str = ""
+    errors: dict[str, str] = field(default_factory=dict)
+    # Docker
+    docker_version: dict | None = None
+    docker_bridge: str | None = None
+    docker_subnets: list[IPv4Network] = field(default_factory=list)
+    weave_container_args: list[str] | None = None
+    # Weave
+    weave_versions: dict[str, str] | None = None
+    weave_report: dict | None = None
+    proxy_addrs: list[str] = field(default_factory=list)
+    exposed: list[IPv4Interface] | None = None
+    weave_bridge: bool = False
+    # kernel and init
+    iptables_rules: list[str] | None = None
+    ip_forward: bool | None = None
+    listeners: set[tuple[str, int]] = field(default_factory=set)
+    host_addresses: list[tuple[str, IPv4Interface]] = field(default_factory=list)
+    systemd: bool = False
+    nomad_unit_active: bool | None = None
+    # Nomad, Consul and the registry
+    nomad_self: dict | None = None
+    nomad_node: dict | None = None
+    consul_self: dict | None = None
+    cluster: Any = None  # tenancy.model.Cluster | None
+    registry: Any = None  # tenancy.model.Registry | None
+    # the agent config
+    config_source: str | None = None
+    config_files: list[ConfigFile] | None = None
+    backups: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def weave_running(self) -> bool:
+        return self.weave_report is not None
+
+    @property
+    def node_id(self) -> str | None:
+        return ((self.nomad_self or {}).get("stats", {}).get("client") or {}).get("node_id")
+
+    def tenant_subnets(self) -> list[IPv4Network]:
+        if self.registry is None:
+            return []
+        return [t.subnet for _, t in sorted(self.registry.tenants.items())]
+
+
+def probe(facts: NodeFacts, name: str, read: Callable[[], T]) -> T | None:
+    """``read()``, or None with the reason in ``facts.errors[name]``."""
+    try:
+        return read()
+    except WeavenomadError as exc:
+        facts.errors[name] = exc.one_line()
+    except OSError as exc:
+        facts.errors[name] = str(exc)
+    return None
+
+
+def observe(clients) -> NodeFacts:
+    """Read the node through ``clients`` (a :class:`Clients`). The agent config is read by the
+    commands themselves, which must refuse a broken one (see ``commands.observe_node``)."""
+    facts = NodeFacts(euid=system.euid(), kernel=system.kernel_release())
+    _docker(facts, clients.docker)
+    facts.weave_versions = probe(facts, "weave-command", clients.weave_command.version)
+    facts.weave_report = probe(facts, "weave-api", clients.weave.report)
+    if facts.weave_report is not None:
+        facts.proxy_addrs = probe(facts, "weave-proxy", clients.weave.proxy_addrs) or []
+        owned = probe(facts, "weave-ip", clients.weave.owned)
+        facts.exposed = list((owned or {}).get("weave:expose", []))
+    facts.weave_bridge = system.link_exists(WEAVE_BRIDGE)
+    facts.iptables_rules, error = system.iptables_forward_rules()
+    if error:
+        facts.errors["iptables"] = error
+    facts.ip_forward = system.ip_forward()
+    facts.listeners = system.listening_ports()
+    facts.host_addresses = system.host_addresses()
+    facts.systemd = system.systemd_running()
+    facts.nomad_unit_active = system.unit_active(system.NOMAD_UNIT)
+    facts.nomad_self = probe(facts, "nomad", clients.nomad.agent_self)
+    if facts.node_id:
+        facts.nomad_node = probe(facts, "nomad-node", lambda: clients.nomad.node(facts.node_id))
+    facts.consul_self = probe(facts, "consul", clients.consul.agent_self)
+    if facts.consul_self is not None:
+        facts.cluster = probe(facts, "registry", clients.registry.cluster)
+        facts.registry = probe(facts, "registry", clients.registry.load)
+    return facts
+
+
+def _docker(facts: NodeFacts, docker) -> None:
+    facts.docker_version = probe(facts, "docker", docker.version)
+    if facts.docker_version is None:
+        return
+
+    def bridge() -> dict:
+        with docker.mapped():
+            return docker.sdk.api.inspect_network("bridge")
+
+    network = probe(facts, "docker-bridge", bridge) or {}
+    options = network.get("Options") or {}
+    facts.docker_bridge = options.get("com.docker.network.bridge.name") or DEFAULT_DOCKER_BRIDGE
+    for entry in (network.get("IPAM") or {}).get("Config") or []:
+        if entry.get("Subnet") and ":" not in entry["Subnet"]:
+            facts.docker_subnets.append(IPv4Network(entry["Subnet"], strict=False))
+
+    def weave_args() -> list[str] | None:
+        with docker.mapped():
+            found = docker.sdk.api.containers(all=False, filters={"name": WEAVE_CONTAINER})
+            mine = [c for c in found if f"/{WEAVE_CONTAINER}" in (c.get("Names") or [])]
+            if not mine:
+                return None
+            return list(docker.sdk.api.inspect_container(mine[0]["Id"]).get("Args") or [])
+
+    facts.weave_container_args = probe(facts, "weave-container", weave_args)
+
+
+def agent_endpoint(agent_self: dict | None) -> str | None:
+    """The Docker endpoint the running agent uses, from ``/v1/agent/self``."""
+    if not agent_self:
+        return None
+    from weavenomad.nodeconfig.edit import DEFAULT_DOCKER_ENDPOINT
+
+    config = agent_self.get("config") or {}
+    for plugin in config.get("Plugins") or []:
+        if plugin.get("Name") == "docker":
+            return (plugin.get("Config") or {}).get("endpoint") or DEFAULT_DOCKER_ENDPOINT
+    options = (config.get("Client") or {}).get("Options") or {}
+    return options.get("docker.endpoint") or DEFAULT_DOCKER_ENDPOINT
+
+
+def docker_driver(node: dict | None) -> dict:
+    return ((node or {}).get("Drivers") or {}).get("docker") or {}
+
+
+@dataclass
+class Clients:
+    """The backends of one node, built once from the settings (tests pass fakes)."""
+
+    nomad: Any
+    consul: Any
+    docker: Any
+    weave: Any
+    weave_command: Any
+    registry: Any
+
+    @classmethod
+    def from_settings(cls, settings, weave_env: dict[str, str] | None = None) -> Clients:
+        from weavenomad.clients import (
+            consul_client,
+            docker_client,
+            nomad_client,
+            weave_client,
+            weave_command,
+        )
+        from weavenomad.tenancy.registry import TenantRegistry
+
+        consul = consul_client(settings)
+        return cls(nomad_client(settings), consul, docker_client(settings),
+                   weave_client(settings), weave_command(settings, env=weave_env),
+                   TenantRegistry(consul, settings.kv_prefix))
+
+
+def exposed_specs(subnets: Sequence[IPv4Network], default: IPv4Network) -> list[str]:
+    """``weave expose``/``hide`` arguments for subnets: ``net:default`` for the default one."""
+    return ["net:default" if s == default else f"net:{s}" for s in subnets]

@@ -1,0 +1,41 @@
+"""How checks and plans read on a terminal. Pure: data in, lines out."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from weavenomad.bootstrap import steps as st
+from weavenomad.bootstrap.checks import Check
+
+_MARK = {"pass": "PASS", "warn": "WARN", "fail": "FAIL"}
+
+
+def check_lines(checks: Iterable[Check], indent: str = "") -> list[str]:
+    checks = list(checks)
+    width = max((len(c.name) for c in checks), default=0)
+    lines = []
+    for check in checks:
+        lines.append(f"{indent}{_MARK[check.status]}  {check.name:<{width}}  {check.detail}")
+        if check.fix and check.status != "pass":
+            lines.append(f"{indent}      {'':<{width}}  fix: {check.fix}")
+    return lines
+
+
+def plan_lines(plan: st.Plan, weave: str = "weave") -> list[str]:
+    lines = []
+    total = len(plan.steps)
+    for number, step in enumerate(plan.steps, 1):
+        lines.append(f"  {number}/{total}  {step.title}")
+        command = st.command_line(step.action, weave)
+        if command:
+            lines.append(f"        $ {command}")
+        diff = st.diff_of(step.action)
+        if diff:
+            lines += ["        " + line for line in diff.rstrip("\n").splitlines()]
+        elif not command:
+            lines.append(f"        {st.describe(step.action)}")
+        lines += [f"        ({note})" for note in step.notes]
+        if step.undo is not None:
+            lines.append(f"        undo on failure: {st.describe(step.undo)}")
+    lines += [f"  note: {note}" for note in plan.notes]
+    return lines

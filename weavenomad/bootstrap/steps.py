@@ -1,0 +1,187 @@
+"""The vocabulary of plans: what a step does (an action, plain data), how it shows in the plan,
+and the action that undoes it. :mod:`.plan` and :mod:`.reset` build them, :mod:`.apply` runs
+them. Pure."""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass
+from ipaddress import IPv4Network
+
+from weavenomad.bootstrap.checks import guard_argv
+from weavenomad.nodeconfig.edit import ConfigFile, FileChange
+
+WHY_NO_DEFAULT_IPALLOC = (
+    "--no-default-ipalloc: only containers that carry WEAVE_CIDR join the overlay (tenant "
+    "tasks get it from 'weavenomad run'); Nomad's pause containers and any other container "
+    "stay off it, so nothing lands in a subnet by accident")
+
+
+@dataclass(frozen=True)
+class WeaveLaunch:
+    ipalloc_range: str
+    default_subnet: str
+    peers: tuple[str, ...]
+
+    def args(self) -> list[str]:
+        """Exactly what :meth:`WeaveCommand.launch` runs."""
+        return ["launch", "--no-dns", "--no-default-ipalloc", "--ipalloc-range",
+                self.ipalloc_range, "--ipalloc-default-subnet", self.default_subnet,
+                *self.peers]
+
+
+@dataclass(frozen=True)
+class WeaveReset:
+    pass
+
+
+@dataclass(frozen=True)
+class WeaveExpose:
+    specs: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class WeaveHide:
+    specs: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class AddGuard:
+    """Insert the isolation guard unless an equivalent rule is there when the step runs (a
+    freshly launched Weave installs its own)."""
+
+    bridge: str
+
+
+@dataclass(frozen=True)
+class RemoveGuard:
+    """Delete the guard rules carrying our comment (the ones bootstrap added)."""
+
+    bridge: str
+
+
+@dataclass(frozen=True)
+class WriteConfig:
+    change: FileChange
+    #: the endpoint the change writes
+    endpoint: str
+    #: every file of the agent config, to re-plan when Weave reports another proxy socket
+    files: tuple[ConfigFile, ...] = ()
+    #: the endpoint is the one Weave reports once launched (unknown while planning)
+    late_endpoint: bool = False
+    accepted: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RestoreConfig:
+    path: str
+    text: str
+    #: remove FILE.weavenomad.bak afterwards (it was made by the run being undone, or reset)
+    drop_backup: bool
+
+
+@dataclass(frozen=True)
+class DropBackup:
+    """Remove FILE.weavenomad.bak once reset no longer needs it."""
+
+    path: str
+
+
+@dataclass(frozen=True)
+class RestartNomad:
+    argv: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class VerifyNomad:
+    """Nomad's agent reports the endpoint and its node's Docker driver is healthy."""
+
+    endpoint: str
+    accepted: tuple[str, ...] = ()
+    file: str | None = None
+
+
+@dataclass(frozen=True)
+class RecordCluster:
+    ipalloc_range: IPv4Network
+    default_subnet: IPv4Network
+
+
+Action = (WeaveLaunch | WeaveReset | WeaveExpose | WeaveHide | AddGuard | RemoveGuard
+          | WriteConfig | RestoreConfig | DropBackup | RestartNomad | VerifyNomad | RecordCluster)
+
+
+@dataclass(frozen=True)
+class Step:
+    title: str
+    action: Action
+    undo: Action | None = None
+    #: extra lines for the plan: the reason, a note
+    notes: tuple[str, ...] = ()
+
+    def to_json(self) -> dict:
+        return {"title": self.title, "kind": kind(self.action),
+                "command": command_line(self.action), "diff": diff_of(self.action),
+                "undo": describe(self.undo) if self.undo else None, "notes": list(self.notes)}
+
+
+@dataclass(frozen=True)
+class Plan:
+    steps: tuple[Step, ...] = ()
+    #: things the operator should know that are no step (a restart to do by hand …)
+    notes: tuple[str, ...] = ()
+    #: the node is not fully done after the steps (e.g. Nomad must be restarted by hand)
+    attention: bool = False
+
+    def to_json(self) -> dict:
+        return {"steps": [s.to_json() for s in self.steps], "notes": list(self.notes),
+                "attention": self.attention}
+
+
+def kind(action: Action) -> str:
+    return type(action).__name__
+
+
+def command_line(action: Action, weave: str = "weave") -> str | None:
+    """The exact command an action runs, or None for actions that are not one command."""
+    if isinstance(action, WeaveLaunch):
+        return shlex.join([weave, *action.args()])
+    if isinstance(action, WeaveReset):
+        return f"{weave} reset"
+    if isinstance(action, WeaveExpose):
+        return shlex.join([weave, "expose", *action.specs])
+    if isinstance(action, WeaveHide):
+        return shlex.join([weave, "hide", *action.specs])
+    if isinstance(action, AddGuard):
+        return shlex.join(guard_argv("-I", action.bridge))
+    if isinstance(action, RemoveGuard):
+        return shlex.join(guard_argv("-D", action.bridge))
+    if isinstance(action, RestartNomad):
+        return shlex.join(action.argv)
+    return None
+
+
+def diff_of(action: Action) -> str | None:
+    return action.change.diff() if isinstance(action, WriteConfig) else None
+
+
+def describe(action: Action) -> str:
+    """One line for plans and rollback reports."""
+    if isinstance(action, RestartNomad):
+        return f"restart Nomad ({shlex.join(action.argv)})"
+    line = command_line(action)
+    if line:
+        return line
+    if isinstance(action, WriteConfig):
+        return f"write {action.change.path}"
+    if isinstance(action, RestoreConfig):
+        return f"restore {action.path}" + (" and remove its backup" if action.drop_backup
+                                           else "")
+    if isinstance(action, DropBackup):
+        return f"remove {action.path}.weavenomad.bak"
+    if isinstance(action, VerifyNomad):
+        return f"check that Nomad's Docker driver is healthy on {action.endpoint}"
+    if isinstance(action, RecordCluster):
+        return (f"record range {action.ipalloc_range} and default subnet "
+                f"{action.default_subnet} in the registry")
+    return kind(action)

@@ -1,0 +1,180 @@
+"""The node's own kernel and init system, read and changed through short commands with timeouts.
+
+Everything reads the network namespace the process runs in: ``/proc/net/*`` and
+``/proc/sys/net/*`` follow the reader's namespace, and ``ip``/``iptables`` talk netlink/xtables
+in it. So ``weavenomad doctor`` run inside a lab node (``weavenomad lab exec n1 -- …``) sees that
+node, and on a real node it sees the host.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import socket
+import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass
+from ipaddress import IPv4Interface
+
+from weavenomad.bootstrap.checks import guard_argv
+from weavenomad.errors import BackendError, BackendUnavailable, ValidationError
+
+COMMAND_TIMEOUT = 30.0
+#: a Nomad restart may drain and stop the agent first
+RESTART_TIMEOUT = 180.0
+NOMAD_UNIT = "nomad"
+RECONCILER_UNIT = "weavenomad-reconciler.service"
+_TCP_LISTEN = "0A"
+_UDP_UNCONNECTED = "07"
+
+
+@dataclass(frozen=True)
+class Completed:
+    code: int
+    out: str
+    err: str
+
+
+def run(argv: Sequence[str], timeout: float = COMMAND_TIMEOUT) -> Completed:
+    """Run a command; a missing program is code 127, a timeout raises BackendUnavailable."""
+    try:
+        done = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout,
+                              stdin=subprocess.DEVNULL)
+    except FileNotFoundError:
+        return Completed(127, "", f"{argv[0]}: command not found")
+    except subprocess.TimeoutExpired:
+        raise BackendUnavailable(f"'{shlex.join(argv)}' did not finish within {timeout:g}s",
+                                 backend="system") from None
+    return Completed(done.returncode, done.stdout, done.stderr)
+
+
+def run_checked(argv: Sequence[str], timeout: float = COMMAND_TIMEOUT) -> str:
+    done = run(argv, timeout)
+    if done.code != 0:
+        detail = " ".join((done.err or done.out).split())[:300] or f"exit {done.code}"
+        raise BackendError(f"'{shlex.join(argv)}' failed: {detail}", backend="system")
+    return done.out
+
+
+# -- reads -----------------------------------------------------------------------------------
+
+
+def euid() -> int:
+    return os.geteuid()
+
+
+def kernel_release() -> str:
+    return os.uname().release
+
+
+def iptables_forward_rules() -> tuple[list[str] | None, str | None]:
+    """``iptables -S FORWARD`` lines, or (None, why)."""
+    done = run(["iptables", "-w", "-S", "FORWARD"])
+    if done.code != 0:
+        return None, " ".join((done.err or f"exit {done.code}").split())[:200]
+    return done.out.splitlines(), None
+
+
+def ip_forward() -> bool | None:
+    try:
+        with open("/proc/sys/net/ipv4/ip_forward", encoding="ascii") as handle:
+            return handle.read().strip() == "1"
+    except OSError:
+        return None
+
+
+def _ports(path: str, state: str) -> set[int]:
+    try:
+        with open(path, encoding="ascii") as handle:
+            lines = handle.read().splitlines()[1:]
+    except OSError:
+        return set()
+    ports = set()
+    for line in lines:
+        fields = line.split()
+        if len(fields) > 3 and fields[3] == state:
+            ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
+def listening_ports() -> set[tuple[str, int]]:
+    """(proto, port) of every TCP listener and bound UDP socket in this namespace."""
+    found = set()
+    for proto, state in (("tcp", _TCP_LISTEN), ("udp", _UDP_UNCONNECTED)):
+        for suffix in ("", "6"):
+            found |= {(proto, p) for p in _ports(f"/proc/net/{proto}{suffix}", state)}
+    return found
+
+
+def host_addresses() -> list[tuple[str, IPv4Interface]]:
+    """(interface, address) of every IPv4 address in this namespace."""
+    done = run(["ip", "-j", "-4", "addr", "show"])
+    if done.code != 0:
+        return []
+    found = []
+    for link in json.loads(done.out or "[]"):
+        for info in link.get("addr_info", []):
+            if info.get("family") == "inet":
+                found.append((link.get("ifname", ""),
+                              IPv4Interface(f"{info['local']}/{info['prefixlen']}")))
+    return found
+
+
+def link_exists(name: str) -> bool:
+    return run(["ip", "link", "show", "dev", name]).code == 0
+
+
+def systemd_running() -> bool:
+    """Whether systemd is the init system here (its documented test)."""
+    return os.path.isdir("/run/systemd/system")
+
+
+def unit_active(unit: str) -> bool | None:
+    """Whether the systemd unit is active; None without systemd."""
+    if not systemd_running():
+        return None
+    return run(["systemctl", "is-active", "--quiet", unit]).code == 0
+
+
+def resolve_peer(peer: str) -> str:
+    """Check that a ``--peer`` (host or IP, optional :port) resolves; ValidationError if not."""
+    host, _, port = peer.rpartition(":") if peer.count(":") == 1 else (peer, "", "")
+    host = host or peer
+    if port and not (port.isdigit() and 0 < int(port) < 65536):
+        raise ValidationError(f"invalid peer {peer!r}: bad port", hint="--peer HOST[:PORT]")
+    try:
+        socket.getaddrinfo(host, None, socket.AF_INET)
+    except (socket.gaierror, UnicodeError):
+        raise ValidationError(f"unknown peer {peer!r}: the name does not resolve",
+                              hint="--peer takes an IP address or a resolvable host name") from None
+    return peer
+
+
+# -- changes ---------------------------------------------------------------------------------
+
+
+def add_guard(bridge: str) -> None:
+    run_checked(guard_argv("-I", bridge))
+
+
+def remove_guard(bridge: str) -> int:
+    """Delete every guard rule carrying our comment; how many were removed."""
+    removed = 0
+    while run(guard_argv("-C", bridge)).code == 0:
+        run_checked(guard_argv("-D", bridge))
+        removed += 1
+    return removed
+
+
+def restart_argv(command: str | None, systemd_nomad: bool | None) -> tuple[str, ...] | None:
+    """How to restart Nomad: the configured command, else systemd when it runs Nomad."""
+    if command:
+        return tuple(shlex.split(command))
+    if systemd_nomad:
+        return ("systemctl", "restart", NOMAD_UNIT)
+    return None
+
+
+def restart_nomad(argv: Sequence[str]) -> None:
+    run_checked(argv, RESTART_TIMEOUT)
