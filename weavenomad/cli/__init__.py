@@ -19,6 +19,7 @@ from weavenomad.errors import ExitCode, WeavenomadError, redact
 COMMANDS: dict[str, str] = {
     "bootstrap": "weavenomad.cli.node:bootstrap",
     "config": "weavenomad.cli.config_cmd:config",
+    "demo": "weavenomad.cli.demo:demo",
     "doctor": "weavenomad.cli.node:doctor",
     "lab": "weavenomad.cli.lab:lab",
     "reconciler": "weavenomad.cli.reconciler:reconciler",
