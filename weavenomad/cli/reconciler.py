@@ -1,8 +1,70 @@
-"""``weavenomad reconciler`` (being written for issue 5)."""
+"""``weavenomad reconciler run|install``: the per-node daemon that makes Consul answer with
+Weave addresses, and its systemd unit."""
+
+from __future__ import annotations
 
 import click
+
+from weavenomad.cli.options import app_context, connection_options, output_options
 
 
 @click.group()
 def reconciler() -> None:
-    """Make Consul answer with Weave addresses (in progress)."""
+    """Run or install the per-node daemon that makes Consul answer with Weave addresses."""
+
+
+@reconciler.command("run")
+@click.option("--node-id", metavar="ID",
+              help="The Nomad node to serve [default: the local agent's client node].")
+@click.option("--resync", type=float, metavar="SECONDS",
+              help="Seconds between full resyncs [default: 60].")
+@click.option("--once", is_flag=True,
+              help="One converging pass, then exit: 0 converged, 2 not converged.")
+@click.option("--metrics-addr", metavar="HOST:PORT", help="Serve Prometheus metrics here.")
+@click.option("--log-format", type=click.Choice(["text", "json"]),
+              help="Log lines as text or JSON [env WEAVENOMAD_LOG_FORMAT; default text].")
+@connection_options
+@output_options
+def run(node_id, resync, once, metrics_addr, log_format) -> None:
+    """Keep a twin of every Nomad service of a Weave task in the local Consul agent, with the
+    task's Weave address and container port, and mask Nomad's wrong-address instance.
+
+    Event driven (Nomad blocking queries, Docker events, Consul watches) with a full resync;
+    SIGTERM or SIGINT finish the current pass and exit. Runs under systemd as Type=notify with
+    a watchdog (see 'weavenomad reconciler install').
+    """
+    from weavenomad.reconcile.runner import serve
+
+    app = app_context()
+    given = {"node_id": node_id, "resync": resync, "metrics_addr": metrics_addr,
+             "log_format": log_format}
+    app.flags.update({key: value for key, value in given.items() if value is not None})
+    code = serve(app.settings, app.environ, once=once)
+    click.get_current_context().exit(int(code))
+
+
+@reconciler.command("install")
+@click.option("--unit-dir", type=click.Path(file_okay=False), default="/etc/systemd/system",
+              show_default=True, help="Where to write weavenomad-reconciler.service.")
+@click.option("--executable", metavar="PATH",
+              help="The weavenomad command for ExecStart [default: the one on PATH].")
+@click.option("--no-enable", is_flag=True, help="Write the unit only; do not enable it.")
+@click.option("--no-start", is_flag=True, help="Enable the unit without starting it now.")
+@click.option("--print", "print_only", is_flag=True, help="Print the unit and change nothing.")
+@output_options
+def install(unit_dir, executable, no_enable, no_start, print_only) -> None:
+    """Write the hardened systemd unit, then enable and start it (systemctl)."""
+    from pathlib import Path
+
+    from weavenomad.reconcile import systemd
+
+    app = app_context()
+    text = systemd.render_unit(systemd.command_prefix(executable))
+    if print_only:
+        click.echo(text, nl=False)
+        return
+    path = systemd.write_unit(Path(unit_dir), text)
+    if not no_enable:
+        systemd.enable(start=not no_start)
+    state = "written" if no_enable else ("enabled" if no_start else "enabled and started")
+    app.emit({"unit": str(path), "state": state}, lambda d: f"{d['unit']}: {d['state']}")

@@ -1,0 +1,289 @@
+"""The reconciler daemon against the simulated Consul (real HTTP, real agent semantics) with
+in-memory Nomad, Docker and Weave: convergence, events, outages, bad input, systemd."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+from ipaddress import IPv4Interface
+
+import pytest
+from reconcile_fakes import (
+    NODE_ID,
+    FakeDocker,
+    FakeNomad,
+    FakeWeave,
+    GuardedConsul,
+    nomad_registration,
+    web_allocation,
+)
+from test_consul_sim_support import running_sim
+from test_reconcile_ethwe import FIB_TRIE, ROUTE
+
+from weavenomad.clients.consul import ConsulAPI
+from weavenomad.reconcile.daemon import DaemonSettings, Reconciler
+from weavenomad.reconcile.systemd import Notifier
+from weavenomad.tenancy.registry import TenantRegistry
+
+A = "aaaaaaaa-0000-0000-0000-000000000001"
+B = "bbbbbbbb-0000-0000-0000-000000000002"
+C = "cccccccc-0000-0000-0000-000000000003"
+FAST = DaemonSettings(resync=30.0, watch_wait=0.5, retry_cap=0.5)
+
+
+def wait_until(what: str, probe, timeout: float = 5.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = probe()
+        if value:
+            return value
+        time.sleep(0.02)
+    pytest.fail(f"timed out waiting for {what}")
+
+
+class World:
+    def __init__(self, sim):
+        self.sim = sim
+        self.agent = sim["u1"]  # what Nomad and the test use
+        host, port = sim.sim.listen("u1")
+        self.consul = GuardedConsul(ConsulAPI(f"http://{host}:{port}", timeout=5))
+        self.nomad, self.docker, self.weave = FakeNomad(), FakeDocker(), FakeWeave()
+        self.reconcilers: list[tuple[Reconciler, threading.Thread | None]] = []
+
+    def run_allocation(self, alloc_id: str, address: str | None = "10.32.1.1/24",
+                       name: str = "web", port: str = "8080", pid: int = 0) -> str:
+        """Nomad places the allocation, starts its container and registers its service."""
+        self.nomad.set_allocations([*self.nomad.allocations, web_allocation(alloc_id, name, port)])
+        container = self.docker.start(alloc_id, "web", pid)
+        if address:
+            self.weave.addresses[container] = [IPv4Interface(address)]
+        self.agent.ok("PUT", "/v1/agent/service/register", nomad_registration(alloc_id, name, port))
+        return container
+
+    def reconciler(self, settings: DaemonSettings = FAST, notifier=None) -> Reconciler:
+        r = Reconciler(nomad=self.nomad, consul=self.consul, docker=self.docker,
+                       weave=self.weave, registry=TenantRegistry(self.consul, "test-reconcile/"),
+                       settings=settings, notifier=notifier)
+        self.reconcilers.append((r, None))
+        return r
+
+    def start(self, settings: DaemonSettings = FAST, notifier=None) -> Reconciler:
+        r = self.reconciler(settings, notifier)
+        thread = threading.Thread(target=r.run, daemon=True)
+        thread.start()
+        self.reconcilers[-1] = (r, thread)
+        return r
+
+    def passing(self, name: str = "web") -> list[tuple[str, str, int]]:
+        answer = self.agent.get(f"/v1/health/service/{name}?passing").json()
+        return sorted((e["Service"]["ID"], e["Service"]["Address"], e["Service"]["Port"])
+                      for e in answer)
+
+    def services(self) -> dict:
+        return self.agent.get("/v1/agent/services").json()
+
+    def checks(self) -> dict:
+        return self.agent.get("/v1/agent/checks").json()
+
+    def stop_all(self) -> None:
+        for r, thread in self.reconcilers:
+            r.request_stop()
+            if thread is not None:
+                thread.join(timeout=5)
+
+
+@pytest.fixture
+def world():
+    with running_sim() as sim:
+        w = World(sim)
+        try:
+            yield w
+        finally:
+            w.stop_all()
+
+
+def twin(alloc_id: str, name: str = "web", port: str = "8080") -> str:
+    return f"weavenomad-{alloc_id}-web-{name}-{port}"
+
+
+def test_once_converges_and_consul_answers_only_weave_addresses(world):
+    world.run_allocation(A, "10.32.1.1/24")
+    world.run_allocation(B, "10.32.1.2/24")
+    assert world.reconciler().run_once() is True
+    wait_until("the twins' checks to pass", lambda: len(world.passing()) == 2)
+    assert world.passing() == [(twin(A), "10.32.1.1", 8080), (twin(B), "10.32.1.2", 8080)]
+    masks = {k: v for k, v in world.checks().items() if k.startswith("weavenomad-mask-")}
+    assert {m["ServiceID"] for m in masks.values()} == {
+        f"_nomad-task-{A}-web-web-8080", f"_nomad-task-{B}-web-web-8080"}
+    # Nomad's own objects are untouched
+    assert world.services()[f"_nomad-task-{A}-web-web-8080"]["Address"] == "172.17.0.5"
+
+
+def test_once_reports_not_converged_while_consul_is_down(world):
+    world.run_allocation(A)
+    world.consul.down = True
+    r = world.reconciler(DaemonSettings(retry_cap=0.05, waiting_base=0.01))
+    assert r.run_once(passes=3) is False
+    world.consul.down = False
+    assert r.run_once() is True
+
+
+def test_orphans_go_at_start_and_nothing_foreign_is_touched(world):
+    world.run_allocation(A)
+    orphan = {"ID": twin(C), "Name": "web", "Address": "10.32.1.9", "Port": 8080,
+              "Meta": {"weavenomad-managed": "true"}}
+    world.agent.ok("PUT", "/v1/agent/service/register", orphan)
+    world.agent.ok("PUT", "/v1/agent/service/register", {"ID": "redis", "Name": "redis"})
+    world.agent.ok("PUT", "/v1/agent/check/register", {
+        "ID": "weavenomad-mask-left-over", "Name": "weave address mask", "TTL": "1h",
+        "ServiceID": f"_nomad-task-{A}-web-web-8080", "Status": "critical"})
+    assert world.reconciler().run_once() is True
+    services, checks = world.services(), world.checks()
+    assert twin(C) not in services and "weavenomad-mask-left-over" not in checks
+    assert "redis" in services and twin(A) in services
+
+
+def test_the_daemon_follows_events_and_stops_on_request(world):
+    world.run_allocation(A)
+    r = world.start()
+    wait_until("the first twin", lambda: twin(A) in world.services())
+    started = time.monotonic()
+    world.run_allocation(B, "10.32.1.2/24")
+    wait_until("the new twin", lambda: twin(B) in world.services(), timeout=2)
+    assert time.monotonic() - started < 1.0
+    # the allocation stops: everything of ours for it goes within a pass
+    world.nomad.set_allocations([web_allocation(A), web_allocation(B, desired_status="stop")])
+    wait_until("the twin to go", lambda: twin(B) not in world.services(), timeout=2)
+    assert f"weavenomad-mask-{B}-web-web-8080" not in world.checks()
+    assert r.metrics.latency._sum.get() > 0  # noqa: SLF001 - start-to-advertised was measured
+    r.request_stop()
+    thread = world.reconcilers[-1][1]
+    thread.join(timeout=3)
+    assert not thread.is_alive()
+
+
+def test_a_consul_outage_is_retried_and_converges_soon_after_its_return(world, caplog):
+    world.run_allocation(A)
+    r = world.start()
+    wait_until("the first twin", lambda: twin(A) in world.services())
+    caplog.set_level(logging.WARNING, logger="weavenomad.reconciler")
+    world.consul.down = True
+    world.run_allocation(B, "10.32.1.2/24")  # Nomad registers while we cannot see Consul
+    time.sleep(1.5)
+    assert twin(B) not in world.services()
+    back = time.monotonic()
+    world.consul.down = False
+    wait_until("the twin after Consul's return", lambda: twin(B) in world.services(), timeout=5)
+    assert time.monotonic() - back < 5
+    assert r.metrics.errors.labels("consul")._value.get() >= 2  # noqa: SLF001
+    failures = [rec for rec in caplog.records if "connection refused" in rec.getMessage()]
+    assert len(failures) == 1, [rec.getMessage() for rec in failures]  # logged once
+
+
+def test_without_weave_the_address_comes_from_ethwe(world, tmp_path):
+    net = tmp_path / "4242" / "net"
+    net.mkdir(parents=True)
+    (net / "route").write_text(ROUTE)
+    (net / "fib_trie").write_text(FIB_TRIE)
+    world.run_allocation(A, address=None, pid=4242)
+    world.weave.down = True
+    r = world.reconciler()
+    r.observer.proc = tmp_path
+    assert r.run_once() is True
+    assert world.services()[twin(A)]["Address"] == "10.32.1.1"  # lowest ethwe address
+
+
+def test_a_denied_registration_is_logged_once_counted_and_leaves_nomads_instance(world, caplog):
+    world.run_allocation(A, name="web")
+    world.run_allocation(B, "10.32.1.2/24", name="db", port="5432")
+    world.consul.denied = {"db"}
+    r = world.reconciler()
+    caplog.set_level(logging.WARNING, logger="weavenomad.reconciler")
+    for _ in range(3):
+        _, raw = world.nomad.node_allocations(NODE_ID)
+        r.reconcile(r._cache.parse(raw), trigger="test")  # noqa: SLF001
+    services, checks = world.services(), world.checks()
+    assert twin(A) in services and twin(B, "db", "5432") not in services
+    # no mask without a twin: Nomad's (wrong) address stays rather than nothing at all
+    assert f"weavenomad-mask-{B}-web-db-5432" not in checks
+    assert f"weavenomad-mask-{A}-web-web-8080" in checks
+    denied = [rec for rec in caplog.records if "Permission denied" in rec.getMessage()]
+    assert len(denied) == 1 and denied[0].fields["service_id"] == twin(B, "db", "5432")
+    assert r.metrics.errors.labels("consul")._value.get() == 3  # noqa: SLF001
+
+
+def test_bad_input_is_logged_once_per_service_and_reason(world, caplog):
+    world.nomad.set_allocations([web_allocation(A, port="http")])  # no such port label
+    world.docker.start(A, "web")
+    world.weave.addresses[next(iter(world.docker.summaries))] = [IPv4Interface("10.32.1.1/24")]
+    registration = nomad_registration(A, port="8080")
+    registration["ID"] = f"_nomad-task-{A}-web-web-http"
+    world.agent.ok("PUT", "/v1/agent/service/register", registration)
+    r = world.reconciler()
+    caplog.set_level(logging.WARNING, logger="weavenomad.reconciler")
+    assert r.run_once() is True  # nothing can be done, and nothing more will change
+    r.run_once()
+    problems = [rec for rec in caplog.records if getattr(rec, "fields", {}).get("reason")]
+    assert [(p.fields["service_id"], p.fields["reason"]) for p in problems] == [
+        (registration["ID"], "port-unresolved")]
+    assert r.metrics.problems.labels("port-unresolved")._value.get() == 1  # noqa: SLF001
+    assert not [k for k in world.services() if k.startswith("weavenomad-")]
+
+
+def test_systemd_hears_ready_status_and_watchdog(world, tmp_path):
+    path = str(tmp_path / "notify")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    listener.bind(path)
+    listener.settimeout(0.1)
+    world.run_allocation(A)
+    notifier = Notifier.from_environ({"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "100000"})
+    world.start(notifier=notifier)
+    messages: list[str] = []
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline:
+        try:
+            messages.append(listener.recv(4096).decode())
+        except TimeoutError:
+            continue
+        if sum("WATCHDOG=1" in m for m in messages) >= 5 and any("READY=1" in m for m in messages):
+            break
+    listener.close()
+    assert any(m.startswith("READY=1") for m in messages), messages
+    assert sum("WATCHDOG=1" in m for m in messages) >= 5, messages
+    assert any("STATUS=1 twin(s)" in m for m in messages), messages
+
+
+def test_a_mask_for_a_service_that_just_went_away_is_no_failure(world):
+    from weavenomad.reconcile import apply as applier
+    from weavenomad.reconcile.plan import REGISTER_MASK, Action, Plan
+
+    mask = {"ID": "weavenomad-mask-gone", "Name": "weave address mask", "TTL": "1h",
+            "ServiceID": f"_nomad-task-{C}-web-web-8080", "Status": "critical", "Notes": "x"}
+    result = applier.apply(world.consul, Plan(actions=(Action(REGISTER_MASK, mask["ID"], mask),)))
+    assert result.vanished and not result.failed and result.aborted is None
+
+
+def test_a_mirror_follows_nomads_script_check(world):
+    from reconcile_support import job_allocation
+
+    script = {"Name": "alive", "Type": "script", "Command": "/bin/true",
+              "Interval": 10_000_000_000}
+    world.nomad.set_allocations([job_allocation(A, tasks=[{
+        "Name": "web", "Driver": "docker", "Env": {"WEAVE_CIDR": "net:10.32.1.0/24"},
+        "Services": [{"Name": "web", "PortLabel": "8080", "Checks": [script]}]}])])
+    container = world.docker.start(A, "web")
+    world.weave.addresses[container] = [IPv4Interface("10.32.1.1/24")]
+    registration = nomad_registration(A)
+    registration["Checks"] = [{"CheckID": "_nomad-check-script", "Name": "alive", "TTL": "41s"}]
+    world.agent.ok("PUT", "/v1/agent/service/register", registration)
+    world.start()
+    mirror = twin(A) + "-check-0"
+    wait_until("the mirror", lambda: mirror in world.checks())
+    assert world.checks()[mirror]["Status"] == "critical"
+    time.sleep(0.5)  # the daemon is idle again: only the check's change can wake it
+    world.agent.ok("PUT", "/v1/agent/check/pass/_nomad-check-script")
+    wait_until("the mirror to pass", lambda: world.checks()[mirror]["Status"] == "passing",
+               timeout=3)
+    assert world.passing() == [(twin(A), "10.32.1.1", 8080)]

@@ -1,0 +1,329 @@
+"""The pure plan: which twins and masks Consul should hold, and the actions that get it there."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from reconcile_support import (
+    ALLOC_A,
+    ALLOC_B,
+    MASK_A,
+    MASK_B,
+    SID_A,
+    SID_B,
+    TWIN_A,
+    TWIN_B,
+    job_allocation,
+    nomad_service,
+    observation_of,
+    recorded_observation,
+    tcp_service,
+    tenancy,
+    weave_container,
+    with_checks,
+    with_services,
+)
+
+from weavenomad.reconcile import desired
+from weavenomad.reconcile.desired import DesireSettings
+from weavenomad.reconcile.model import AgentCheck, AgentService, Container, Observation
+from weavenomad.reconcile.plan import (
+    REGISTER_MASK,
+    REGISTER_TWIN,
+    REMOVE_MASK,
+    REMOVE_TWIN,
+    SET_TTL,
+    plan,
+)
+
+ALLOC = "11111111-2222-3333-4444-555555555555"
+
+
+def converge(obs: Observation, **kwargs) -> Observation:
+    """What Consul holds after the plan's actions, as a Consul agent would apply them."""
+    result = plan(obs, **kwargs)
+    services, checks = dict(obs.services), dict(obs.checks)
+    for action in result.actions:
+        if action.kind == REGISTER_TWIN:
+            body = action.body
+            services[action.id] = AgentService(body["ID"], body["Name"], body["Address"],
+                                               body["Port"], tuple(body["Tags"]),
+                                               dict(body["Meta"]))
+            checks = {k: v for k, v in checks.items() if v.service_id != action.id}
+            for check in body.get("Checks", []):
+                checks[check["CheckID"]] = AgentCheck(check["CheckID"], action.id, check["Name"],
+                                                      check.get("Status", "critical"))
+        elif action.kind == REGISTER_MASK:
+            body = action.body
+            checks[action.id] = AgentCheck(action.id, body["ServiceID"], body["Name"],
+                                           body["Status"], body["Notes"])
+        elif action.kind == REMOVE_TWIN:
+            services.pop(action.id)
+            checks = {k: v for k, v in checks.items() if v.service_id != action.id}
+        elif action.kind == REMOVE_MASK:
+            checks.pop(action.id)
+        elif action.kind == SET_TTL:
+            old = checks[action.id]
+            checks[action.id] = AgentCheck(old.id, old.service_id, old.name, action.status)
+    return Observation(obs.allocations, services, checks, obs.containers, obs.tenancy)
+
+
+def kinds(result) -> list[tuple[str, str]]:
+    return [(a.kind, a.id) for a in result.actions]
+
+
+def test_the_recorded_node_gets_a_twin_and_a_mask_per_nomad_service():
+    result = plan(recorded_observation())
+    assert kinds(result) == [(REGISTER_TWIN, TWIN_A), (REGISTER_TWIN, TWIN_B),
+                             (REGISTER_MASK, MASK_A), (REGISTER_MASK, MASK_B)]
+    twin = result.actions[0].body
+    assert twin["Name"] == "httpbackend" and twin["Address"] == "10.32.1.1"
+    assert twin["Port"] == 8081 and twin["Tags"] == []
+    assert twin["Meta"]["external-source"] == "nomad"
+    assert twin["Meta"]["weavenomad-managed"] == "true"
+    assert twin["Meta"]["weavenomad-source"] == SID_A
+    assert twin["Checks"] == [{"CheckID": TWIN_A + "-check-0",
+                               "Name": 'service: "httpbackend" check', "Interval": "5s",
+                               "Timeout": "2s", "TCP": "10.32.1.1:8081"}]
+    mask = result.actions[2]
+    assert mask.body["ServiceID"] == SID_A and mask.body["Status"] == "critical"
+    assert mask.body["TTL"] and "DeregisterCriticalServiceAfter" not in mask.body
+    assert mask.requires == TWIN_A  # the mask waits for its twin
+    assert result.twins == 2 and result.masks == 2 and not result.converged
+
+
+def test_a_converged_node_plans_nothing_and_stays_converged():
+    obs = converge(recorded_observation())
+    again = plan(obs)
+    assert again.actions == () and again.converged
+    assert plan(converge(obs)).actions == ()
+
+
+def test_drift_of_a_twin_is_repaired_by_re_registering_it():
+    obs = converge(recorded_observation())
+    edited = AgentService(TWIN_A, "httpbackend", "172.17.0.2", 8081, (),
+                          dict(obs.services[TWIN_A].meta))
+    result = plan(with_services(obs, edited))
+    assert kinds(result) == [(REGISTER_TWIN, TWIN_A)]
+    assert "address '172.17.0.2' -> '10.32.1.1'" in result.actions[0].why
+    # a lost check is drift too
+    result = plan(with_checks(obs, drop=(TWIN_B + "-check-0",)))
+    assert kinds(result) == [(REGISTER_TWIN, TWIN_B)]
+
+
+def test_a_mask_that_was_removed_or_passed_comes_back():
+    obs = converge(recorded_observation())
+    assert kinds(plan(with_checks(obs, drop=(MASK_A,)))) == [(REGISTER_MASK, MASK_A)]
+    passed = AgentCheck(MASK_B, SID_B, "weave address mask", "passing", obs.checks[MASK_B].notes)
+    result = plan(with_checks(obs, passed))
+    assert kinds(result) == [(REGISTER_MASK, MASK_B)] and result.actions[0].requires is None
+
+
+def test_a_new_weave_address_moves_the_twin():
+    obs = converge(recorded_observation())
+    moved = recorded_observation({ALLOC_A: "10.32.1.9/24", ALLOC_B: "10.32.1.2/24"})
+    result = plan(Observation(obs.allocations, obs.services, obs.checks, moved.containers,
+                              obs.tenancy))
+    assert kinds(result) == [(REGISTER_TWIN, TWIN_A), (REGISTER_MASK, MASK_A)]
+    assert result.actions[0].body["Checks"][0]["TCP"] == "10.32.1.9:8081"
+
+
+def test_a_stopped_allocation_or_dropped_service_loses_everything_of_ours():
+    obs = converge(recorded_observation())
+    stopping = dict(obs.allocations)
+    stopping[ALLOC_A] = dataclasses.replace(stopping[ALLOC_A], desired_status="stop")
+    result = plan(Observation(stopping, obs.services, obs.checks, obs.containers, obs.tenancy))
+    assert kinds(result) == [(REMOVE_MASK, MASK_A), (REMOVE_TWIN, TWIN_A)]
+    # Nomad deregistered its service (Consul dropped the mask with it): the twin goes
+    gone = with_checks(with_services(obs, drop=(SID_B,)), drop=(MASK_B,))
+    assert kinds(plan(gone)) == [(REMOVE_TWIN, TWIN_B)]
+
+
+def test_orphans_of_ours_go_and_nothing_foreign_is_touched():
+    obs = converge(recorded_observation())
+    orphan = AgentService("weavenomad-deadbeef-0000-0000-0000-000000000000-t-s-80", "s",
+                          "10.32.1.50", 80, (), {"weavenomad-managed": "true"})
+    lookalike = AgentService("weavenomad-not-ours", "s", "10.32.1.51", 80, (), {})
+    foreign = AgentService("redis-1", "redis", "10.0.0.1", 6379, (), {})
+    stale_mask = AgentCheck("weavenomad-mask-test", SID_A, "weave address mask", "critical")
+    foreign_check = AgentCheck("ops-note", SID_B, "note", "critical")
+    result = plan(with_checks(with_services(obs, orphan, lookalike, foreign),
+                              stale_mask, foreign_check))
+    assert kinds(result) == [(REMOVE_MASK, "weavenomad-mask-test"), (REMOVE_TWIN, orphan.id)]
+
+
+def test_an_id_registered_by_someone_else_is_left_alone():
+    obs = recorded_observation()
+    squatter = AgentService(TWIN_A, "httpbackend", "1.2.3.4", 1, (), {})
+    result = plan(with_services(obs, squatter))
+    assert (REGISTER_TWIN, TWIN_A) not in kinds(result)
+    assert (REGISTER_MASK, MASK_A) not in kinds(result)
+    assert [p.reason for p in result.problems] == [desired.ID_TAKEN]
+
+
+def test_tenant_audit_hides_a_task_outside_its_tenants_subnet():
+    raw = job_allocation(ALLOC, meta={"weavenomad.tenant": "acme",
+                                      "weavenomad.subnet": "10.32.1.0/24"},
+                         tasks=[{"Name": "web", "Driver": "docker",
+                                 "Env": {"WEAVE_CIDR": "net:10.32.1.0/24"},
+                                 "Services": [tcp_service("web", "8080")]}])
+    service = nomad_service(ALLOC, "web", "web", "8080", port=8080)
+    outside = observation_of([raw], [service], [weave_container(ALLOC, "web", "10.32.2.7/24")],
+                             tenancy=tenancy(acme="10.32.1.0/24"))
+    result = plan(outside)
+    assert kinds(result) == [(REGISTER_MASK, f"weavenomad-mask-{ALLOC}-web-web-8080")]
+    assert "tenant violation" in result.actions[0].body["Notes"]
+    (problem,) = result.problems
+    assert problem.reason == desired.TENANT_VIOLATION and problem.tenant == "acme"
+    # the registry is authoritative over the job's meta, and "default" means the default subnet
+    inside = observation_of([raw], [service], [weave_container(ALLOC, "web", "10.32.2.7/24")],
+                            tenancy=tenancy(acme="10.32.2.0/24"))
+    assert plan(inside).actions[0].kind == REGISTER_TWIN
+
+
+def test_several_addresses_pick_the_lowest_in_the_tenant_subnet():
+    raw = job_allocation(ALLOC, meta={"weavenomad.tenant": "acme"},
+                         tasks=[{"Name": "web", "Driver": "docker",
+                                 "Services": [tcp_service("web", "8080")]}])
+    service = nomad_service(ALLOC, "web", "web", "8080")
+    container = weave_container(ALLOC, "web", "10.32.0.9/24", "10.32.1.20/24", "10.32.1.5/24")
+    result = plan(observation_of([raw], [service], [container],
+                                 tenancy=tenancy(acme="10.32.1.0/24")))
+    assert result.actions[0].body["Address"] == "10.32.1.5"
+    no_tenant = job_allocation(ALLOC, tasks=[{"Name": "web", "Driver": "docker",
+                                              "Services": [tcp_service("web", "8080")]}])
+    result = plan(observation_of([no_tenant], [service], [container]))
+    assert result.actions[0].body["Address"] == "10.32.0.9"
+
+
+def test_ports_resolve_to_the_container_port_never_the_host_port():
+    group_port = job_allocation(
+        ALLOC, shared_ports=[{"Label": "http", "Value": 23456, "To": 8080}],
+        tasks=[{"Name": "web", "Driver": "docker", "Config": {"ports": ["http"]},
+                "Services": [tcp_service("web", "http", mode="host")]}])
+    legacy = job_allocation(
+        ALLOC, task_networks={"web": [{"DynamicPorts": [{"Label": "http", "Value": 25000}]}]},
+        tasks=[{"Name": "web", "Driver": "docker", "Config": {"port_map": [{"http": 9090}]},
+                "Services": [tcp_service("web", "http")]}])
+    unmapped = job_allocation(
+        ALLOC, task_networks={"web": [{"ReservedPorts": [{"Label": "http", "Value": 7070}]}]},
+        tasks=[{"Name": "web", "Driver": "docker", "Services": [tcp_service("web", "http")]}])
+    for raw, port in ((group_port, 8080), (legacy, 9090), (unmapped, 7070)):
+        service = nomad_service(ALLOC, "web", "web", "http", "192.168.56.3", 23456)
+        result = plan(observation_of([raw], [service],
+                                     [weave_container(ALLOC, "web", "10.32.1.3/24")]))
+        body = result.actions[0].body
+        assert (body["Port"], body["Checks"][0]["TCP"]) == (port, f"10.32.1.3:{port}")
+
+
+def test_an_unresolvable_port_is_a_problem_and_nothing_is_half_written():
+    raw = job_allocation(ALLOC, tasks=[{"Name": "web", "Driver": "docker",
+                                        "Services": [tcp_service("web", "nope")]}])
+    service = nomad_service(ALLOC, "web", "web", "nope")
+    result = plan(observation_of([raw], [service],
+                                 [weave_container(ALLOC, "web", "10.32.1.3/24")]))
+    assert result.actions == ()
+    assert [(p.service_id, p.reason) for p in result.problems] == [
+        (service.id, desired.PORT_UNRESOLVED)]
+    # same when only a check's own port label is unresolvable
+    raw = job_allocation(ALLOC, tasks=[{"Name": "web", "Driver": "docker", "Services": [
+        tcp_service("web", "8080", check_port="admin")]}])
+    service = nomad_service(ALLOC, "web", "web", "8080")
+    result = plan(observation_of([raw], [service],
+                                 [weave_container(ALLOC, "web", "10.32.1.3/24")]))
+    assert result.actions == () and result.problems[0].reason == desired.PORT_UNRESOLVED
+
+
+def test_http_and_grpc_checks_are_re_aimed_and_script_checks_mirrored():
+    checks = [
+        {"Name": "ready", "Type": "http", "Path": "health", "Protocol": "https",
+         "Method": "POST", "Header": {"X-A": ["1"]}, "TLSSkipVerify": True,
+         "Interval": 10_000_000_000, "Timeout": 1_500_000_000},
+        {"Name": "rpc", "Type": "grpc", "GRPCService": "svc.Health", "GRPCUseTLS": True,
+         "Interval": 5_000_000_000},
+        {"Name": "script", "Type": "script", "Command": "/bin/check", "Interval": 30_000_000_000},
+    ]
+    raw = job_allocation(ALLOC, tasks=[{"Name": "web", "Driver": "docker", "Services": [
+        tcp_service("web", "8443", checks=checks)]}])
+    service = nomad_service(ALLOC, "web", "web", "8443")
+    nomads_script_check = AgentCheck("_nomad-check-abc", service.id, "script", "passing")
+    obs = observation_of([raw], [service], [weave_container(ALLOC, "web", "10.32.1.3/24")],
+                         checks=[nomads_script_check])
+    result = plan(obs, DesireSettings(mirror_ttl="210s"))
+    http, grpc, mirror = result.actions[0].body["Checks"]
+    assert http["HTTP"] == "https://10.32.1.3:8443/health" and http["Method"] == "POST"
+    assert http["Header"] == {"X-A": ["1"]} and http["TLSSkipVerify"] is True
+    assert (http["Interval"], http["Timeout"]) == ("10s", "1500ms")
+    assert grpc["GRPC"] == "10.32.1.3:8443/svc.Health" and grpc["GRPCUseTLS"] is True
+    assert mirror["TTL"] == "210s" and mirror["Status"] == "passing"
+    assert [p.reason for p in result.problems] == [desired.CHECK_NOT_REAIMABLE]
+    assert (REGISTER_MASK, f"weavenomad-mask-{ALLOC}-web-web-8443") in kinds(result)
+    # the mirror follows Nomad's check without re-registering the twin
+    done = converge(obs, settings=DesireSettings(mirror_ttl="210s"))
+    failing = AgentCheck("_nomad-check-abc", service.id, "script", "critical")
+    result = plan(with_checks(done, failing), DesireSettings(mirror_ttl="210s"))
+    assert [(a.kind, a.status) for a in result.actions] == [(SET_TTL, "critical")]
+    refreshed = plan(done, DesireSettings(mirror_ttl="210s"), refresh_mirrors=True)
+    assert [(a.kind, a.why) for a in refreshed.actions] == [(SET_TTL, "refresh")]
+    assert refreshed.converged
+
+
+def test_a_group_service_uses_the_leader_or_the_first_task_with_an_address():
+    tasks = [{"Name": "sidecar", "Driver": "docker", "Services": []},
+             {"Name": "app", "Driver": "docker", "Services": []}]
+    raw = job_allocation(ALLOC, tasks=tasks, group_services=[tcp_service("api", "8080")])
+    service = nomad_service(ALLOC, "group-web", "api", "8080")
+    containers = [weave_container(ALLOC, "sidecar"), weave_container(ALLOC, "app", "10.32.1.8/24")]
+    result = plan(observation_of([raw], [service], containers))
+    assert result.actions[0].id == f"weavenomad-{ALLOC}-group-web-api-8080"
+    assert result.actions[0].body["Address"] == "10.32.1.8"
+    tasks[0]["Leader"] = True
+    containers[0] = weave_container(ALLOC, "sidecar", "10.32.1.7/24")
+    raw = job_allocation(ALLOC, tasks=tasks, group_services=[tcp_service("api", "8080")])
+    result = plan(observation_of([raw], [service], containers))
+    assert result.actions[0].body["Address"] == "10.32.1.7"
+
+
+def test_containers_without_a_weave_address():
+    raw = job_allocation(ALLOC, tasks=[{"Name": "web", "Driver": "docker",
+                                        "Env": {"WEAVE_CIDR": "net:10.32.1.0/24"},
+                                        "Services": [tcp_service("web", "8080")]}])
+    service = nomad_service(ALLOC, "web", "web", "8080")
+    fresh = weave_container(ALLOC, "web", started_at=100.0)
+    waiting = plan(observation_of([raw], [service], [fresh]), DesireSettings(now=101.0))
+    assert waiting.actions == () and waiting.waiting == (service.id,) and not waiting.problems
+    late = plan(observation_of([raw], [service], [fresh]), DesireSettings(now=200.0))
+    assert late.actions == () and late.problems[0].reason == desired.NO_WEAVE_ADDRESS
+    not_known = Container("c1", ALLOC, "web", True, None)
+    assert plan(observation_of([raw], [service], [not_known])).waiting == (service.id,)
+    # a task that never asked for the overlay keeps Nomad's registration, silently
+    plain = job_allocation(ALLOC, tasks=[{"Name": "web", "Driver": "docker",
+                                          "Services": [tcp_service("web", "8080")]}])
+    quiet = plan(observation_of([plain], [service], [weave_container(ALLOC, "web")]))
+    assert quiet.actions == () and not quiet.problems and not quiet.waiting
+
+
+def test_nothing_to_do_when_nomad_already_advertises_the_weave_address():
+    raw = job_allocation(ALLOC, tasks=[{"Name": "web", "Driver": "docker",
+                                        "Services": [tcp_service("web", "8080")]}])
+    right = nomad_service(ALLOC, "web", "web", "8080", "10.32.1.3", 8080)
+    assert plan(observation_of([raw], [right],
+                               [weave_container(ALLOC, "web", "10.32.1.3/24")])).actions == ()
+
+
+def test_an_allocation_missing_from_the_nomad_snapshot_means_look_again():
+    obs = recorded_observation()
+    partial = {ALLOC_A: obs.allocations[ALLOC_A]}
+    result = plan(Observation(partial, obs.services, obs.checks, obs.containers, obs.tenancy))
+    assert result.waiting == (SID_B,)
+    assert kinds(result) == [(REGISTER_TWIN, TWIN_A), (REGISTER_MASK, MASK_A)]
+
+
+def test_interpolated_service_names_match_by_the_registered_name():
+    raw = job_allocation(ALLOC, tasks=[{"Name": "web", "Driver": "docker", "Services": [
+        tcp_service("${NOMAD_JOB_NAME}-web", "8080")]}])
+    service = nomad_service(ALLOC, "web", "shop-web", "8080", tags=["v1"])
+    result = plan(observation_of([raw], [service],
+                                 [weave_container(ALLOC, "web", "10.32.1.3/24")]))
+    assert result.actions[0].body["Name"] == "shop-web"
+    assert result.actions[0].body["Tags"] == ["v1"]

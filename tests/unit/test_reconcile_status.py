@@ -1,0 +1,110 @@
+"""``weavenomad status`` rows, the daemon's log formats and the metrics address."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+
+import pytest
+from reconcile_support import job_allocation, tcp_service, tenancy
+
+from weavenomad.errors import ConfigError
+from weavenomad.reconcile import logs, status
+from weavenomad.reconcile.metrics import parse_listen_addr
+from weavenomad.reconcile.model import allocation_from_api
+
+A = "aaaaaaaa-0000-0000-0000-000000000001"
+B = "bbbbbbbb-0000-0000-0000-000000000002"
+C = "cccccccc-0000-0000-0000-000000000003"
+META = {"weavenomad.tenant": "acme", "weavenomad.subnet": "10.32.1.0/24"}
+
+
+def alloc(alloc_id: str, meta=META, **kwargs):
+    return allocation_from_api(job_allocation(alloc_id, meta=meta, tasks=[{
+        "Name": "web", "Driver": "docker", "Services": [tcp_service("web", "8080")]}], **kwargs))
+
+
+def entry(service_id: str, address: str, checks: list[tuple[str, str]]) -> dict:
+    return {"Service": {"ID": service_id, "Address": address, "Port": 8080},
+            "Checks": [{"CheckID": "serfHealth", "ServiceID": "", "Status": "passing"}]
+            + [{"CheckID": cid, "ServiceID": service_id, "Status": st} for cid, st in checks]}
+
+
+def nomad(alloc_id: str, masked: bool) -> dict:
+    sid = f"_nomad-task-{alloc_id}-web-web-8080"
+    checks = [("_nomad-check-1", "passing")]
+    if masked:
+        checks.append((f"weavenomad-mask-{alloc_id}-web-web-8080", "critical"))
+    return entry(sid, "172.17.0.2", checks)
+
+
+def twin(alloc_id: str, address: str, state: str = "passing") -> dict:
+    tid = f"weavenomad-{alloc_id}-web-web-8080"
+    return entry(tid, address, [(tid + "-check-0", state)])
+
+
+def test_rows_tell_correct_from_wrong_advertisement():
+    allocations = [(alloc(A), "n1"), (alloc(B), "n2"), (alloc(C), "n2"),
+                   (alloc("dddddddd-0000-0000-0000-000000000004", meta=None), "n1"),
+                   (alloc("eeeeeeee-0000-0000-0000-000000000005", desired_status="stop"), "n1")]
+    health = {"web": [nomad(A, True), twin(A, "10.32.1.1"),
+                      nomad(B, False),
+                      nomad(C, True), twin(C, "10.32.1.3", "critical")]}
+    found = status.rows(allocations, health, tenancy(acme="10.32.1.0/24"))
+    by_alloc = {r.alloc_id[:1]: r for r in found}
+    assert set(by_alloc) == {"a", "b", "c", "d"}  # the stopped allocation is not listed
+    assert by_alloc["a"].state == status.OK and by_alloc["a"].weave_address == "10.32.1.1:8080"
+    assert by_alloc["b"].state == status.WRONG_ADDRESS
+    assert by_alloc["c"].state == status.TWIN_FAILING
+    assert by_alloc["d"].state == status.NOT_REGISTERED and by_alloc["d"].tenant == "-"
+    assert by_alloc["a"].subnet == "10.32.1.0/24"
+    text = status.render(found)
+    assert "tenant acme (10.32.1.0/24)" in text and "1 of 4 advertised correctly" in text
+    assert by_alloc["b"].to_json()["correct"] is False
+
+
+def test_a_masked_instance_without_twin_is_not_advertised_and_outside_is_flagged():
+    health = {"web": [nomad(A, True), nomad(B, True), twin(B, "10.32.2.9")]}
+    found = status.rows([(alloc(A), "n1"), (alloc(B), "n1")], health,
+                        tenancy(acme="10.32.1.0/24"))
+    assert [r.state for r in found] == [status.NOT_ADVERTISED, status.OUTSIDE_TENANT]
+
+
+@pytest.fixture
+def root_logger():
+    """logs.configure replaces the root logger's handlers: put pytest's back afterwards."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    for handler in handlers:
+        root.addHandler(handler)
+    root.setLevel(level)
+
+
+def test_json_logs_carry_the_fields(root_logger):
+    stream = io.StringIO()
+    logs.configure("json", stream=stream)
+    logging.getLogger("weavenomad.reconciler").warning(
+        "port %s", "http", extra={"fields": {"service_id": "s1", "reason": "port"}})
+    line = json.loads(stream.getvalue().splitlines()[-1])
+    assert line["message"] == "port http" and line["level"] == "warning"
+    assert line["service_id"] == "s1" and line["reason"] == "port" and line["time"].endswith("Z")
+
+
+def test_text_logs_append_the_fields(root_logger):
+    stream = io.StringIO()
+    logs.configure("text", stream=stream)
+    logging.getLogger("weavenomad.reconciler").warning(
+        "denied", extra={"fields": {"service_id": "s1", "reason": "register failed"}})
+    assert stream.getvalue().rstrip().endswith('denied service_id=s1 reason="register failed"')
+
+
+def test_metrics_addresses():
+    assert parse_listen_addr("127.0.0.1:9810") == ("127.0.0.1", 9810)
+    assert parse_listen_addr(":9810") == ("0.0.0.0", 9810)
+    for bad in ("9810", "host:", "h:99999"):
+        with pytest.raises(ConfigError):
+            parse_listen_addr(bad)

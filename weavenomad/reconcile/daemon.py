@@ -1,0 +1,401 @@
+"""The reconciler daemon: passes when something changed, a full resync every ``--resync``.
+
+The main thread runs the passes; watcher threads (:mod:`.watch`) only record *that* something
+changed and wake it, so passes never overlap and a burst of events costs one or two passes.
+:mod:`.schedule` decides when else to look (resync, retries after a failure, quick looks while
+an address is being assigned). The loop also wakes for the systemd watchdog.
+``request_stop()`` (SIGTERM/SIGINT) lets the current pass finish, then ``run`` returns.
+
+Problems (bad input, tenant violations, refused writes) are logged once per service and reason,
+and again only after they went away and came back.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from weavenomad.clients.errors import backoff_delay
+from weavenomad.errors import BackendError, WeavenomadError
+from weavenomad.reconcile import apply as applier
+from weavenomad.reconcile import watch
+from weavenomad.reconcile.desired import TENANT_VIOLATION, DesireSettings
+from weavenomad.reconcile.metrics import Metrics
+from weavenomad.reconcile.model import Allocation
+from weavenomad.reconcile.observe import (
+    AllocationCache,
+    Observer,
+    consul_node_name,
+    node_id_of,
+)
+from weavenomad.reconcile.plan import REGISTER_MASK, REGISTER_TWIN, REMOVE_MASK, REMOVE_TWIN, plan
+from weavenomad.reconcile.schedule import Schedule, Timing
+from weavenomad.reconcile.systemd import Notifier
+
+log = logging.getLogger("weavenomad.reconciler")
+
+_REGISTERED = {REGISTER_TWIN: "twin", REGISTER_MASK: "mask"}
+_REMOVED = {REMOVE_TWIN: "twin", REMOVE_MASK: "mask"}
+
+
+@dataclass(frozen=True)
+class DaemonSettings:
+    node_id: str | None = None
+    resync: float = 60.0
+    address_grace: float = 10.0
+    retry_base: float = 0.25
+    retry_cap: float = 2.0
+    waiting_base: float = 0.05
+    #: quick looks for something that should settle by itself (~10 s in all), then events only
+    waiting_rounds: int = 10
+    #: blocking query wait of the watchers
+    watch_wait: float = watch.BLOCKING_WAIT
+    #: the least time between the end of a pass and an event-driven one (bursts gather)
+    pass_gap: float = 0.05
+
+    @property
+    def timing(self) -> Timing:
+        return Timing(self.resync, self.retry_base, self.retry_cap, self.waiting_base,
+                      self.waiting_rounds)
+
+    @property
+    def mirror_ttl(self) -> str:
+        # outlives two missed resyncs, so only a dead reconciler lets mirrors expire
+        return f"{int(self.resync * 3 + 30)}s"
+
+
+@dataclass(frozen=True)
+class PassOutcome:
+    ok: bool
+    converged: bool = False
+    #: services whose answer may change by itself soon
+    waiting: frozenset[str] = frozenset()
+    changes: int = 0
+
+
+def _backend(exc: BaseException) -> str:
+    return exc.backend if isinstance(exc, BackendError) else "reconciler"
+
+
+def _fields(**fields) -> dict:
+    return {"fields": {k: v for k, v in fields.items() if v is not None}}
+
+
+class Reconciler:
+    def __init__(self, *, nomad, consul, docker, weave, registry=None,
+                 settings: DaemonSettings = DaemonSettings(), metrics: Metrics | None = None,
+                 notifier: Notifier | None = None, clock: Callable[[], float] = time.time,
+                 monotonic: Callable[[], float] = time.monotonic):
+        self.nomad, self.consul, self.docker = nomad, consul, docker
+        self.settings = settings
+        self.metrics = metrics or Metrics()
+        self.notifier = notifier or Notifier()
+        self.clock, self.monotonic = clock, monotonic
+        self.observer = Observer(consul=consul, docker=docker, weave=weave, registry=registry,
+                                 clock=clock)
+        self.node_id: str | None = settings.node_id
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._lock = threading.Lock()
+        self._triggers: set[str] = set()
+        self._allocations: Mapping[str, Allocation] | None = None
+        self._cache = AllocationCache()
+        self._reported: dict[tuple[str, str], str] = {}
+        self._advertised: set[str] = set()
+        self._watchdog_due = 0.0
+        self._consul_node: str | None = None
+        self._twins = self._masks = 0
+        #: check statuses are watched only while some twin mirrors a Nomad check
+        self._mirrors_wanted = threading.Event()
+
+    # -- control -------------------------------------------------------------------------------
+
+    def request_stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+
+    def trigger(self, why: str) -> None:
+        with self._lock:
+            self._triggers.add(why)
+        self._wake.set()
+
+    def _take_triggers(self) -> set[str]:
+        with self._lock:
+            self._wake.clear()
+            taken, self._triggers = self._triggers, set()
+        return taken
+
+    # -- what the watchers report --------------------------------------------------------------
+
+    def _allocations_changed(self, raw) -> None:
+        parsed = self._cache.parse(list(raw or []))
+        with self._lock:
+            self._allocations = parsed
+        self.trigger("nomad")
+
+    def _container_event(self, event: dict) -> None:
+        action = event.get("Action") or event.get("status") or ""
+        container_id = (event.get("Actor") or {}).get("ID") or event.get("id") or ""
+        if action == "start" and container_id:
+            when = event.get("timeNano")
+            self.observer.note_started(container_id, when / 1e9 if when else self.clock())
+        elif action == "destroy" and container_id:
+            self.observer.forget(container_id)
+        self.trigger("docker")
+
+    def _watch_error(self, backend: str, exc: WeavenomadError) -> None:
+        self.metrics.errors.labels(backend).inc()
+        self._report_once(("watch", backend), exc.one_line(), logging.WARNING,
+                          f"watching {backend}: %s; retrying", backend=backend)
+
+    def _consul_node_name(self) -> str:
+        if self._consul_node is None:
+            self._consul_node = consul_node_name(self.consul)
+        return self._consul_node
+
+    def _start_watchers(self) -> list[threading.Thread]:
+        wait = self.settings.watch_wait
+        threads = [
+            watch.BlockingWatcher("nomad", watch.nomad_allocations(self.nomad, self.node_id),
+                                  self._allocations_changed, self._stop, self._watch_error,
+                                  wait=wait),
+            watch.BlockingWatcher("consul", watch.consul_catalog_node(
+                self.consul, self._consul_node_name), lambda _: self.trigger("consul"),
+                self._stop, self._watch_error, wait=wait),
+            watch.BlockingWatcher("consul", watch.consul_health_node(
+                self.consul, self._consul_node_name), lambda _: self.trigger("consul-checks"),
+                self._stop, self._watch_error, wait=wait, needed=self._mirrors_wanted),
+            watch.DockerWatcher(self.docker, self._container_event,
+                                lambda: self.trigger("docker-reconnected"), self._stop,
+                                self._watch_error),
+        ]
+        for thread in threads:
+            thread.start()
+        return threads
+
+    # -- logging once --------------------------------------------------------------------------
+
+    def _report_once(self, key: tuple[str, str], detail: str, level: int, message: str,
+                     **fields) -> bool:
+        if self._reported.get(key) == detail:
+            return False
+        self._reported[key] = detail
+        log.log(level, message, detail, extra=_fields(**fields))
+        return True
+
+    def _resolve(self, keep: Callable[[tuple[str, str]], bool], current: set) -> None:
+        for key in [k for k in self._reported if keep(k) and k not in current]:
+            detail = self._reported.pop(key)
+            if key[0] != "watch":
+                log.info("resolved: %s", detail, extra=_fields(subject=key[0], reason=key[1]))
+
+    # -- one pass ------------------------------------------------------------------------------
+
+    def _ping_watchdog(self, force: bool = False) -> None:
+        interval = self.notifier.watchdog_interval
+        if interval is None:
+            return
+        now = self.monotonic()
+        if force or now >= self._watchdog_due:
+            self.notifier.watchdog()
+            self._watchdog_due = now + interval
+
+    def reconcile(self, allocations: Mapping[str, Allocation], *, trigger: str,
+                  resync: bool = False) -> PassOutcome:
+        """One observe -> plan -> apply pass."""
+        started = self.monotonic()
+        if resync:
+            self.observer.forget_addresses()
+        try:
+            observation = self.observer.observe(allocations)
+        except WeavenomadError as exc:
+            backend = _backend(exc)
+            self.metrics.errors.labels(backend).inc()
+            self.metrics.passes.labels(trigger, "failed").inc()
+            self._report_once(("pass", backend), exc.one_line(), logging.WARNING,
+                              "pass failed: %s; retrying", backend=backend)
+            return PassOutcome(ok=False)
+        self._resolve(lambda k: k[0] == "pass", set())
+        self._soft_errors()
+        settings = DesireSettings(now=self.clock(), address_grace=self.settings.address_grace,
+                                  mirror_ttl=self.settings.mirror_ttl)
+        wanted = plan(observation, settings, refresh_mirrors=resync)
+        self._problems(wanted.problems)
+        for action in wanted.actions:
+            if action.is_drift:
+                self.metrics.drift.labels(action.kind).inc()
+        result = applier.apply(self.consul, wanted, progress=self._ping_watchdog)
+        self._record(result, observation)
+        self._twins, self._masks = wanted.twins, wanted.masks
+        if wanted.mirrors:
+            self._mirrors_wanted.set()
+        else:
+            self._mirrors_wanted.clear()
+        self.metrics.twins.set(wanted.twins)
+        self.metrics.masks.set(wanted.masks)
+        ok = result.aborted is None
+        converged = wanted.converged
+        self.metrics.converged.set(1 if converged and ok else 0)
+        self.metrics.passes.labels(trigger, "ok" if ok else "failed").inc()
+        self.metrics.pass_seconds.observe(self.monotonic() - started)
+        if ok:
+            self.metrics.last_success.set(self.clock())
+        if wanted.actions:
+            log.info("pass (%s): %d change(s), %d done, %d failed, %d skipped", trigger,
+                     len(wanted.actions), len(result.done), len(result.failed),
+                     len(result.skipped))
+        return PassOutcome(ok=ok, converged=converged, waiting=frozenset(wanted.waiting),
+                           changes=len(wanted.actions))
+
+    def _soft_errors(self) -> None:
+        seen = set()
+        for exc in self.observer.soft_errors:
+            backend = _backend(exc)
+            seen.add(("soft", backend))
+            self.metrics.errors.labels(backend).inc()
+            self._report_once(("soft", backend), exc.one_line(), logging.WARNING,
+                              "%s (carrying on without it)", backend=backend)
+        self._resolve(lambda k: k[0] == "soft", seen)
+
+    def _problems(self, problems) -> None:
+        current = set()
+        for problem in problems:
+            key = (problem.service_id, problem.reason)
+            current.add(key)
+            if self._report_once(key, problem.detail, logging.WARNING, "%s",
+                                 service_id=problem.service_id, reason=problem.reason,
+                                 tenant=problem.tenant):
+                self.metrics.problems.labels(problem.reason).inc()
+                if problem.reason == TENANT_VIOLATION:
+                    self.metrics.violations.labels(problem.tenant or "").inc()
+        self._resolve(lambda k: k[0].startswith("_nomad-"), current)
+
+    def _record(self, result: applier.ApplyResult, observation) -> None:
+        now = self.clock()
+        for action in result.done:
+            if action.kind in _REGISTERED:
+                self.metrics.registrations.labels(_REGISTERED[action.kind]).inc()
+            if action.kind in _REMOVED:
+                self.metrics.removals.labels(_REMOVED[action.kind]).inc()
+            container = action.container_id
+            if action.kind == REGISTER_TWIN and container and container not in self._advertised:
+                self._advertised.add(container)
+                start = next((c.started_at for c in observation.containers.values()
+                              if c.id == container), None)
+                if start is not None and now >= start:
+                    self.metrics.latency.observe(now - start)
+        self._advertised &= {c.id for c in observation.containers.values() if c.running}
+        failed = set()
+        for action, exc in result.failed:
+            key = (action.id, f"{action.kind}-failed")
+            failed.add(key)
+            self.metrics.errors.labels(_backend(exc)).inc()
+            self._report_once(key, exc.one_line(), logging.WARNING, "%s",
+                              service_id=action.id, reason=f"{action.kind} failed")
+        self._resolve(lambda k: k[1].endswith("-failed"), failed)
+        if result.aborted is not None:
+            backend = _backend(result.aborted)
+            self.metrics.errors.labels(backend).inc()
+            self._report_once(("pass", backend), result.aborted.one_line(), logging.WARNING,
+                              "pass interrupted: %s; retrying", backend=backend)
+
+    # -- the daemon ----------------------------------------------------------------------------
+
+    def _resolve_node(self) -> bool:
+        if self.node_id is not None:
+            return True
+        try:
+            self.node_id = node_id_of(self.nomad, None)
+        except WeavenomadError as exc:
+            self.metrics.errors.labels(_backend(exc)).inc()
+            self._report_once(("pass", "node"), exc.one_line(), logging.WARNING,
+                              "cannot find this node's Nomad client: %s; retrying")
+            if not exc.temporary and not isinstance(exc, BackendError):
+                raise
+            return False
+        log.info("serving Nomad node %s", self.node_id, extra=_fields(node_id=self.node_id))
+        return True
+
+    def run(self) -> None:
+        """Serve until :meth:`request_stop`."""
+        attempt = 0
+        while not self._resolve_node():
+            attempt += 1
+            if self._stop.wait(backoff_delay(attempt, self.settings.retry_base,
+                                             self.settings.retry_cap, 0.5)):
+                return
+        self._start_watchers()
+        schedule = Schedule.starting(self.settings.timing, self.monotonic())
+        last_pass = -float("inf")
+        ready = False
+        self._ping_watchdog(force=True)
+        while not self._stop.is_set():
+            deadline = schedule.next_deadline()
+            if self.notifier.watchdog_interval is not None:
+                deadline = min(deadline, self._watchdog_due)
+            timeout = deadline - self.monotonic()
+            if timeout > 0:
+                self._wake.wait(timeout)
+            if self._stop.is_set():
+                break
+            self._ping_watchdog()
+            triggers = self._take_triggers()
+            now = self.monotonic()
+            resync, retry = schedule.due(now)
+            if not (triggers or resync or retry):
+                continue  # woken for the watchdog only
+            gap = last_pass + self.settings.pass_gap - now
+            if triggers and gap > 0:  # a burst of events: gather it into one pass
+                if self._stop.wait(gap):
+                    break
+                triggers |= self._take_triggers()
+            with self._lock:
+                allocations = self._allocations
+            if allocations is None:
+                schedule.no_data_yet(now)
+                status = "waiting for Nomad"
+            else:
+                trigger = "resync" if resync else ("event" if triggers else "retry")
+                log.debug("pass: %s", ", ".join(sorted(triggers)) or trigger)
+                outcome = self.reconcile(allocations, trigger=trigger, resync=resync)
+                last_pass = self.monotonic()
+                schedule.after(last_pass, ok=outcome.ok, waiting=outcome.waiting,
+                               resynced=resync)
+                status = self._status_line(outcome)
+            if not ready:
+                ready = True
+                self.notifier.ready(status)
+            else:
+                self.notifier.status(status)
+        self.notifier.stopping()
+
+    def _status_line(self, outcome: PassOutcome) -> str:
+        if not outcome.ok:
+            return "a backend is not answering; retrying"
+        state = "converged" if outcome.converged else "converging"
+        return f"{self._twins} twin(s), {self._masks} mask(s); {state}"
+
+    def run_once(self, passes: int = 5) -> bool:
+        """``--once``: passes until one finds nothing to do; True if it got there. Temporary
+        backend failures are retried a few times, then count as not converged."""
+        for attempt in range(1, passes + 1):
+            try:
+                self.node_id = node_id_of(self.nomad, self.node_id)
+                _, raw = self.nomad.node_allocations(self.node_id)
+            except WeavenomadError as exc:
+                if not exc.temporary:
+                    raise
+                log.warning("%s", exc.one_line())
+                self._stop.wait(backoff_delay(attempt, self.settings.retry_base,
+                                              self.settings.retry_cap, 0.5))
+                continue
+            outcome = self.reconcile(self._cache.parse(raw), trigger="once", resync=attempt == 1)
+            if outcome.ok and outcome.converged and not outcome.waiting:
+                return True
+            if outcome.changes == 0 or not outcome.ok or outcome.waiting:
+                self._stop.wait(backoff_delay(attempt, self.settings.waiting_base * 4,
+                                              self.settings.retry_cap, 0.5))
+        return False

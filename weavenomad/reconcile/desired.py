@@ -1,0 +1,328 @@
+"""What Consul should hold for one Nomad service: a twin, a mask, a problem, or nothing. Pure.
+
+:func:`desire` applies the rules of :mod:`weavenomad.reconcile` to one ``_nomad-task-`` service
+of the local agent; :mod:`weavenomad.reconcile.plan` compares the results with what Consul holds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from ipaddress import IPv4Interface, IPv4Network
+
+from weavenomad.reconcile.model import (
+    MASK_NAME,
+    META_DIGEST,
+    META_MANAGED,
+    META_SOURCE,
+    AgentService,
+    Allocation,
+    CheckSpec,
+    Container,
+    Observation,
+    ServiceSpec,
+    TaskSpec,
+    alloc_of,
+    mask_id,
+    nomad_service_id,
+    twin_check_id,
+    twin_id,
+)
+from weavenomad.weavecidr import parse_subnet
+
+#: check types the reconciler re-aims at the Weave address
+REAIMABLE = ("tcp", "http", "grpc")
+CRITICAL = "critical"
+
+# problem reasons (metric label values and log keys)
+PORT_UNRESOLVED = "port-unresolved"
+CHECK_NOT_REAIMABLE = "check-not-reaimable"
+NO_WEAVE_ADDRESS = "no-weave-address"
+TENANT_VIOLATION = "tenant-violation"
+TENANT_UNKNOWN = "tenant-unknown"
+UNKNOWN_SERVICE = "unknown-service"
+ID_TAKEN = "id-taken"
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Something about one service that the reconciler cannot fix; logged once, counted."""
+
+    service_id: str
+    reason: str
+    detail: str
+    tenant: str | None = None
+
+
+@dataclass(frozen=True)
+class Mirror:
+    """A twin's TTL check standing in for a Nomad check that cannot be re-aimed."""
+
+    check_id: str
+    status: str
+
+
+@dataclass(frozen=True)
+class Twin:
+    id: str
+    source_id: str
+    body: Mapping
+    digest: str
+    check_ids: tuple[str, ...]
+    mirrors: tuple[Mirror, ...] = ()
+    container_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Mask:
+    id: str
+    service_id: str
+    notes: str
+
+    @property
+    def body(self) -> dict:
+        # never DeregisterCriticalServiceAfter here: it would deregister Nomad's service
+        return {"ID": self.id, "Name": MASK_NAME, "ServiceID": self.service_id,
+                "TTL": "8760h", "Status": CRITICAL, "Notes": self.notes}
+
+
+@dataclass(frozen=True)
+class Outcome:
+    twin: Twin | None = None
+    mask: Mask | None = None
+    problems: tuple[Problem, ...] = ()
+    #: the answer may change soon by itself (an address not assigned yet): look again shortly
+    waiting: bool = False
+
+
+@dataclass(frozen=True)
+class DesireSettings:
+    now: float = 0.0
+    #: seconds a container may run without a Weave address before that is a problem
+    address_grace: float = 10.0
+    #: the TTL of mirror checks (a Go duration)
+    mirror_ttl: str = "5m"
+
+
+NOTHING = Outcome()
+
+
+def go_duration(nanoseconds: int) -> str:
+    if nanoseconds % 1_000_000_000 == 0:
+        return f"{nanoseconds // 1_000_000_000}s"
+    return f"{max(1, nanoseconds // 1_000_000)}ms"
+
+
+def container_port(label: str, alloc: Allocation, task: TaskSpec | None) -> int | None:
+    """The port inside the container for a service or check port label; 0 when there is no
+    label, None when it cannot be resolved."""
+    if not label:
+        return 0
+    if label.isdigit():
+        return int(label) or None
+    for mapping in alloc.shared_ports:
+        if mapping.label == label:
+            return mapping.container_port or None
+    if task is not None:
+        if label in task.port_map:
+            return task.port_map[label] or None
+        for mapping in task.ports:
+            if mapping.label == label:
+                return mapping.container_port or None
+    return None
+
+
+def tenant_subnet(alloc: Allocation, subnets: Mapping[str, IPv4Network],
+                  default_subnet: IPv4Network | None) -> tuple[IPv4Network | None, bool]:
+    """(the subnet the allocation's tenant owns, whether that could be decided). A job without
+    tenant meta has no subnet to keep to: (None, True)."""
+    if not alloc.tenant and not alloc.tenant_subnet:
+        return None, True
+    if alloc.tenant and alloc.tenant in subnets:
+        return subnets[alloc.tenant], True
+    text = (alloc.tenant_subnet or "").strip()
+    if text == "default":
+        return default_subnet, default_subnet is not None
+    try:
+        return parse_subnet(text), True
+    except Exception:  # noqa: BLE001 - any unparsable meta means: cannot decide
+        return None, False
+
+
+def match_service(service: AgentService, alloc: Allocation
+                  ) -> tuple[str, ServiceSpec, TaskSpec | None] | None:
+    """(task name or ``group-<group>``, the job's service, the task) behind Nomad's service.
+    Names with ``${…}`` are interpolated by Nomad, so they match by the registered name."""
+    candidates = [(f"group-{alloc.group}", s, None) for s in alloc.group_services]
+    candidates += [(t.name, s, t) for t in alloc.tasks for s in t.services]
+    for task_name, spec, task in candidates:
+        name = service.name if "${" in spec.name else spec.name
+        if nomad_service_id(alloc.id, task_name, name, spec.port_label) == service.id:
+            return task_name, spec, task
+    return None
+
+
+def _group_container(alloc: Allocation, obs: Observation
+                     ) -> tuple[Container | None, TaskSpec | None]:
+    """A group service's container: the leader's, else the first running task's (in job order)
+    that has a Weave address, else one whose address is not known yet."""
+    running = []
+    for task in alloc.tasks:
+        container = obs.containers.get((alloc.id, task.name))
+        if container is not None and container.running:
+            running.append((container, task))
+    if not running:
+        return None, None
+    for wanted in (lambda c, t: t.leader, lambda c, t: bool(c.addresses),
+                   lambda c, t: c.addresses is None):
+        found = next(((c, t) for c, t in running if wanted(c, t)), None)
+        if found is not None:
+            return found
+    return running[0]
+
+
+def _check_body(check: CheckSpec, index: int, twin: str, ip: str, port: int) -> dict:
+    body: dict = {"CheckID": twin_check_id(twin, index), "Name": check.name or f"check {index}"}
+    if check.interval_ns:
+        body["Interval"] = go_duration(check.interval_ns)
+    if check.timeout_ns:
+        body["Timeout"] = go_duration(check.timeout_ns)
+    if check.initial_status:
+        body["Status"] = check.initial_status
+    if check.kind == "tcp":
+        body["TCP"] = f"{ip}:{port}"
+    elif check.kind == "http":
+        path = check.path or "/"
+        body["HTTP"] = f"{check.protocol or 'http'}://{ip}:{port}{'' if path.startswith('/') else '/'}{path}"  # noqa: E501
+        if check.method:
+            body["Method"] = check.method
+        if check.header:
+            body["Header"] = {k: list(v) for k, v in check.header}
+        if check.tls_skip_verify:
+            body["TLSSkipVerify"] = True
+    elif check.kind == "grpc":
+        body["GRPC"] = f"{ip}:{port}/{check.grpc_service}" if check.grpc_service else f"{ip}:{port}"
+        if check.grpc_use_tls:
+            body["GRPCUseTLS"] = True
+    return body
+
+
+def digest_of(body: Mapping) -> str:
+    """A hash of a twin's definition, mirror statuses left out (they change on their own)."""
+    stable = {**body, "Checks": [{k: v for k, v in c.items() if not (k == "Status" and "TTL" in c)}
+                                 for c in body.get("Checks") or ()]}
+    stable["Meta"] = {k: v for k, v in (body.get("Meta") or {}).items() if k != META_DIGEST}
+    text = json.dumps(stable, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _twin(service: AgentService, spec: ServiceSpec, alloc: Allocation, task: TaskSpec | None,
+          ip: str, port: int, obs: Observation, settings: DesireSettings, container: Container
+          ) -> tuple[Twin | None, list[Problem]]:
+    twin = twin_id(service.id)
+    checks, mirrors, problems = [], [], []
+    for index, check in enumerate(spec.checks):
+        if check.kind in REAIMABLE:
+            check_port = container_port(check.port_label or spec.port_label, alloc, task)
+            if not check_port:
+                label = check.port_label or spec.port_label or "(none)"
+                return None, [Problem(service.id, PORT_UNRESOLVED,
+                                      f"check {check.name!r}: port label {label!r} resolves to "
+                                      "no container port", alloc.tenant)]
+            checks.append(_check_body(check, index, twin, ip, check_port))
+            continue
+        nomad_check = next((c for c in obs.checks.values()
+                            if c.service_id == service.id and c.name == check.name), None)
+        status = nomad_check.status if nomad_check else CRITICAL
+        check_id = twin_check_id(twin, index)
+        checks.append({"CheckID": check_id, "Name": check.name or f"check {index}",
+                       "TTL": settings.mirror_ttl, "Status": status,
+                       "Notes": f"mirrors Nomad's {check.kind or 'unknown'} check "
+                                f"{check.name!r}, which cannot be aimed at an address"})
+        mirrors.append(Mirror(check_id, status))
+        problems.append(Problem(service.id, CHECK_NOT_REAIMABLE,
+                                f"check {check.name!r} of type {check.kind or 'unknown'} cannot "
+                                "be re-aimed; the twin mirrors its status", alloc.tenant))
+    meta = {**service.meta, META_MANAGED: "true", META_SOURCE: service.id}
+    body: dict = {"ID": twin, "Name": service.name, "Tags": list(service.tags), "Address": ip,
+                  "Port": port, "Meta": meta}
+    if service.enable_tag_override:
+        body["EnableTagOverride"] = True
+    if checks:
+        body["Checks"] = checks
+    digest = digest_of(body)
+    meta[META_DIGEST] = digest
+    return Twin(twin, service.id, body, digest, tuple(c["CheckID"] for c in checks),
+                tuple(mirrors), container.id), problems
+
+
+def desire(service: AgentService, obs: Observation, settings: DesireSettings) -> Outcome:
+    """The twin and mask that Nomad's ``service`` calls for, with the rules of the package."""
+    alloc = obs.allocations.get(alloc_of(service.id) or "")
+    if alloc is None:
+        return Outcome(waiting=True)  # our Nomad snapshot lags behind Consul
+    if not alloc.active:
+        return NOTHING
+    matched = match_service(service, alloc)
+    if matched is None:
+        return Outcome(problems=(Problem(service.id, UNKNOWN_SERVICE,
+                                         f"no service of job {alloc.job_id!r} has this ID",
+                                         alloc.tenant),))
+    task_name, spec, task = matched
+    if task is None:
+        container, task_for_ports = _group_container(alloc, obs)
+        wants_overlay = any(t.wants_overlay for t in alloc.tasks)
+    else:
+        container, task_for_ports = obs.containers.get((alloc.id, task_name)), task
+        wants_overlay = task.wants_overlay
+    if container is None or not container.running:
+        return NOTHING  # not started yet, or stopping: Nomad adds or drops its service itself
+    if container.addresses is None:
+        return Outcome(waiting=True)
+    if not container.addresses:
+        if not wants_overlay:
+            return NOTHING  # not on the overlay: Nomad's address is the only one
+        recent = container.started_at is not None and \
+            settings.now - container.started_at < settings.address_grace
+        if recent:
+            return Outcome(waiting=True)
+        return Outcome(problems=(Problem(service.id, NO_WEAVE_ADDRESS,
+                                         f"container {container.id[:12]} has no Weave address",
+                                         alloc.tenant),))
+    subnet, decided = tenant_subnet(alloc, obs.tenancy.subnets, obs.tenancy.default_subnet)
+    if not decided:
+        return Outcome(problems=(Problem(service.id, TENANT_UNKNOWN,
+                                         f"the subnet of tenant {alloc.tenant!r} is unknown",
+                                         alloc.tenant),))
+    address = choose_address(container.addresses, subnet)
+    if address is None:
+        listed = " ".join(str(a) for a in container.addresses)
+        mask = Mask(mask_id(service.id), service.id,
+                    f"weavenomad: tenant violation: {listed} outside tenant "
+                    f"{alloc.tenant or alloc.tenant_subnet}'s subnet {subnet}; not advertised")
+        return Outcome(mask=mask, problems=(Problem(
+            service.id, TENANT_VIOLATION, f"Weave address {listed} lies outside tenant "
+            f"{alloc.tenant or alloc.tenant_subnet!r}'s subnet {subnet}", alloc.tenant),))
+    port = container_port(spec.port_label, alloc, task_for_ports)
+    if port is None:
+        return Outcome(problems=(Problem(service.id, PORT_UNRESOLVED,
+                                         f"port label {spec.port_label!r} resolves to no "
+                                         "container port", alloc.tenant),))
+    ip = str(address.ip)
+    if service.address == ip and service.port == port:
+        return NOTHING  # Nomad already advertises the Weave address
+    twin, problems = _twin(service, spec, alloc, task_for_ports, ip, port, obs, settings,
+                           container)
+    if twin is None:
+        return Outcome(problems=tuple(problems))
+    mask = Mask(mask_id(service.id), service.id,
+                f"weavenomad: superseded by {twin.id} at {ip}:{port} (Weave address)")
+    return Outcome(twin=twin, mask=mask, problems=tuple(problems))
+
+
+def choose_address(addresses, subnet: IPv4Network | None) -> IPv4Interface | None:
+    """The lowest address inside ``subnet`` (any, without one); None if none is inside."""
+    candidates = sorted(a for a in addresses if subnet is None or a.ip in subnet)
+    return candidates[0] if candidates else None

@@ -1,0 +1,325 @@
+"""The reconciler's plain data: what one pass observes, and the names of what it owns.
+
+The ``*_from_api`` functions turn Nomad's, Consul's and Docker's JSON into these records; they
+are pure and keep only what :mod:`weavenomad.reconcile.plan` needs, so a snapshot of 200
+allocations (each with its whole job) is parsed once, not on every pass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from ipaddress import IPv4Interface, IPv4Network
+from types import MappingProxyType
+
+from weavenomad.jobspec.transform import META_SUBNET, META_TENANT
+
+NOMAD_TASK_PREFIX = "_nomad-task-"
+#: every service and check ID the reconciler creates starts with this
+PREFIX = "weavenomad-"
+MASK_PREFIX = "weavenomad-mask-"
+META_MANAGED = "weavenomad-managed"
+META_SOURCE = "weavenomad-source"
+META_DIGEST = "weavenomad-digest"
+MASK_NAME = "weave address mask"
+#: the label Nomad (>= 0.10.2) puts on every task container
+NOMAD_ALLOC_LABEL = "com.hashicorp.nomad.alloc_id"
+ALLOC_ID_LENGTH = 36
+
+def twin_id(nomad_service_id: str) -> str:
+    return PREFIX + nomad_service_id[len(NOMAD_TASK_PREFIX):]
+
+
+def mask_id(nomad_service_id: str) -> str:
+    return MASK_PREFIX + nomad_service_id[len(NOMAD_TASK_PREFIX):]
+
+
+def twin_check_id(twin: str, index: int) -> str:
+    return f"{twin}-check-{index}"
+
+
+def nomad_service_id(alloc_id: str, task: str, service: str, port_label: str) -> str:
+    """Nomad's ID of a task (or ``group-<group>``) service in Consul."""
+    return f"{NOMAD_TASK_PREFIX}{alloc_id}-{task}-{service}-{port_label}"
+
+
+def alloc_of(nomad_service_id: str) -> str | None:
+    """The allocation ID inside a ``_nomad-task-`` service ID, or None for other IDs."""
+    if not nomad_service_id.startswith(NOMAD_TASK_PREFIX):
+        return None
+    rest = nomad_service_id[len(NOMAD_TASK_PREFIX):]
+    if len(rest) <= ALLOC_ID_LENGTH or rest[ALLOC_ID_LENGTH] != "-":
+        return None
+    return rest[:ALLOC_ID_LENGTH]
+
+
+# --------------------------------------------------------------------------------------------
+# Nomad
+
+
+@dataclass(frozen=True)
+class PortMapping:
+    label: str
+    value: int  # the host port
+    to: int = 0  # the container port; 0 or -1: the same as value
+
+    @property
+    def container_port(self) -> int:
+        return self.to if self.to > 0 else self.value
+
+
+@dataclass(frozen=True)
+class CheckSpec:
+    name: str
+    kind: str  # tcp, http, grpc, script
+    port_label: str = ""
+    path: str = ""
+    protocol: str = ""
+    method: str = ""
+    header: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    interval_ns: int = 0
+    timeout_ns: int = 0
+    tls_skip_verify: bool = False
+    grpc_service: str = ""
+    grpc_use_tls: bool = False
+    initial_status: str = ""
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    name: str
+    port_label: str = ""
+    address_mode: str = "auto"
+    checks: tuple[CheckSpec, ...] = ()
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    name: str
+    driver: str = "docker"
+    #: the task's WEAVE_CIDR, None when it has none
+    weave_cidr: str | None = None
+    leader: bool = False
+    #: the Docker driver's legacy ``port_map``: label -> container port
+    port_map: Mapping[str, int] = field(default_factory=dict)
+    #: ports of the task's own network (Nomad < 0.12 style)
+    ports: tuple[PortMapping, ...] = ()
+    services: tuple[ServiceSpec, ...] = ()
+
+    @property
+    def wants_overlay(self) -> bool:
+        return self.weave_cidr is not None and self.weave_cidr.strip() != "none"
+
+
+@dataclass(frozen=True)
+class Allocation:
+    id: str
+    job_id: str
+    group: str
+    desired_status: str
+    client_status: str
+    tenant: str | None = None
+    tenant_subnet: str | None = None
+    tasks: tuple[TaskSpec, ...] = ()
+    group_services: tuple[ServiceSpec, ...] = ()
+    #: the group network's ports (AllocatedResources.Shared.Ports)
+    shared_ports: tuple[PortMapping, ...] = ()
+
+    @property
+    def active(self) -> bool:
+        return self.desired_status == "run" and self.client_status in ("pending", "running")
+
+    def task(self, name: str) -> TaskSpec | None:
+        return next((t for t in self.tasks if t.name == name), None)
+
+
+def _ports(entries) -> tuple[PortMapping, ...]:
+    found = []
+    for port in entries or ():
+        try:
+            found.append(PortMapping(str(port.get("Label") or ""), int(port.get("Value") or 0),
+                                     int(port.get("To") or 0)))
+        except (TypeError, ValueError):
+            continue
+    return tuple(found)
+
+
+def _network_ports(networks) -> tuple[PortMapping, ...]:
+    found: list[PortMapping] = []
+    for network in networks or ():
+        found += _ports((network.get("ReservedPorts") or []) + (network.get("DynamicPorts") or []))
+    return tuple(found)
+
+
+def _port_map(config: Mapping) -> dict[str, int]:
+    """Docker's ``port_map``: canonical JSON has a list of maps, HCL users may give a map."""
+    raw = config.get("port_map") or {}
+    entries = raw if isinstance(raw, list) else [raw]
+    found: dict[str, int] = {}
+    for entry in entries:
+        if isinstance(entry, Mapping):
+            for label, port in entry.items():
+                try:
+                    found[str(label)] = int(port)
+                except (TypeError, ValueError):
+                    continue
+    return found
+
+
+def _header(raw) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    if not isinstance(raw, Mapping):
+        return ()
+    return tuple(sorted((str(k), tuple(str(v) for v in (vs if isinstance(vs, list) else [vs])))
+                        for k, vs in raw.items()))
+
+
+def check_from_api(raw: Mapping) -> CheckSpec:
+    return CheckSpec(
+        name=str(raw.get("Name") or ""), kind=str(raw.get("Type") or "").lower(),
+        port_label=str(raw.get("PortLabel") or ""), path=str(raw.get("Path") or ""),
+        protocol=str(raw.get("Protocol") or ""), method=str(raw.get("Method") or ""),
+        header=_header(raw.get("Header")), interval_ns=int(raw.get("Interval") or 0),
+        timeout_ns=int(raw.get("Timeout") or 0), tls_skip_verify=bool(raw.get("TLSSkipVerify")),
+        grpc_service=str(raw.get("GRPCService") or ""),
+        grpc_use_tls=bool(raw.get("GRPCUseTLS")),
+        initial_status=str(raw.get("InitialStatus") or ""),
+    )
+
+
+def service_from_api(raw: Mapping) -> ServiceSpec:
+    return ServiceSpec(
+        name=str(raw.get("Name") or ""), port_label=str(raw.get("PortLabel") or ""),
+        address_mode=str(raw.get("AddressMode") or "auto"),
+        checks=tuple(check_from_api(c) for c in raw.get("Checks") or ()),
+    )
+
+
+def allocation_from_api(raw: Mapping) -> Allocation:
+    """The parts of a Nomad allocation (with its embedded job) that the plan needs."""
+    job = raw.get("Job") or {}
+    group_name = raw.get("TaskGroup") or ""
+    group = next((g for g in job.get("TaskGroups") or () if g.get("Name") == group_name), {})
+    resources = raw.get("AllocatedResources") or {}
+    task_resources = resources.get("Tasks") or {}
+    tasks = []
+    for task in group.get("Tasks") or ():
+        name = task.get("Name") or ""
+        config = task.get("Config") or {}
+        env = task.get("Env") or {}
+        cidr = env.get("WEAVE_CIDR")
+        tasks.append(TaskSpec(
+            name=name, driver=str(task.get("Driver") or ""),
+            weave_cidr=str(cidr) if cidr is not None else None, leader=bool(task.get("Leader")),
+            port_map=MappingProxyType(_port_map(config)),
+            ports=_network_ports((task_resources.get(name) or {}).get("Networks")),
+            services=tuple(service_from_api(s) for s in task.get("Services") or ()),
+        ))
+    meta = {**(job.get("Meta") or {})}
+    shared = resources.get("Shared") or {}
+    return Allocation(
+        id=str(raw.get("ID") or ""), job_id=str(raw.get("JobID") or job.get("ID") or ""),
+        group=group_name, desired_status=str(raw.get("DesiredStatus") or ""),
+        client_status=str(raw.get("ClientStatus") or ""),
+        tenant=meta.get(META_TENANT) or None, tenant_subnet=meta.get(META_SUBNET) or None,
+        tasks=tuple(tasks),
+        group_services=tuple(service_from_api(s) for s in group.get("Services") or ()),
+        shared_ports=_ports(shared.get("Ports")) + _network_ports(shared.get("Networks")),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Consul
+
+
+@dataclass(frozen=True)
+class AgentService:
+    id: str
+    name: str
+    address: str = ""
+    port: int = 0
+    tags: tuple[str, ...] = ()
+    meta: Mapping[str, str] = field(default_factory=dict)
+    enable_tag_override: bool = False
+
+    @property
+    def ours(self) -> bool:
+        return self.id.startswith(PREFIX) and self.meta.get(META_MANAGED) == "true"
+
+    @property
+    def nomad_task(self) -> bool:
+        return self.id.startswith(NOMAD_TASK_PREFIX)
+
+
+@dataclass(frozen=True)
+class AgentCheck:
+    id: str
+    service_id: str
+    name: str = ""
+    status: str = "critical"
+    notes: str = ""
+
+
+def agent_service_from_api(raw: Mapping) -> AgentService:
+    return AgentService(
+        id=str(raw.get("ID") or ""), name=str(raw.get("Service") or ""),
+        address=str(raw.get("Address") or ""), port=int(raw.get("Port") or 0),
+        tags=tuple(raw.get("Tags") or ()), meta=MappingProxyType(dict(raw.get("Meta") or {})),
+        enable_tag_override=bool(raw.get("EnableTagOverride")),
+    )
+
+
+def agent_check_from_api(raw: Mapping) -> AgentCheck:
+    return AgentCheck(
+        id=str(raw.get("CheckID") or ""), service_id=str(raw.get("ServiceID") or ""),
+        name=str(raw.get("Name") or ""), status=str(raw.get("Status") or ""),
+        notes=str(raw.get("Notes") or ""),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Docker and Weave
+
+
+@dataclass(frozen=True)
+class Container:
+    id: str
+    alloc_id: str
+    task: str
+    running: bool
+    #: its Weave addresses; None when they could not be found out in this pass
+    addresses: tuple[IPv4Interface, ...] | None = None
+    #: when it started (epoch seconds), if an event told us
+    started_at: float | None = None
+
+
+def container_from_summary(summary: Mapping) -> Container | None:
+    """A task container from ``/containers/json``; None for anything Nomad did not start.
+    Nomad names its containers ``<task>-<allocID>``."""
+    alloc_id = (summary.get("Labels") or {}).get(NOMAD_ALLOC_LABEL)
+    names = [n.lstrip("/") for n in summary.get("Names") or ()]
+    if not alloc_id:
+        return None
+    suffix = "-" + alloc_id
+    task = next((n[: -len(suffix)] for n in names if n.endswith(suffix)), None)
+    if not task:
+        return None
+    return Container(id=str(summary.get("Id") or ""), alloc_id=alloc_id, task=task,
+                     running=summary.get("State") == "running")
+
+
+@dataclass(frozen=True)
+class Tenancy:
+    """What the tenant audit needs: the registry's subnets and the cluster's default subnet."""
+
+    subnets: Mapping[str, IPv4Network] = field(default_factory=dict)
+    default_subnet: IPv4Network | None = None
+
+
+@dataclass(frozen=True)
+class Observation:
+    allocations: Mapping[str, Allocation] = field(default_factory=dict)
+    services: Mapping[str, AgentService] = field(default_factory=dict)
+    checks: Mapping[str, AgentCheck] = field(default_factory=dict)
+    #: running and stopped task containers by (allocation ID, task name)
+    containers: Mapping[tuple[str, str], Container] = field(default_factory=dict)
+    tenancy: Tenancy = field(default_factory=Tenancy)

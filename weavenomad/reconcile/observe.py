@@ -1,0 +1,227 @@
+"""The I/O half of a pass before planning: read Nomad, Consul, Docker, Weave and the tenant
+registry into one :class:`~weavenomad.reconcile.model.Observation`.
+
+A container's Weave addresses do not change while it lives, so they are cached by container ID
+(cleared at every full resync); an event-driven pass then costs two Consul reads and one Docker
+list. Weave's ``GET /ip`` (every address this peer owns) answers for all new containers at once;
+a container it does not list, or every container while Weave is down, is read from ``ethwe``
+(:mod:`weavenomad.reconcile.ethwe`). Failures that the pass can live with (Weave down, the
+registry unreadable) are kept in :attr:`Observer.soft_errors` for the daemon to log and count;
+the others raise and fail the pass.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from ipaddress import IPv4Interface, IPv4Network
+from pathlib import Path
+
+from weavenomad.errors import BackendError, NotFoundError, WeavenomadError
+from weavenomad.reconcile import ethwe
+from weavenomad.reconcile.model import (
+    Allocation,
+    Container,
+    Observation,
+    Tenancy,
+    agent_check_from_api,
+    agent_service_from_api,
+    allocation_from_api,
+    container_from_summary,
+)
+
+log = logging.getLogger(__name__)
+
+
+def node_id_of(nomad, configured: str | None) -> str:
+    """The Nomad node to serve: ``configured``, else the local agent's client node."""
+    if configured:
+        return configured
+    me = nomad.agent_self()
+    node_id = ((me.get("stats") or {}).get("client") or {}).get("node_id")
+    if not node_id:
+        raise NotFoundError("the local Nomad agent runs no client, so it has no node",
+                            hint="pass --node-id, or point NOMAD_ADDR at the node's own agent")
+    return str(node_id)
+
+
+def consul_node_name(consul) -> str:
+    me = consul.agent_self()
+    name = ((me.get("Config") or {}).get("NodeName"))
+    if not name:
+        raise BackendError("Consul's /v1/agent/self has no Config.NodeName", backend="consul")
+    return str(name)
+
+
+def started_at(inspect: Mapping) -> float | None:
+    """Docker's ``State.StartedAt`` as epoch seconds (nanoseconds cut to microseconds)."""
+    text = ((inspect.get("State") or {}).get("StartedAt") or "").rstrip("Z")
+    if not text or text.startswith("0001-"):
+        return None
+    head, _, fraction = text.partition(".")
+    try:
+        moment = datetime.fromisoformat(head + "+00:00")
+    except ValueError:
+        return None
+    return moment.timestamp() + (float("0." + fraction[:6]) if fraction else 0.0)
+
+
+class AllocationCache:
+    """Nomad's node allocations parsed once per (ID, ModifyIndex)."""
+
+    def __init__(self):
+        self._parsed: dict[str, tuple[int, Allocation]] = {}
+
+    def parse(self, raw_allocations: list[dict]) -> dict[str, Allocation]:
+        parsed = {}
+        for raw in raw_allocations:
+            alloc_id, modify = str(raw.get("ID") or ""), int(raw.get("ModifyIndex") or 0)
+            cached = self._parsed.get(alloc_id)
+            if cached is None or cached[0] != modify:
+                cached = (modify, allocation_from_api(raw))
+            parsed[alloc_id] = cached
+        self._parsed = parsed
+        return {alloc_id: alloc for alloc_id, (_, alloc) in parsed.items()}
+
+
+class Observer:
+    def __init__(self, *, consul, docker, weave, registry=None, proc: Path = Path("/proc"),
+                 clock: Callable[[], float] = time.time):
+        self.consul = consul
+        self.docker = docker
+        self.weave = weave
+        self.registry = registry
+        self.proc = proc
+        self.clock = clock
+        self.soft_errors: list[WeavenomadError] = []
+        self._lock = threading.Lock()
+        self._addresses: dict[str, tuple[IPv4Interface, ...]] = {}
+        self._started: dict[str, float] = {}
+        self._weave_default: IPv4Network | None = None
+
+    # -- hints from the event watchers ---------------------------------------------------------
+
+    def note_started(self, container_id: str, when: float) -> None:
+        with self._lock:
+            self._started[container_id] = when
+
+    def forget(self, container_id: str) -> None:
+        with self._lock:
+            self._addresses.pop(container_id, None)
+            self._started.pop(container_id, None)
+
+    def forget_addresses(self) -> None:
+        with self._lock:
+            self._addresses.clear()
+
+    # -- the observation -----------------------------------------------------------------------
+
+    def observe(self, allocations: Mapping[str, Allocation]) -> Observation:
+        self.soft_errors = []
+        services = {s.id: s for s in map(agent_service_from_api,
+                                         self.consul.agent_services().values())}
+        checks = {c.id: c for c in map(agent_check_from_api, self.consul.agent_checks().values())}
+        containers = self._containers(allocations)
+        return Observation(allocations=allocations, services=services, checks=checks,
+                           containers=containers, tenancy=self._tenancy())
+
+    def _containers(self, allocations: Mapping[str, Allocation]
+                    ) -> dict[tuple[str, str], Container]:
+        found = [c for c in map(container_from_summary, self.docker.nomad_containers(all=True))
+                 if c is not None]
+        with self._lock:
+            live = {c.id for c in found}
+            for gone in set(self._addresses) - live:
+                del self._addresses[gone]
+            for gone in set(self._started) - live:
+                del self._started[gone]
+            known = dict(self._addresses)
+            started = dict(self._started)
+        missing = [c for c in found if c.running and c.id not in known]
+        if missing:
+            known.update(self._look_up(missing, allocations, started))
+        result = {}
+        for container in found:
+            addresses = known.get(container.id) if container.running else ()
+            result[(container.alloc_id, container.task)] = Container(
+                container.id, container.alloc_id, container.task, container.running,
+                addresses, started.get(container.id))
+        return result
+
+    def _look_up(self, containers: list[Container], allocations: Mapping[str, Allocation],
+                 started: dict[str, float]) -> dict[str, tuple[IPv4Interface, ...] | None]:
+        """Addresses of containers not in the cache; None where they cannot be found out."""
+        try:
+            owned = self.weave.owned()
+        except WeavenomadError as exc:
+            self.soft_errors.append(exc)
+            owned = None
+        answers: dict[str, tuple[IPv4Interface, ...] | None] = {}
+        learned: dict[str, tuple[IPv4Interface, ...]] = {}
+        for container in containers:
+            alloc = allocations.get(container.alloc_id)
+            task = alloc.task(container.task) if alloc else None
+            wants = task.wants_overlay if task else False
+            listed = tuple(sorted(owned.get(container.id) or ())) if owned is not None else None
+            if listed:
+                answers[container.id] = learned[container.id] = listed
+                continue
+            if owned is not None and not wants:
+                # Weave answered and the task did not ask for the overlay: nothing to find
+                answers[container.id] = learned[container.id] = ()
+                continue
+            answers[container.id] = addresses = self._from_ethwe(container, started)
+            if addresses:
+                learned[container.id] = addresses
+        with self._lock:
+            self._addresses.update(learned)
+        return answers
+
+    def _from_ethwe(self, container: Container, started: dict[str, float]
+                    ) -> tuple[IPv4Interface, ...] | None:
+        try:
+            inspect = self.docker.inspect(container.id)
+        except WeavenomadError as exc:
+            self.soft_errors.append(exc)
+            return None
+        pid = int((inspect.get("State") or {}).get("Pid") or 0)
+        when = started_at(inspect)
+        if when is not None and container.id not in started:
+            started[container.id] = when
+            with self._lock:
+                self._started.setdefault(container.id, when)
+        if pid <= 0:
+            return None
+        try:
+            return ethwe.read_ethwe(pid, self.proc)
+        except OSError as exc:
+            log.debug("cannot read ethwe of container %s (pid %d): %s", container.id[:12], pid,
+                      exc)
+            return None
+
+    def _tenancy(self) -> Tenancy:
+        subnets: dict[str, IPv4Network] = {}
+        default = None
+        if self.registry is not None:
+            try:
+                subnets = dict(self.registry.load().subnets())
+                cluster = self.registry.cluster()
+                default = cluster.default_subnet if cluster else None
+            except WeavenomadError as exc:
+                if isinstance(exc, BackendError) and exc.temporary:
+                    raise
+                self.soft_errors.append(exc)
+        if default is None:
+            default = self._weave_default_subnet()
+        return Tenancy(subnets, default)
+
+    def _weave_default_subnet(self) -> IPv4Network | None:
+        if self._weave_default is None:
+            try:
+                self._weave_default = self.weave.default_subnet()
+            except (WeavenomadError, ValueError):
+                return None
+        return self._weave_default

@@ -1,0 +1,182 @@
+"""``plan(observation) -> Plan``: the actions that make Consul hold exactly the wanted twins and
+masks. Pure: plain data in, plain data out (docker-compose's ``convergence_plan`` habit).
+
+Drift is found by comparing data: a twin is re-registered (with ``replace-existing-checks``)
+when it is missing or its Name, Tags, Address, Port, digest or set of checks differs; a mask
+when it is missing, attached elsewhere, not critical, or says something else. Whatever of ours
+is not wanted is removed. Actions come in a safe order: new twins before the masks that hide
+Nomad's instances, and a mask only once its twin is in place (``requires``), so a failed write
+never leaves a service with no instance at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from weavenomad.reconcile.desired import (
+    CRITICAL,
+    ID_TAKEN,
+    DesireSettings,
+    Mask,
+    Problem,
+    Twin,
+    desire,
+)
+from weavenomad.reconcile.model import (
+    MASK_PREFIX,
+    META_DIGEST,
+    AgentCheck,
+    AgentService,
+    Observation,
+)
+
+REGISTER_TWIN = "register-twin"
+REGISTER_MASK = "register-mask"
+SET_TTL = "set-ttl"
+REMOVE_MASK = "remove-mask"
+REMOVE_TWIN = "remove-twin"
+#: the order in which the applier runs the kinds
+ORDER = (REGISTER_TWIN, REGISTER_MASK, SET_TTL, REMOVE_MASK, REMOVE_TWIN)
+
+
+@dataclass(frozen=True)
+class Action:
+    kind: str
+    id: str
+    #: the registration body (register-*), or None
+    body: Mapping | None = None
+    #: why: "missing", "address 172.17.0.2 -> 10.32.1.1", "not wanted", …
+    why: str = ""
+    #: the ID of a twin that must have been registered by this plan first
+    requires: str | None = None
+    #: set-ttl: the status to set
+    status: str | None = None
+    #: the container behind a twin (start-to-advertised latency)
+    container_id: str | None = None
+
+    @property
+    def is_drift(self) -> bool:
+        """A change found, as opposed to the periodic refresh of a mirror's TTL."""
+        return self.why != "refresh"
+
+
+@dataclass(frozen=True)
+class Plan:
+    actions: tuple[Action, ...] = ()
+    problems: tuple[Problem, ...] = ()
+    #: Nomad services whose answer may change by itself shortly (look again soon)
+    waiting: tuple[str, ...] = ()
+    twins: int = 0
+    masks: int = 0
+    #: TTL checks that follow a Nomad check's status (the daemon then watches check statuses)
+    mirrors: int = 0
+
+    @property
+    def converged(self) -> bool:
+        return not any(a.is_drift for a in self.actions)
+
+    def count(self, kind: str) -> int:
+        return sum(1 for a in self.actions if a.kind == kind)
+
+
+def twin_drift(twin: Twin, existing: AgentService, checks_on_it: set[str]) -> str | None:
+    """What differs between the wanted twin and Consul's copy, or None."""
+    body = twin.body
+    differences = []
+    for label, wanted, have in (
+        ("name", body["Name"], existing.name),
+        ("address", body["Address"], existing.address),
+        ("port", body["Port"], existing.port),
+        ("tags", list(body.get("Tags") or []), list(existing.tags)),
+        ("definition", twin.digest, existing.meta.get(META_DIGEST)),
+    ):
+        if wanted != have:
+            differences.append(f"{label} {have!r} -> {wanted!r}")
+    if set(twin.check_ids) != checks_on_it:
+        differences.append(f"checks {sorted(checks_on_it)} -> {sorted(twin.check_ids)}")
+    return "; ".join(differences) or None
+
+
+def mask_drift(mask: Mask, existing: AgentCheck | None) -> str | None:
+    if existing is None:
+        return "missing"
+    if existing.service_id != mask.service_id:
+        return f"attached to {existing.service_id!r}"
+    if existing.status != CRITICAL:
+        return f"status {existing.status}"
+    if existing.notes != mask.notes:
+        return "notes changed"
+    return None
+
+
+def _checks_by_service(checks: Mapping[str, AgentCheck]) -> dict[str, set[str]]:
+    found: dict[str, set[str]] = {}
+    for check in checks.values():
+        found.setdefault(check.service_id, set()).add(check.id)
+    return found
+
+
+def _twin_actions(twin: Twin, obs: Observation, on_service: dict[str, set[str]],
+                  refresh_mirrors: bool) -> tuple[list[Action], bool]:
+    """(actions, whether the twin is being registered in this plan)."""
+    existing = obs.services.get(twin.id)
+    drift = "missing" if existing is None else twin_drift(twin, existing,
+                                                          on_service.get(twin.id, set()))
+    if drift is not None:
+        return [Action(REGISTER_TWIN, twin.id, twin.body, drift,
+                       container_id=twin.container_id)], True
+    actions = []
+    for mirror in twin.mirrors:
+        have = obs.checks.get(mirror.check_id)
+        if have is None or have.status != mirror.status:
+            actions.append(Action(SET_TTL, mirror.check_id, why=f"mirror {mirror.status}",
+                                  status=mirror.status))
+        elif refresh_mirrors:
+            actions.append(Action(SET_TTL, mirror.check_id, why="refresh", status=mirror.status))
+    return actions, False
+
+
+def plan(obs: Observation, settings: DesireSettings | None = None, *,
+         refresh_mirrors: bool = False) -> Plan:
+    """Everything one pass must change in the local Consul agent."""
+    settings = settings or DesireSettings()
+    on_service = _checks_by_service(obs.checks)
+    actions: list[Action] = []
+    problems: list[Problem] = []
+    waiting: list[str] = []
+    twins: dict[str, Twin] = {}
+    masks: dict[str, Mask] = {}
+    for service in sorted(obs.services.values(), key=lambda s: s.id):
+        if not service.nomad_task:
+            continue
+        outcome = desire(service, obs, settings)
+        problems.extend(outcome.problems)
+        if outcome.waiting:
+            waiting.append(service.id)
+        twin, mask = outcome.twin, outcome.mask
+        registering = False
+        if twin is not None:
+            taken = obs.services.get(twin.id)
+            if taken is not None and not taken.ours:
+                problems.append(Problem(service.id, ID_TAKEN, f"service ID {twin.id} is "
+                                        "registered by someone else", None))
+                continue
+            twins[twin.id] = twin
+            twin_actions, registering = _twin_actions(twin, obs, on_service, refresh_mirrors)
+            actions.extend(twin_actions)
+        if mask is not None:
+            masks[mask.id] = mask
+            drift = mask_drift(mask, obs.checks.get(mask.id))
+            if drift is not None:
+                needs = twin.id if registering else None
+                actions.append(Action(REGISTER_MASK, mask.id, mask.body, drift, requires=needs))
+    for service in obs.services.values():
+        if service.ours and service.id not in twins:
+            actions.append(Action(REMOVE_TWIN, service.id, why="not wanted"))
+    for check in obs.checks.values():
+        if check.id.startswith(MASK_PREFIX) and check.id not in masks:
+            actions.append(Action(REMOVE_MASK, check.id, why="not wanted"))
+    actions.sort(key=lambda a: (ORDER.index(a.kind), a.id))
+    mirrors = sum(len(t.mirrors) for t in twins.values())
+    return Plan(tuple(actions), tuple(problems), tuple(waiting), len(twins), len(masks), mirrors)

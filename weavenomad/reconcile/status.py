@@ -1,0 +1,159 @@
+"""``weavenomad status``: per tenant and service, each running allocation with its Weave
+address and whether Consul advertises it correctly.
+
+Cluster-wide from any machine: Nomad's node allocations (with their jobs) and Consul's health
+view of each service, which holds both Nomad's instance and the reconciler's twin with their
+checks (the twin's address is the Weave address the node's reconciler found). :func:`rows` is
+pure; :func:`gather` does the reads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass
+from ipaddress import IPv4Network, ip_address
+
+from weavenomad.reconcile.desired import tenant_subnet
+from weavenomad.reconcile.model import (
+    MASK_PREFIX,
+    Allocation,
+    Tenancy,
+    allocation_from_api,
+    nomad_service_id,
+    twin_id,
+)
+
+OK = "ok"
+TWIN_FAILING = "twin failing"
+NOT_ADVERTISED = "not advertised"
+WRONG_ADDRESS = "wrong address advertised"
+NOT_REGISTERED = "not registered"
+OUTSIDE_TENANT = "outside tenant subnet"
+
+_EXPLAIN = {
+    OK: "only the Weave address is returned",
+    TWIN_FAILING: "the twin's checks are not passing",
+    NOT_ADVERTISED: "masked without a twin (see the reconciler's log: violation or bad input)",
+    WRONG_ADDRESS: "Nomad's address is returned: no twin (is the reconciler running?)",
+    NOT_REGISTERED: "Nomad has not registered the service (yet)",
+    OUTSIDE_TENANT: "the advertised address lies outside the tenant's subnet",
+}
+
+
+@dataclass(frozen=True)
+class Row:
+    tenant: str
+    subnet: str
+    service: str
+    alloc_id: str
+    node: str
+    task: str
+    weave_address: str
+    nomad_address: str
+    state: str
+
+    @property
+    def correct(self) -> bool:
+        return self.state == OK
+
+    def to_json(self) -> dict:
+        return {**asdict(self), "correct": self.correct, "explanation": _EXPLAIN[self.state]}
+
+
+def _instances(entries: Iterable[Mapping]) -> dict[str, Mapping]:
+    return {str((e.get("Service") or {}).get("ID")): e for e in entries}
+
+
+def _addr(entry: Mapping | None) -> str:
+    if entry is None:
+        return "-"
+    service = entry.get("Service") or {}
+    return f"{service.get('Address') or '?'}:{service.get('Port') or 0}"
+
+
+def _state(twin: Mapping | None, nomad: Mapping | None, subnet: IPv4Network | None) -> str:
+    if twin is not None:
+        checks = [c for c in twin.get("Checks") or () if c.get("ServiceID")]
+        address = (twin.get("Service") or {}).get("Address") or ""
+        try:
+            inside = subnet is None or ip_address(address) in subnet
+        except ValueError:
+            inside = False
+        if not inside:
+            return OUTSIDE_TENANT
+        if any(c.get("Status") != "passing" for c in checks):
+            return TWIN_FAILING
+        masked = nomad is None or any(str(c.get("CheckID", "")).startswith(MASK_PREFIX)
+                                      for c in nomad.get("Checks") or ())
+        return OK if masked else WRONG_ADDRESS
+    if nomad is None:
+        return NOT_REGISTERED
+    if any(str(c.get("CheckID", "")).startswith(MASK_PREFIX) for c in nomad.get("Checks") or ()):
+        return NOT_ADVERTISED
+    return WRONG_ADDRESS
+
+
+def rows(allocations: Iterable[tuple[Allocation, str]], health: Mapping[str, list],
+         tenancy: Tenancy) -> list[Row]:
+    """One row per service of every active allocation. ``health`` maps a service name to
+    Consul's ``/v1/health/service/<name>`` answer. Pure."""
+    found = []
+    for alloc, node in allocations:
+        if not alloc.active:
+            continue
+        subnet, _ = tenant_subnet(alloc, tenancy.subnets, tenancy.default_subnet)
+        services = [(f"group-{alloc.group}", s) for s in alloc.group_services]
+        services += [(t.name, s) for t in alloc.tasks for s in t.services]
+        for task, spec in services:
+            instances = _instances(health.get(spec.name) or ())
+            sid = nomad_service_id(alloc.id, task, spec.name, spec.port_label)
+            twin, nomad = instances.get(twin_id(sid)), instances.get(sid)
+            found.append(Row(
+                tenant=alloc.tenant or "-", subnet=str(subnet) if subnet else "-",
+                service=spec.name, alloc_id=alloc.id, node=node, task=task,
+                weave_address=_addr(twin), nomad_address=_addr(nomad),
+                state=_state(twin, nomad, subnet),
+            ))
+    found.sort(key=lambda r: (r.tenant, r.service, r.node, r.alloc_id, r.task))
+    return found
+
+
+def gather(nomad, consul, registry=None, tenant: str | None = None) -> list[Row]:
+    """Read Nomad, Consul and the tenant registry, and build the rows (of one tenant)."""
+    allocations = []
+    for node in nomad.nodes():
+        _, raw = nomad.node_allocations(node["ID"])
+        allocations += [(allocation_from_api(a), node.get("Name") or node["ID"][:8])
+                        for a in raw]
+    if tenant is not None:
+        allocations = [(a, n) for a, n in allocations if a.tenant == tenant]
+    names = {s.name for a, _ in allocations if a.active
+             for s in [*a.group_services, *(s for t in a.tasks for s in t.services)]}
+    health = {name: consul.health_service(name)[1] for name in sorted(names) if "${" not in name}
+    tenancy = Tenancy()
+    if registry is not None:
+        cluster = registry.cluster()
+        tenancy = Tenancy(dict(registry.load().subnets()),
+                          cluster.default_subnet if cluster else None)
+    return rows(allocations, health, tenancy)
+
+
+def render(found: list[Row]) -> str:
+    """Rows grouped by tenant and service, for people."""
+    if not found:
+        return "no running allocations with services"
+    lines: list[str] = []
+    current: tuple[str, str] | None = None
+    for row in found:
+        if current is None or row.tenant != current[0]:
+            lines.append(f"tenant {row.tenant} ({row.subnet})")
+            current = (row.tenant, "")
+        if row.service != current[1]:
+            lines.append(f"  service {row.service}")
+            current = (row.tenant, row.service)
+        lines.append(f"    {row.alloc_id[:8]}  {row.node:<10} {row.task:<16} "
+                     f"{row.weave_address:<21} {row.state}"
+                     + ("" if row.correct else f" (Nomad: {row.nomad_address})"))
+    bad = sum(1 for r in found if not r.correct)
+    lines.append(f"{len(found) - bad} of {len(found)} advertised correctly")
+    return "\n".join(lines)
