@@ -96,7 +96,7 @@ def task_containers(lab: LabLayout, job_id: str | None = None) -> list:
     found = []
     for node in lab.nodes:
         for container in docker_client(node).containers.list(
-                all=True, filters={"label": NOMAD_ALLOC_LABEL}):
+                all=True, ignore_removed=True, filters={"label": NOMAD_ALLOC_LABEL}):
             env = container.attrs["Config"]["Env"] or []
             if job_id is None or f"NOMAD_JOB_ID={job_id}" in env:
                 found.append(container)

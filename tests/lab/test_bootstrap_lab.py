@@ -105,7 +105,8 @@ def task_containers(node: NodeLayout) -> list:
 
     client = docker.DockerClient(base_url=node.docker_host, timeout=30)
     try:
-        return client.containers.list(filters={"label": "com.hashicorp.nomad.alloc_id"})
+        return client.containers.list(
+            ignore_removed=True, filters={"label": "com.hashicorp.nomad.alloc_id"})
     finally:
         client.close()
 

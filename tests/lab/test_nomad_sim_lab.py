@@ -67,7 +67,7 @@ def task_containers(lab: LabLayout) -> list:
     found = []
     for node in lab.nodes:
         found += docker_client(node).containers.list(
-            all=True, filters={"label": "com.hashicorp.nomad.alloc_id"})
+            all=True, ignore_removed=True, filters={"label": "com.hashicorp.nomad.alloc_id"})
     return found
 
 
@@ -119,7 +119,7 @@ def test_a_job_runs_real_containers_and_registers_bridge_addresses(nomad_lab):
     assert {e["Service"]["Address"] for e in healthy} <= {
         str(a) for a in ipaddress.ip_network("172.17.0.0/16").hosts()}
     container = docker_client(n1).containers.list(
-        filters={"label": "com.hashicorp.nomad.alloc_id"})[0]
+        ignore_removed=True, filters={"label": "com.hashicorp.nomad.alloc_id"})[0]
     alloc_id = container.labels["com.hashicorp.nomad.alloc_id"]
     assert container.name == f"httpbackend-{alloc_id}"  # <task>-<alloc>
     assert "NOMAD_JOB_ID=direct" in container.attrs["Config"]["Env"]
@@ -185,7 +185,7 @@ def test_done_when_seed_job_through_the_weave_proxy(nomad_lab):
         subnet = ipaddress.ip_network("10.32.1.0/24")
         for node in lab.nodes:
             for container in docker_client(node).containers.list(
-                    filters={"label": "com.hashicorp.nomad.alloc_id"}):
+                    ignore_removed=True, filters={"label": "com.hashicorp.nomad.alloc_id"}):
                 code, output = container.exec_run(["ip", "-4", "-o", "addr", "show", "ethwe"])
                 assert code == 0, output
                 address = re.search(rb"inet (\S+)", output).group(1).decode()

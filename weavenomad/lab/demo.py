@@ -104,7 +104,8 @@ class Demo:
         found = []
         for node in self.lab.nodes:
             client = docker.DockerClient(base_url=node.docker_host, timeout=30)
-            for container in client.containers.list(filters={"label": NOMAD_ALLOC_LABEL}):
+            for container in client.containers.list(
+                    ignore_removed=True, filters={"label": NOMAD_ALLOC_LABEL}):
                 if f"NOMAD_JOB_ID={job_id}" in (container.attrs["Config"]["Env"] or []):
                     found.append(container)
         return found
