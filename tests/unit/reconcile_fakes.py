@@ -107,9 +107,22 @@ class FakeDocker:
 
 
 class FakeWeave:
+    """Weave's IPAM view of one peer; the host starts exposed on the default subnet, as
+    bootstrap leaves it."""
+
     def __init__(self):
-        self.addresses: dict[str, list[IPv4Interface]] = {}
+        self.addresses: dict[str, list[IPv4Interface]] = {
+            "weave:expose": [IPv4Interface("10.32.0.1/24")]}
         self.down = False
+        self.exposed_calls: list[IPv4Network] = []
+
+    def expose_subnet(self, subnet: IPv4Network) -> IPv4Interface:
+        if self.down:
+            raise down("weave")
+        self.exposed_calls.append(subnet)
+        address = IPv4Interface(f"{subnet.broadcast_address - 1}/{subnet.prefixlen}")
+        self.addresses.setdefault("weave:expose", []).append(address)
+        return address
 
     def owned(self):
         if self.down:

@@ -89,6 +89,15 @@ def test_expose_posts_the_address():
     assert [s.method + " " + s.path for s in fake.sent] == ["POST /expose/10.32.1.3/24"]
 
 
+def test_expose_subnet_allocates_for_the_host_then_exposes_that_address():
+    weave, fake = api()
+    fake.add("POST", "/ip/weave:expose/10.32.2.0/24", body="10.32.2.3/24")
+    fake.add("POST", "/expose/10.32.2.3/24", status=204)
+    assert weave.expose_subnet(IPv4Network("10.32.2.0/24")) == IPv4Interface("10.32.2.3/24")
+    assert [s.method + " " + s.path for s in fake.sent] == [
+        "POST /ip/weave:expose/10.32.2.0/24", "POST /expose/10.32.2.3/24"]
+
+
 def test_parsers():
     ps = ("weave:expose 7a:c4:8b:a1:e6:ad 10.32.1.3/24 10.32.0.2/24\n"
           "b07565b06c53 ae:e3:07:9c:8c:d4\n"

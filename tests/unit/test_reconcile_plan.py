@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from ipaddress import IPv4Interface
 
 from reconcile_support import (
     ALLOC_A,
@@ -28,6 +29,7 @@ from weavenomad.reconcile import desired
 from weavenomad.reconcile.desired import DesireSettings
 from weavenomad.reconcile.model import AgentCheck, AgentService, Container, Observation
 from weavenomad.reconcile.plan import (
+    EXPOSE_SUBNET,
     REGISTER_MASK,
     REGISTER_TWIN,
     REMOVE_MASK,
@@ -327,3 +329,23 @@ def test_interpolated_service_names_match_by_the_registered_name():
                                  [weave_container(ALLOC, "web", "10.32.1.3/24")]))
     assert result.actions[0].body["Name"] == "shop-web"
     assert result.actions[0].body["Tags"] == ["v1"]
+
+
+def test_the_host_is_exposed_on_every_tenant_subnet_it_has_no_address_in():
+    obs = dataclasses.replace(converge(recorded_observation()),
+                              tenancy=tenancy(acme="10.32.1.0/24", globex="10.32.2.0/24"),
+                              exposed=(IPv4Interface("10.32.0.1/24"),
+                                       IPv4Interface("10.32.1.3/24")))
+    result = plan(obs)
+    assert kinds(result) == [(EXPOSE_SUBNET, "10.32.2.0/24")]  # first, before any twin
+    assert not result.converged
+    # exposed everywhere: nothing to do; the default subnet counts too
+    exposed = obs.exposed + (IPv4Interface("10.32.2.1/24"),)
+    assert plan(dataclasses.replace(obs, exposed=exposed)).actions == ()
+    bare = plan(dataclasses.replace(obs, exposed=()))
+    assert [a.id for a in bare.actions if a.kind == EXPOSE_SUBNET] == [
+        "10.32.0.0/24", "10.32.1.0/24", "10.32.2.0/24"]
+    # Weave did not answer: nothing is known, nothing is planned, and nothing is ever hidden
+    assert plan(dataclasses.replace(obs, exposed=None)).actions == ()
+    extra = obs.exposed + exposed + (IPv4Interface("10.32.9.1/24"),)
+    assert plan(dataclasses.replace(obs, exposed=extra)).actions == ()

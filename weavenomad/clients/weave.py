@@ -33,6 +33,8 @@ DEFAULT_COMMAND_TIMEOUT = 60.0
 #: the real ``weave launch`` may pull the weave images first
 DEFAULT_LAUNCH_TIMEOUT = 300.0
 _ADDRESS = re.compile(r"^\d{1,3}(?:\.\d{1,3}){3}(?:/\d{1,2})?$")
+#: the IPAM ident of the host's own addresses on the weave bridge
+EXPOSE_IDENT = "weave:expose"
 _VERSION_LINE = re.compile(r"^(weave(?: [a-z]+)*)\s+(\S.*)$")
 
 
@@ -171,6 +173,24 @@ class WeaveAPI:
         """Give the host ``address`` on the weave bridge (the allocation is the caller's)."""
         iface = IPv4Interface(address)
         self._request("POST", f"/expose/{iface.ip}/{iface.network.prefixlen}")
+
+    def allocate(self, ident: str, subnet: IPv4Network | str) -> IPv4Interface:
+        """An address for ``ident`` in ``subnet`` from Weave's IPAM: the one it already owns
+        there, else the lowest free one (Weave's allocator is idempotent per ident and subnet)."""
+        network = ip_network(subnet)
+        path = f"/ip/{ident}/{network.network_address}/{network.prefixlen}"
+        found = parse_cidrs(self._request("POST", path).text)
+        if not found:
+            raise BackendError(f"Weave allocated no address in {network} for {ident}",
+                               backend=self.backend.key)
+        return found[0]
+
+    def expose_subnet(self, subnet: IPv4Network | str) -> IPv4Interface:
+        """What ``weave expose net:<subnet>`` does through the API: an address for the host
+        (ident ``weave:expose``) in ``subnet``, then that address on the weave bridge."""
+        address = self.allocate(EXPOSE_IDENT, subnet)
+        self.expose(address)
+        return address
 
     def _json(self, path: str, accept: str | None = None):
         response = self._request("GET", path, accept=accept)

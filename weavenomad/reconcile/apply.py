@@ -4,16 +4,19 @@ Each action is one agent call, so nothing is ever half-written: a twin and its c
 ``agent/service/register`` with ``replace-existing-checks``. An action whose twin failed is
 skipped (its mask would hide Nomad's instance with nothing in its place). A refused action (403,
 400) is recorded and the rest go on; when Consul stops answering, the rest are left for the
-next pass.
+next pass. Exposing a subnet is a call to the local Weave's API; when Weave fails, the Consul
+actions still go ahead.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from ipaddress import IPv4Network
 
 from weavenomad.errors import BackendNotFound, BackendUnavailable, WeavenomadError
 from weavenomad.reconcile.plan import (
+    EXPOSE_SUBNET,
     REGISTER_MASK,
     REGISTER_TWIN,
     REMOVE_MASK,
@@ -54,12 +57,16 @@ def _call(consul, action: Action) -> None:
         raise ValueError(f"unknown action kind {action.kind!r}")
 
 
-def apply(consul, plan: Plan, progress: Callable[[], None] | None = None) -> ApplyResult:
+def apply(consul, plan: Plan, progress: Callable[[], None] | None = None, *,
+          weave=None) -> ApplyResult:
     result = ApplyResult()
     failed_twins: set[str] = set()
     for index, action in enumerate(plan.actions):
         if action.requires is not None and action.requires in failed_twins:
             result.skipped.append(action)
+            continue
+        if action.kind == EXPOSE_SUBNET:
+            _expose(weave, action, result)
             continue
         try:
             _call(consul, action)
@@ -84,6 +91,18 @@ def apply(consul, plan: Plan, progress: Callable[[], None] | None = None) -> App
         if progress is not None:
             progress()
     return result
+
+
+def _expose(weave, action: Action, result: ApplyResult) -> None:
+    if weave is None:
+        result.skipped.append(action)
+        return
+    try:
+        weave.expose_subnet(IPv4Network(action.id))
+    except WeavenomadError as exc:
+        result.failed.append((action, exc))
+    else:
+        result.done.append(action)
 
 
 def _service_gone(exc: WeavenomadError) -> bool:

@@ -31,13 +31,20 @@ from weavenomad.reconcile.observe import (
     consul_node_name,
     node_id_of,
 )
-from weavenomad.reconcile.plan import REGISTER_MASK, REGISTER_TWIN, REMOVE_MASK, REMOVE_TWIN, plan
+from weavenomad.reconcile.plan import (
+    EXPOSE_SUBNET,
+    REGISTER_MASK,
+    REGISTER_TWIN,
+    REMOVE_MASK,
+    REMOVE_TWIN,
+    plan,
+)
 from weavenomad.reconcile.schedule import Schedule, Timing
 from weavenomad.reconcile.systemd import Notifier
 
 log = logging.getLogger("weavenomad.reconciler")
 
-_REGISTERED = {REGISTER_TWIN: "twin", REGISTER_MASK: "mask"}
+_REGISTERED = {REGISTER_TWIN: "twin", REGISTER_MASK: "mask", EXPOSE_SUBNET: "exposure"}
 _REMOVED = {REMOVE_TWIN: "twin", REMOVE_MASK: "mask"}
 
 
@@ -89,7 +96,8 @@ class Reconciler:
                  settings: DaemonSettings = DaemonSettings(), metrics: Metrics | None = None,
                  notifier: Notifier | None = None, clock: Callable[[], float] = time.time,
                  monotonic: Callable[[], float] = time.monotonic):
-        self.nomad, self.consul, self.docker = nomad, consul, docker
+        self.nomad, self.consul, self.docker, self.weave = nomad, consul, docker, weave
+        self.registry = registry
         self.settings = settings
         self.metrics = metrics or Metrics()
         self.notifier = notifier or Notifier()
@@ -168,6 +176,9 @@ class Reconciler:
             watch.BlockingWatcher("consul", watch.consul_health_node(
                 self.consul, self._consul_node_name), lambda _: self.trigger("consul-checks"),
                 self._stop, self._watch_error, wait=wait, needed=self._mirrors_wanted),
+            *([watch.BlockingWatcher("consul", watch.consul_key(
+                self.consul, self.registry.tenants_key), lambda _: self.trigger("tenants"),
+                self._stop, self._watch_error, wait=wait)] if self.registry is not None else []),
             watch.DockerWatcher(self.docker, self._container_event,
                                 lambda: self.trigger("docker-reconnected"), self._stop,
                                 self._watch_error),
@@ -227,7 +238,8 @@ class Reconciler:
         for action in wanted.actions:
             if action.is_drift:
                 self.metrics.drift.labels(action.kind).inc()
-        result = applier.apply(self.consul, wanted, progress=self._ping_watchdog)
+        result = applier.apply(self.consul, wanted, progress=self._ping_watchdog,
+                               weave=self.weave)
         self._record(result, observation)
         self._twins, self._masks = wanted.twins, wanted.masks
         if wanted.mirrors:
@@ -280,6 +292,8 @@ class Reconciler:
                 self.metrics.registrations.labels(_REGISTERED[action.kind]).inc()
             if action.kind in _REMOVED:
                 self.metrics.removals.labels(_REMOVED[action.kind]).inc()
+            if action.kind == EXPOSE_SUBNET:
+                log.info("exposed this host on %s", action.id, extra=_fields(subnet=action.id))
             container = action.container_id
             if action.kind == REGISTER_TWIN and container and container not in self._advertised:
                 self._advertised.add(container)

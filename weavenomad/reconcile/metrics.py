@@ -23,7 +23,8 @@ class Metrics:
         self.drift = Counter("weavenomad_reconciler_drift", "Differences found between Consul "
                              "and the wanted state, by action.", ["action"], registry=r)
         self.registrations = Counter("weavenomad_reconciler_registrations",
-                                     "Twins and masks registered.", ["kind"], registry=r)
+                                     "Twins, masks and subnet exposures made.", ["kind"],
+                                     registry=r)
         self.removals = Counter("weavenomad_reconciler_removals",
                                 "Twins and masks removed.", ["kind"], registry=r)
         self.errors = Counter("weavenomad_reconciler_errors", "Failed calls, by backend.",

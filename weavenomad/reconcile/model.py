@@ -323,3 +323,6 @@ class Observation:
     #: running and stopped task containers by (allocation ID, task name)
     containers: Mapping[tuple[str, str], Container] = field(default_factory=dict)
     tenancy: Tenancy = field(default_factory=Tenancy)
+    #: the host's addresses on the weave bridge (Weave's ``weave:expose``); None when Weave
+    #: did not answer, so nothing is known about them
+    exposed: tuple[IPv4Interface, ...] | None = None

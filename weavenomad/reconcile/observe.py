@@ -2,9 +2,10 @@
 registry into one :class:`~weavenomad.reconcile.model.Observation`.
 
 A container's Weave addresses do not change while it lives, so they are cached by container ID
-(cleared at every full resync); an event-driven pass then costs two Consul reads and one Docker
-list. Weave's ``GET /ip`` (every address this peer owns) answers for all new containers at once;
-a container it does not list, or every container while Weave is down, is read from ``ethwe``
+(cleared at every full resync); an event-driven pass then costs two Consul reads, a registry
+read, one Docker list and Weave's ``GET /ip``. That one answer (every address this peer owns)
+gives the host's exposed addresses and the addresses of all new containers at once; a
+container it does not list, or every container while Weave is down, is read from ``ethwe``
 (:mod:`weavenomad.reconcile.ethwe`). Failures that the pass can live with (Weave down, the
 registry unreadable) are kept in :attr:`Observer.soft_errors` for the daemon to log and count;
 the others raise and fail the pass.
@@ -20,6 +21,7 @@ from datetime import datetime
 from ipaddress import IPv4Interface, IPv4Network
 from pathlib import Path
 
+from weavenomad.clients.weave import EXPOSE_IDENT
 from weavenomad.errors import BackendError, NotFoundError, WeavenomadError
 from weavenomad.reconcile import ethwe
 from weavenomad.reconcile.model import (
@@ -124,11 +126,21 @@ class Observer:
         services = {s.id: s for s in map(agent_service_from_api,
                                          self.consul.agent_services().values())}
         checks = {c.id: c for c in map(agent_check_from_api, self.consul.agent_checks().values())}
-        containers = self._containers(allocations)
+        owned = self._weave_owned()
+        containers = self._containers(allocations, owned)
+        exposed = tuple(sorted(owned.get(EXPOSE_IDENT) or ())) if owned is not None else None
         return Observation(allocations=allocations, services=services, checks=checks,
-                           containers=containers, tenancy=self._tenancy())
+                           containers=containers, tenancy=self._tenancy(), exposed=exposed)
 
-    def _containers(self, allocations: Mapping[str, Allocation]
+    def _weave_owned(self) -> dict[str, list[IPv4Interface]] | None:
+        try:
+            return self.weave.owned()
+        except WeavenomadError as exc:
+            self.soft_errors.append(exc)
+            return None
+
+    def _containers(self, allocations: Mapping[str, Allocation],
+                    owned: Mapping[str, list[IPv4Interface]] | None
                     ) -> dict[tuple[str, str], Container]:
         found = [c for c in map(container_from_summary, self.docker.nomad_containers(all=True))
                  if c is not None]
@@ -142,7 +154,7 @@ class Observer:
             started = dict(self._started)
         missing = [c for c in found if c.running and c.id not in known]
         if missing:
-            known.update(self._look_up(missing, allocations, started))
+            known.update(self._look_up(missing, allocations, started, owned))
         result = {}
         for container in found:
             addresses = known.get(container.id) if container.running else ()
@@ -152,13 +164,9 @@ class Observer:
         return result
 
     def _look_up(self, containers: list[Container], allocations: Mapping[str, Allocation],
-                 started: dict[str, float]) -> dict[str, tuple[IPv4Interface, ...] | None]:
+                 started: dict[str, float], owned: Mapping[str, list[IPv4Interface]] | None
+                 ) -> dict[str, tuple[IPv4Interface, ...] | None]:
         """Addresses of containers not in the cache; None where they cannot be found out."""
-        try:
-            owned = self.weave.owned()
-        except WeavenomadError as exc:
-            self.soft_errors.append(exc)
-            owned = None
         answers: dict[str, tuple[IPv4Interface, ...] | None] = {}
         learned: dict[str, tuple[IPv4Interface, ...]] = {}
         for container in containers:

@@ -7,12 +7,20 @@ when it is missing, attached elsewhere, not critical, or says something else. Wh
 is not wanted is removed. Actions come in a safe order: new twins before the masks that hide
 Nomad's instances, and a mask only once its twin is in place (``requires``), so a failed write
 never leaves a service with no instance at all.
+
+Before any of that, the host must be *exposed* on every tenant subnet (an address of its own on
+the weave bridge), or neither Consul's checks of the twins nor anything else on the host reaches
+the tasks. Bootstrap exposes the subnets the registry holds at that time; tenants created later
+are exposed here, on every node, within a pass of ``tenant create``. Exposure is only ever
+added: hiding a subnet is ``weavenomad reset``'s business, because an address on the bridge may
+be the operator's own.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from ipaddress import IPv4Network
 
 from weavenomad.reconcile.desired import (
     CRITICAL,
@@ -31,18 +39,20 @@ from weavenomad.reconcile.model import (
     Observation,
 )
 
+EXPOSE_SUBNET = "expose-subnet"
 REGISTER_TWIN = "register-twin"
 REGISTER_MASK = "register-mask"
 SET_TTL = "set-ttl"
 REMOVE_MASK = "remove-mask"
 REMOVE_TWIN = "remove-twin"
 #: the order in which the applier runs the kinds
-ORDER = (REGISTER_TWIN, REGISTER_MASK, SET_TTL, REMOVE_MASK, REMOVE_TWIN)
+ORDER = (EXPOSE_SUBNET, REGISTER_TWIN, REGISTER_MASK, SET_TTL, REMOVE_MASK, REMOVE_TWIN)
 
 
 @dataclass(frozen=True)
 class Action:
     kind: str
+    #: the service or check ID; for expose-subnet the subnet
     id: str
     #: the registration body (register-*), or None
     body: Mapping | None = None
@@ -137,6 +147,19 @@ def _twin_actions(twin: Twin, obs: Observation, on_service: dict[str, set[str]],
     return actions, False
 
 
+def unexposed_subnets(obs: Observation) -> list[IPv4Network]:
+    """Tenant subnets (and the default subnet) in which the host has no address yet; none
+    when Weave did not say what is exposed."""
+    if obs.exposed is None:
+        return []
+    wanted = set(obs.tenancy.subnets.values())
+    if obs.tenancy.default_subnet is not None:
+        wanted.add(obs.tenancy.default_subnet)
+    return sorted((subnet for subnet in wanted
+                   if not any(address.ip in subnet for address in obs.exposed)),
+                  key=lambda subnet: (int(subnet.network_address), subnet.prefixlen))
+
+
 def plan(obs: Observation, settings: DesireSettings | None = None, *,
          refresh_mirrors: bool = False) -> Plan:
     """Everything one pass must change in the local Consul agent."""
@@ -147,6 +170,8 @@ def plan(obs: Observation, settings: DesireSettings | None = None, *,
     waiting: list[str] = []
     twins: dict[str, Twin] = {}
     masks: dict[str, Mask] = {}
+    for subnet in unexposed_subnets(obs):
+        actions.append(Action(EXPOSE_SUBNET, str(subnet), why="the host has no address in it"))
     for service in sorted(obs.services.values(), key=lambda s: s.id):
         if not service.nomad_task:
             continue

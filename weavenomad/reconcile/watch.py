@@ -6,6 +6,8 @@
   ``/v1/health/node/<node>`` (check statuses). Consul only moves these indexes on real
   changes, so an idle node costs a request per ``wait``; a burst of changes is read once
   (``QUIET``), because every answer is the whole node.
+* Consul KV: a blocking query on the tenant registry, so a new tenant's subnet is exposed on
+  this host at once.
 * Docker: the event stream of Nomad's task containers (start, die, destroy).
 
 None of them polls. On a failure a watcher reports it, waits a capped backoff (on the stop
@@ -124,6 +126,10 @@ def consul_catalog_node(consul, node_name: Callable[[], str]) -> Callable:
         return int(found), data
 
     return read
+
+
+def consul_key(consul, key: str) -> Callable:
+    return lambda index, wait: consul.kv_get(key, index=index, wait=wait)
 
 
 def consul_health_node(consul, node_name: Callable[[], str]) -> Callable:
