@@ -142,6 +142,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
+    # SIGTERM (e.g. timeout(1)) runs the clean-up below, as Ctrl-C does
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     state_dir = Path(f"/tmp/wnbench-dw-{os.getpid()}")
     lab = core.up(state_dir, f"bd{os.getpid() % 100000}"[:8], 2)
     daemons: list[subprocess.Popen] = []

@@ -12,6 +12,9 @@
 # writes (weaveworks/weave#3465). The switch happens before Docker is installed, so Docker starts
 # on the same backend.
 #
+# The example jobs in jobs/ run the image bb:local, as the recorded seed cluster did: Debian's
+# static busybox imported into Docker (sh, httpd, nc, ping, wget), so no registry is needed.
+#
 # Usage: provision-base.sh          (root; idempotent)
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -31,7 +34,7 @@ case ${1:-} in
 esac
 require_root
 
-ensure_packages ca-certificates curl gnupg unzip iptables
+ensure_packages ca-certificates curl gnupg unzip iptables busybox-static
 
 # Each alternative is switched only when it is not legacy yet. A Docker that already runs on
 # the other backend is restarted below, so its own rules move with it.
@@ -58,3 +61,16 @@ fi
 log "Docker Engine $docker_version"
 
 ensure_service docker.service 0 "$restart_docker"
+
+# The jobs' image: busybox-static as the rootfs, one symlink per applet.
+if ! docker image inspect bb:local >/dev/null 2>&1; then
+  rootfs=$(mktemp -d)
+  trap 'rm -rf "$rootfs"' EXIT
+  mkdir -p "$rootfs/bin" "$rootfs/tmp"
+  cp /bin/busybox "$rootfs/bin/busybox"
+  for applet in $("$rootfs/bin/busybox" --list); do
+    [[ $applet == busybox ]] || ln -s busybox "$rootfs/bin/$applet"
+  done
+  tar -C "$rootfs" -c . | docker import - bb:local >/dev/null
+  log "image bb:local imported from busybox-static"
+fi

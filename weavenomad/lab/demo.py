@@ -234,7 +234,8 @@ class Demo:
         self.story.chapter("Summary")
         answer = getattr(self, "last_answer", None)
         if answer:
-            self.story.note(f"Consul DNS/health now answers {SERVICE} with: {', '.join(answer)}")
+            self.story.note(f"Consul's health API (?passing) now answers {SERVICE} with: "
+                            f"{', '.join(answer)}")
         self.story.note(f"{self.story.passed} checks held, {len(self.story.failed)} failed")
         for what in self.story.failed:
             self.story.note(f"failed: {what}")

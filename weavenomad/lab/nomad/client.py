@@ -96,6 +96,10 @@ class TaskRunner(threading.Thread):
             self.owner.register_task_services(self.task, docker, self.container_id)
         except consul_sync.AddressError as exc:
             self.event("Driver Failure", DriverError=f"unable to get address for service: {exc}")
+        except Exception as exc:  # the driver could not inspect the container: a failed start
+            self.event("Driver Failure", DriverError=_one_line(exc))
+            self._remove(docker)
+            return -1
         exit_code = self._wait(docker)
         self.owner.deregister_task_services(self.name_)
         if not self.killed.is_set():

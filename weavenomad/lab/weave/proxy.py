@@ -109,8 +109,10 @@ class Proxy:
 
     async def serve(self, socket_path: Path) -> asyncio.AbstractServer:
         socket_path.unlink(missing_ok=True)
+        # Go listens with the kernel's somaxconn: a burst of Nomad task starts must queue, not
+        # meet EAGAIN as with asyncio's default backlog of 100
         server = await asyncio.start_unix_server(
-            self._connection, path=str(socket_path), limit=wire.HEAD_LIMIT
+            self._connection, path=str(socket_path), limit=wire.HEAD_LIMIT, backlog=4096
         )
         with contextlib.suppress(OSError):  # same permissions as the dockerd socket
             socket_path.chmod(Path(self.docker_socket).stat().st_mode & 0o777)
