@@ -5,7 +5,6 @@ from ipaddress import IPv4Interface, IPv4Network
 import pytest
 from test_bootstrap_facts import (
     DOCKER_SOCK,
-    GUARD,
     agent_self,
     bootstrapped,
     fresh,
@@ -17,8 +16,6 @@ from weavenomad.bootstrap import checks as ck
 from weavenomad.bootstrap import doctor
 from weavenomad.tenancy.model import Registry, Tenant
 
-OURS = ('-A FORWARD -i docker0 -o weave -m comment --comment "weavenomad isolation guard" '
-        "-j DROP")
 DOCKER_25 = {"Version": "25.0.3", "ApiVersion": "1.44", "MinAPIVersion": "1.24"}
 DOCKER_29 = {"Version": "29.0.0", "ApiVersion": "1.52", "MinAPIVersion": "1.44"}
 DOCKER_20 = {"Version": "20.10.24", "ApiVersion": "1.41", "MinAPIVersion": "1.12"}
@@ -54,33 +51,6 @@ def test_kernel_and_iptables():
     check = ck.check_kernel("6.1.0", None, "iptables: command not found")
     assert check.status == ck.FAIL and "install iptables" in check.fix
     assert ck.check_kernel("6.1.0", None, "Permission denied", root=False).status == ck.WARN
-
-
-@pytest.mark.parametrize("rules, present, ours, shadow", [
-    (["-P FORWARD ACCEPT", GUARD], True, 0, None),
-    ([OURS], True, 1, None),
-    (["-A FORWARD -j ACCEPT", GUARD], True, 0, "-A FORWARD -j ACCEPT"),
-    (["-A FORWARD -i docker0 ! -o docker0 -j ACCEPT", GUARD], True, 0,
-     "-A FORWARD -i docker0 ! -o docker0 -j ACCEPT"),
-    (["-A FORWARD -o docker0 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
-      "-A FORWARD -j DOCKER-USER", "-A FORWARD -i docker+ -o weave -j ACCEPT", GUARD],
-     True, 0, "-A FORWARD -i docker+ -o weave -j ACCEPT"),
-    (["-A FORWARD -i docker0 -o weave -s 10.0.0.0/8 -j DROP"], False, 0, None),
-    (["-A FORWARD -i br-1 -o weave -j DROP"], False, 0, None),
-])
-def test_guard_state(rules, present, ours, shadow):
-    state = ck.guard_state(rules, "docker0")
-    assert (state.present, state.ours, state.shadowed_by) == (present, ours, shadow)
-
-
-def test_isolation_check():
-    assert ck.check_isolation([GUARD], "docker0", True).status == ck.PASS
-    check = ck.check_isolation(["-P FORWARD ACCEPT"], "docker0", True)
-    assert check.status == ck.FAIL and "routes between tenant subnets" in check.detail
-    assert ck.check_isolation([], "docker0", False).status == ck.WARN
-    shadowed = ck.check_isolation(["-A FORWARD -j ACCEPT", GUARD], "docker0", True)
-    assert shadowed.status == ck.FAIL and "iptables -I" in shadowed.fix
-    assert ck.check_isolation(None, "docker0", True).status == ck.WARN
 
 
 def test_peers_ipam_and_exposes_from_the_recorded_report():

@@ -20,6 +20,60 @@ DOCKER_SOCK = "unix:///var/run/docker.sock"
 CONFIG_PATH = "/etc/nomad.d/agent.hcl"
 CLUSTER = Cluster(IPv4Network("10.32.0.0/16"), IPv4Network("10.32.0.0/24"))
 GUARD = "-A FORWARD -i docker0 -o weave -j DROP"
+OURS = '-m comment --comment "weavenomad isolation guard"'
+#: bootstrap's guards as ``iptables -S`` prints them (Weave's own docker0 -> weave DROP aside)
+OUR_FORWARD = [
+    f"-A FORWARD -i docker0 -o docker0 {OURS} -j DROP",
+    f"-A FORWARD -i weave -o docker0 {OURS} -j DROP",
+    f"-A FORWARD -i weave -o weave -m physdev ! --physdev-is-bridged {OURS} -j DROP",
+]
+OUR_NAT = f"-A POSTROUTING -o weave -m physdev --physdev-is-bridged {OURS} -j ACCEPT"
+#: Weave 2.8's filter rules (net/bridge.go, no NPC) over Docker 20.10's, as on a real node
+WEAVE_FORWARD = [
+    GUARD,
+    "-A FORWARD -i weave -o weave -j ACCEPT",
+    "-A FORWARD -o weave -j WEAVE-EXPOSE",
+    "-A FORWARD -i weave ! -o weave -j ACCEPT",
+    "-A FORWARD -o weave -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
+]
+DOCKER_FORWARD = [
+    "-A FORWARD -j DOCKER-USER",
+    "-A FORWARD -j DOCKER-ISOLATION-STAGE-1",
+    "-A FORWARD -o docker0 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
+    "-A FORWARD -o docker0 -j DOCKER",
+    "-A FORWARD -i docker0 ! -o docker0 -j ACCEPT",
+    "-A FORWARD -i docker0 -o docker0 -j ACCEPT",
+]
+OTHER_CHAINS = [
+    "-A DOCKER -d 172.17.0.2/32 ! -i docker0 -o docker0 -p tcp -m tcp --dport 80 -j ACCEPT",
+    "-A DOCKER-ISOLATION-STAGE-1 -i docker0 ! -o docker0 -j DOCKER-ISOLATION-STAGE-2",
+    "-A DOCKER-ISOLATION-STAGE-1 -j RETURN",
+    "-A DOCKER-ISOLATION-STAGE-2 -o docker0 -j DROP",
+    "-A DOCKER-ISOLATION-STAGE-2 -j RETURN",
+    "-A DOCKER-USER -j RETURN",
+    "-A WEAVE-EXPOSE -d 10.32.0.0/24 -j ACCEPT",
+    "-A WEAVE-EXPOSE -d 10.32.1.0/24 -j ACCEPT",
+]
+FILTER_HEAD = ["-P INPUT ACCEPT", "-P FORWARD DROP", "-P OUTPUT ACCEPT", "-N DOCKER",
+               "-N DOCKER-ISOLATION-STAGE-1", "-N DOCKER-ISOLATION-STAGE-2", "-N DOCKER-USER",
+               "-N WEAVE-EXPOSE"]
+NAT_HEAD = ["-P PREROUTING ACCEPT", "-P INPUT ACCEPT", "-P OUTPUT ACCEPT",
+            "-P POSTROUTING ACCEPT", "-N DOCKER", "-N WEAVE",
+            "-A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER"]
+NAT_TAIL = ["-A POSTROUTING -j WEAVE",
+            "-A POSTROUTING -s 172.17.0.0/16 ! -o docker0 -j MASQUERADE",
+            "-A DOCKER -i docker0 -j RETURN",
+            "-A WEAVE -s 10.32.0.0/24 -d 224.0.0.0/4 -j RETURN",
+            "-A WEAVE -s 10.32.0.0/24 ! -d 10.32.0.0/24 -j MASQUERADE"]
+
+
+def filter_table(*forward: str) -> list[str]:
+    return [*FILTER_HEAD, *forward, *OTHER_CHAINS]
+
+
+#: a bootstrapped node: our guards on top, then Weave's block, then Docker's
+BOOTSTRAPPED_FILTER = filter_table(*OUR_FORWARD, *WEAVE_FORWARD, *DOCKER_FORWARD)
+BOOTSTRAPPED_NAT = [*NAT_HEAD, OUR_NAT, *NAT_TAIL]
 
 
 def recorded(name: str):
@@ -54,7 +108,8 @@ def fresh(**changes) -> NodeFacts:
         docker_version={"Version": "20.10.24", "ApiVersion": "1.41", "MinAPIVersion": "1.12"},
         docker_bridge="docker0", docker_subnets=[IPv4Network("172.17.0.0/16")],
         weave_versions={"weave script": "2.8.1", "weave": "2.8.1"},
-        iptables_rules=["-P FORWARD ACCEPT"], ip_forward=True,
+        iptables_rules=["-P FORWARD ACCEPT"], nat_rules=["-P POSTROUTING ACCEPT"],
+        ip_forward=True, bridge_filtering=True,
         host_addresses=[("lo", IPv4Interface("127.0.0.1/8")),
                         ("eth0", IPv4Interface("192.168.56.3/24")),
                         ("docker0", IPv4Interface("172.17.0.1/16"))],
@@ -78,8 +133,7 @@ def bootstrapped(**changes) -> NodeFacts:
     facts = fresh(
         weave_report=weave_report(), proxy_addrs=[WEAVE_SOCK],
         exposed=[IPv4Interface("10.32.0.1/24"), IPv4Interface("10.32.1.3/24")],
-        iptables_rules=["-P FORWARD ACCEPT", GUARD,
-                        "-A FORWARD -i weave -o weave -j ACCEPT"],
+        iptables_rules=BOOTSTRAPPED_FILTER, nat_rules=BOOTSTRAPPED_NAT,
         host_addresses=fresh().host_addresses + [("weave", IPv4Interface("10.32.0.1/24"))],
         weave_bridge=True, listeners={("tcp", 6783), ("tcp", 6784), ("udp", 6783)},
         nomad_self=agent_self(WEAVE_SOCK), cluster=CLUSTER,

@@ -7,17 +7,25 @@ import pytest
 from test_bootstrap_facts import (
     CLUSTER,
     CONFIG_PATH,
+    DOCKER_FORWARD,
     DOCKER_SOCK,
+    NAT_HEAD,
+    NAT_TAIL,
+    OUR_FORWARD,
+    OUR_NAT,
+    WEAVE_FORWARD,
     WEAVE_SOCK,
     agent_self,
     bootstrapped,
     config_text,
+    filter_table,
     fresh,
     registry,
     weave_report,
 )
 
 from weavenomad.bootstrap import steps as st
+from weavenomad.bootstrap.guards import guards
 from weavenomad.bootstrap.plan import Desired, plan_bootstrap
 from weavenomad.bootstrap.reset import plan_reset
 from weavenomad.errors import ConflictError, ValidationError
@@ -26,6 +34,7 @@ from weavenomad.tenancy.model import Cluster
 
 RESTART = ("systemctl", "restart", "nomad")
 PEERS = ("192.168.56.4", "192.168.56.5")
+GUARDS = guards("docker0")
 
 
 def want(**changes) -> Desired:
@@ -40,20 +49,28 @@ def kinds(plan) -> list[str]:
 
 def test_fresh_node_gets_every_step_in_a_rollback_safe_order():
     plan = plan_bootstrap(fresh(), want())
-    assert kinds(plan) == ["WeaveLaunch", "AddGuard", "WeaveExpose", "WriteConfig",
-                           "RestartNomad", "VerifyNomad", "RecordCluster"]
+    assert kinds(plan) == ["WeaveLaunch", *["AddGuard"] * len(GUARDS), "WeaveExpose",
+                           "WriteConfig", "RestartNomad", "VerifyNomad", "RecordCluster"]
     launch = plan.steps[0]
     assert st.command_line(launch.action) == (
         "weave launch --no-dns --no-default-ipalloc --ipalloc-range 10.32.0.0/16 "
         "--ipalloc-default-subnet 10.32.0.0/24 192.168.56.4 192.168.56.5")
     assert launch.undo == st.WeaveReset()
     assert any("WEAVE_CIDR" in note for note in launch.notes)
-    assert plan.steps[2].action == st.WeaveExpose(("net:default",))
-    write = plan.steps[3].action
+    # every guard, after the launch (Weave puts its own rules on top): each step checks again
+    added = plan.steps[1:1 + len(GUARDS)]
+    assert [s.action for s in added] == [st.AddGuard(g) for g in GUARDS]
+    assert [s.undo for s in added] == [st.RemoveGuard(g, every=False) for g in GUARDS]
+    assert "unless weave launch installed it" in added[0].title
+    assert st.command_line(added[1].action).startswith(
+        "iptables -w -I FORWARD -i weave -o weave -m physdev '!' --physdev-is-bridged")
+    rest = plan.steps[1 + len(GUARDS):]
+    assert rest[0].action == st.WeaveExpose(("net:default",))
+    write = rest[1].action
     assert write.late_endpoint and write.endpoint == WEAVE_SOCK
     assert f'-    endpoint = "{DOCKER_SOCK}"' in write.change.diff()
-    assert plan.steps[3].undo == st.RestoreConfig(CONFIG_PATH, config_text(DOCKER_SOCK), True)
-    assert plan.steps[4].action == st.RestartNomad(RESTART)
+    assert rest[1].undo == st.RestoreConfig(CONFIG_PATH, config_text(DOCKER_SOCK), True)
+    assert rest[2].action == st.RestartNomad(RESTART)
     assert not plan.attention
     json.dumps(plan.to_json())  # --json must be able to print it
 
@@ -113,10 +130,31 @@ def test_config_already_edited_but_agent_not_restarted_plans_only_the_restart():
     assert kinds(plan) == ["RestartNomad", "VerifyNomad"]
 
 
-def test_missing_guard_on_a_running_weave_is_added():
+def test_missing_guards_on_a_running_weave_are_added():
     plan = plan_bootstrap(bootstrapped(iptables_rules=["-P FORWARD ACCEPT"]), want())
-    assert [s.action for s in plan.steps] == [st.AddGuard("docker0")]
-    assert plan.steps[0].undo == st.RemoveGuard("docker0")
+    assert [s.action for s in plan.steps] == [st.AddGuard(g) for g in GUARDS[:4]]
+    assert plan.steps[0].undo == st.RemoveGuard(GUARDS[0], every=False)
+    assert "unless" not in plan.steps[0].title
+
+
+def test_weave_and_docker_rules_alone_get_the_four_guards_weave_lacks():
+    facts = bootstrapped(iptables_rules=filter_table(*WEAVE_FORWARD, *DOCKER_FORWARD),
+                         nat_rules=[*NAT_HEAD, *NAT_TAIL])
+    plan = plan_bootstrap(facts, want())
+    assert [s.action.guard.name for s in plan.steps] == [
+        "weave-routed", "weave-to-docker", "docker-icc", "weave-bridged-nat"]
+
+
+def test_guards_shadowed_by_a_relaunched_weave_go_back_on_top():
+    facts = bootstrapped(
+        iptables_rules=filter_table(*WEAVE_FORWARD, *OUR_FORWARD, *DOCKER_FORWARD),
+        nat_rules=[*NAT_HEAD, *NAT_TAIL, OUR_NAT])
+    plan = plan_bootstrap(facts, want())
+    assert [s.action.guard.name for s in plan.steps] == [
+        "weave-routed", "weave-to-docker", "weave-bridged-nat"]
+    assert "after '-A FORWARD -i weave -o weave -j ACCEPT'" in plan.steps[0].notes[0]
+    # the undo removes only the copy this run inserts (the topmost), not the older one
+    assert plan.steps[0].undo == st.RemoveGuard(GUARDS[1], every=False)
 
 
 def test_lab_style_proxy_socket_counts_as_done_and_weave_sock_too():
@@ -144,16 +182,22 @@ def test_reset_restores_config_first_then_weave_then_backups():
     facts = bootstrapped(iptables_rules=["-P FORWARD ACCEPT", ours])
     plan = plan_reset(facts, RESTART)
     assert kinds(plan) == ["RestoreConfig", "RestartNomad", "VerifyNomad", "WeaveHide",
-                           "WeaveReset", "RemoveGuard", "DropBackup"]
+                           "WeaveReset", "RemoveGuard", "RemoveGuard", "DropBackup"]
+    assert [s.action for s in plan.steps if st.kind(s.action) == "RemoveGuard"] == [
+        st.RemoveGuard(GUARDS[0]), st.RemoveGuard(GUARDS[4])]
     assert plan.steps[0].action == st.RestoreConfig(CONFIG_PATH, config_text(DOCKER_SOCK), False)
     assert plan.steps[0].undo == st.RestoreConfig(CONFIG_PATH, config_text(WEAVE_SOCK), False)
     assert plan.steps[2].action.endpoint == DOCKER_SOCK
     assert plan.steps[3].action == st.WeaveHide(("ip:10.32.0.1/24", "ip:10.32.1.3/24"))
 
 
-def test_reset_leaves_weaves_own_guard_to_weave_reset():
+def test_reset_removes_exactly_the_guards_bootstrap_added():
     plan = plan_reset(bootstrapped(), RESTART)
-    assert "RemoveGuard" not in kinds(plan)
+    removed = [s.action for s in plan.steps if st.kind(s.action) == "RemoveGuard"]
+    # Weave's own docker0 -> weave DROP is left to weave reset
+    assert removed == [st.RemoveGuard(g) for g in GUARDS[1:]]
+    assert all(s.undo == st.AddGuard(s.action.guard) for s in plan.steps
+               if st.kind(s.action) == "RemoveGuard")
 
 
 def test_reset_of_a_clean_node_plans_nothing():
@@ -170,5 +214,5 @@ def test_reset_without_restart_command_needs_attention():
 def test_reset_after_a_stopped_weave_still_removes_its_bridge():
     facts = bootstrapped(weave_report=None, proxy_addrs=[], exposed=None,
                          backups={}, config_files=fresh().config_files)
-    assert kinds(plan_reset(facts, RESTART)) == ["WeaveReset"]
+    assert kinds(plan_reset(facts, RESTART)) == ["WeaveReset", *["RemoveGuard"] * 4]
     assert IPv4Interface("10.32.0.1/24") in bootstrapped().exposed

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from weavenomad.bootstrap import steps as st
 from weavenomad.bootstrap import system
-from weavenomad.bootstrap.checks import guard_state
+from weavenomad.bootstrap.guards import guard_state, parse_rules
 from weavenomad.bootstrap.observe import agent_endpoint, docker_driver
 from weavenomad.errors import BackendError, ValidationError, WeavenomadError
 from weavenomad.nodeconfig import files as config_files
@@ -84,17 +84,20 @@ class Executor:
         return Outcome(st.WeaveExpose(action.specs))
 
     def do_AddGuard(self, action: st.AddGuard) -> Outcome:  # noqa: N802
-        rules, error = system.iptables_forward_rules()
+        guard = action.guard
+        rules, error = system.iptables_rules(guard.table)
         if rules is None:
             raise BackendError(f"cannot read iptables: {error}", backend="system")
-        if guard_state(rules, action.bridge).present:
+        state = guard_state(parse_rules(rules), guard)
+        if state.effective:
             return Outcome(None, "already in place")
-        system.add_guard(action.bridge)
-        return Outcome(st.RemoveGuard(action.bridge))
+        system.add_guard(guard)
+        return Outcome(st.RemoveGuard(guard, every=False),
+                       f"inserted above '{state.shadowed_by}'" if state.shadowed_by else "")
 
     def do_RemoveGuard(self, action: st.RemoveGuard) -> Outcome:  # noqa: N802
-        removed = system.remove_guard(action.bridge)
-        return Outcome(st.AddGuard(action.bridge) if removed else None,
+        removed = system.remove_guard(action.guard, action.every)
+        return Outcome(st.AddGuard(action.guard) if removed else None,
                        f"{removed} rule(s) removed")
 
     # -- the Nomad config ----------------------------------------------------------------------

@@ -4,14 +4,12 @@ one :class:`Check` (pass / warn / fail, what was seen, how to fix it) out.
 Facts behind the rules (DESIGN.md): weave 2.8.1 pins Docker API 1.18, which Docker >= 25
 rejects; rajch/weave 2.9.0 speaks 1.24 unless ``DOCKER_API_VERSION`` says otherwise; Docker 29
 wants >= 1.44. Weave needs TCP 6783 (router), UDP 6783/6784 (sleeve, fastdp) and TCP 6784 (its
-HTTP API on 127.0.0.1). Its isolation guard is ``iptables -A FORWARD -i docker0 -o weave -j
-DROP``: without it a host that exposes several tenant subnets and forwards IP routes between them.
+HTTP API on 127.0.0.1). The isolation guards live in :mod:`.guards`.
 """
 
 from __future__ import annotations
 
 import re
-import shlex
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Interface, IPv4Network
@@ -21,8 +19,6 @@ WEAVE_PORTS = (("tcp", 6783), ("tcp", 6784), ("udp", 6783), ("udp", 6784))
 #: Weave needs a kernel at least this new (the weave script's own check)
 MIN_KERNEL = (3, 8)
 WEAVE_BRIDGE = "weave"
-#: marks the guard rule bootstrap adds, so reset removes exactly that one
-GUARD_COMMENT = "weavenomad isolation guard"
 
 
 @dataclass(frozen=True)
@@ -139,119 +135,6 @@ def check_kernel(release: str, iptables_rules: Sequence[str] | None,
     if problems:
         return Check("kernel", FAIL, "; ".join(problems), "; ".join(fixes))
     return Check("kernel", PASS, f"kernel {release}, iptables works")
-
-
-# -- the isolation guard ---------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Rule:
-    """One ``iptables -S`` rule of a chain, reduced to what the guard check needs."""
-
-    text: str
-    in_iface: str | None
-    in_negated: bool
-    out_iface: str | None
-    out_negated: bool
-    target: str | None
-    comment: str | None
-    #: any other match (addresses, conntrack, …): the rule does not match all traffic
-    narrowed: bool
-
-
-def parse_rules(lines: Iterable[str], chain: str = "FORWARD") -> list[Rule]:
-    rules = []
-    for line in lines:
-        words = shlex.split(line)
-        if words[:2] != ["-A", chain]:
-            continue
-        values: dict[str, str | None] = {"-i": None, "-o": None, "-j": None}
-        negated = {"-i": False, "-o": False}
-        comment, narrowed, i, words = None, False, 0, words[2:]
-        while i < len(words):
-            word, bang = words[i], False
-            if word == "!":
-                bang, i = True, i + 1
-                word = words[i] if i < len(words) else ""
-            nxt = words[i + 1] if i + 1 < len(words) else None
-            if word in values:
-                values[word] = nxt
-                if word in negated:
-                    negated[word] = bang
-            elif word == "--comment":
-                comment = nxt
-            elif word == "-m" and nxt == "comment":
-                pass
-            else:
-                narrowed = True
-            i += 2 if word.startswith("-") and nxt is not None and not nxt.startswith("-") else 1
-        rules.append(Rule(line, values["-i"], negated["-i"], values["-o"], negated["-o"],
-                          values["-j"], comment, narrowed))
-    return rules
-
-
-def _iface_matches(pattern: str | None, negated: bool, name: str) -> bool:
-    if pattern is None:
-        return True
-    hit = name.startswith(pattern[:-1]) if pattern.endswith("+") else name == pattern
-    return hit != negated
-
-
-def is_guard(rule: Rule, bridge: str) -> bool:
-    return (rule.in_iface == bridge and not rule.in_negated and rule.out_iface == WEAVE_BRIDGE
-            and not rule.out_negated and rule.target == "DROP" and not rule.narrowed)
-
-
-@dataclass(frozen=True)
-class GuardState:
-    present: bool
-    #: guard rules carrying our comment (what bootstrap added)
-    ours: int
-    #: an earlier ACCEPT rule that lets the traffic through before the guard
-    shadowed_by: str | None
-
-
-def guard_state(lines: Iterable[str], bridge: str) -> GuardState:
-    rules = parse_rules(lines)
-    shadow = None
-    for rule in rules:
-        if is_guard(rule, bridge):
-            ours = sum(1 for r in rules if is_guard(r, bridge) and r.comment == GUARD_COMMENT)
-            return GuardState(True, ours, shadow)
-        accepts_all = rule.target == "ACCEPT" and not rule.narrowed
-        if shadow is None and accepts_all and _iface_matches(
-                rule.in_iface, rule.in_negated, bridge) and _iface_matches(
-                rule.out_iface, rule.out_negated, WEAVE_BRIDGE):
-            shadow = rule.text
-    return GuardState(False, 0, None)
-
-
-def guard_argv(action: str, bridge: str) -> list[str]:
-    """``iptables -w -I|-D FORWARD -i <bridge> -o weave -m comment … -j DROP``."""
-    return ["iptables", "-w", action, "FORWARD", "-i", bridge, "-o", WEAVE_BRIDGE,
-            "-m", "comment", "--comment", GUARD_COMMENT, "-j", "DROP"]
-
-
-def check_isolation(rules: Sequence[str] | None, bridge: str | None,
-                    ip_forward: bool | None) -> Check:
-    name = "tenant-isolation"
-    if rules is None or bridge is None:
-        return Check(name, WARN, "cannot read iptables or the Docker bridge name",
-                     "run as root on the node")
-    state = guard_state(rules, bridge)
-    guard = f"FORWARD -i {bridge} -o weave -j DROP"
-    forward = {True: "on", False: "off", None: "unknown"}[ip_forward]
-    if state.present and state.shadowed_by is None:
-        return Check(name, PASS, f"{guard} is in place (IP forwarding {forward})")
-    if state.present:
-        return Check(name, FAIL, f"{guard} comes after '{state.shadowed_by}', which lets "
-                     "tenant traffic through the host first",
-                     f"move the guard first: iptables -D {guard}; iptables -I {guard}")
-    if ip_forward is False:
-        return Check(name, WARN, f"no {guard}, but IP forwarding is off",
-                     "run 'weavenomad bootstrap' to add the guard before forwarding is enabled")
-    return Check(name, FAIL, f"no {guard} and IP forwarding is {forward}: the host routes "
-                 "between tenant subnets", f"weavenomad bootstrap, or: iptables -I {guard}")
 
 
 # -- Weave's state ---------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from weavenomad.bootstrap import checks as ck
 from weavenomad.bootstrap import system
+from weavenomad.bootstrap.guards import check_isolation
 from weavenomad.bootstrap.observe import NodeFacts, agent_endpoint, docker_driver, probe
 from weavenomad.nodeconfig.edit import WEAVE_PROXY_ENDPOINT
 from weavenomad.tenancy.model import overlapping_tenants
@@ -184,8 +185,8 @@ def doctor_checks(facts: NodeFacts, clients, weave_api_override: str | None) -> 
         report or {})[1]
     subnets = ([default] if default else []) + facts.tenant_subnets()
     checks.append(ck.check_exposed(facts.exposed if report is not None else None, subnets))
-    checks.append(ck.check_isolation(facts.iptables_rules, facts.docker_bridge,
-                                     facts.ip_forward))
+    checks.append(check_isolation(facts.iptables_rules, facts.nat_rules, facts.docker_bridge,
+                                  facts.ip_forward, facts.bridge_filtering))
     checks.append(check_nomad_endpoint(facts))
     scratch = NodeFacts()
     nodes = probe(scratch, "nodes", clients.nomad.nodes) if facts.nomad_self else None

@@ -41,7 +41,11 @@ class NodeFacts:
     exposed: list[IPv4Interface] | None = None
     weave_bridge: bool = False
     # kernel and init
+    #: ``iptables -S`` of the filter table (every chain), and of the nat table
     iptables_rules: list[str] | None = None
+    nat_rules: list[str] | None = None
+    #: net.bridge.bridge-nf-call-iptables (None: br_netfilter not loaded)
+    bridge_filtering: bool | None = None
     ip_forward: bool | None = None
     listeners: set[tuple[str, int]] = field(default_factory=set)
     host_addresses: list[tuple[str, IPv4Interface]] = field(default_factory=list)
@@ -95,9 +99,13 @@ def observe(clients) -> NodeFacts:
         owned = probe(facts, "weave-ip", clients.weave.owned)
         facts.exposed = list((owned or {}).get("weave:expose", []))
     facts.weave_bridge = system.link_exists(WEAVE_BRIDGE)
-    facts.iptables_rules, error = system.iptables_forward_rules()
+    facts.iptables_rules, error = system.iptables_rules("filter")
     if error:
         facts.errors["iptables"] = error
+    facts.nat_rules, error = system.iptables_rules("nat")
+    if error:
+        facts.errors["iptables-nat"] = error
+    facts.bridge_filtering = system.bridge_filtering()
     facts.ip_forward = system.ip_forward()
     facts.listeners = system.listening_ports()
     facts.host_addresses = system.host_addresses()

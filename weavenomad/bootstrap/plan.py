@@ -2,8 +2,9 @@
 wanted settings to a :class:`~weavenomad.bootstrap.steps.Plan`.
 
 Only what is missing becomes a step, so a second run on a bootstrapped node plans nothing. The
-order makes rollback safe: Weave first (launch, guard, expose), then the Nomad config, the
-restart and its verification, and the registry record last, when everything else worked.
+order makes rollback safe: Weave first (launch, the isolation guards of :mod:`.guards`,
+expose), then the Nomad config, the restart and its verification, and the registry record
+last, when everything else worked.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from dataclasses import dataclass
 from ipaddress import IPv4Interface, IPv4Network
 
 from weavenomad.bootstrap import steps as st
-from weavenomad.bootstrap.checks import guard_state, missing_exposes, weave_settings
+from weavenomad.bootstrap.checks import missing_exposes, weave_settings
+from weavenomad.bootstrap.guards import guard_states
 from weavenomad.bootstrap.observe import NodeFacts, agent_endpoint, exposed_specs
 from weavenomad.errors import ConflictError, ValidationError
 from weavenomad.nodeconfig.edit import WEAVE_PROXY_ENDPOINT, plan_endpoint
@@ -89,16 +91,12 @@ def plan_bootstrap(facts: NodeFacts, want: Desired) -> st.Plan:
         notes.append(f"Weave already runs with range {cluster.ipalloc_range} and default "
                      f"subnet {cluster.default_subnet}")
         _note_peers(facts, want.peers, notes)
-        if not guard_state(facts.iptables_rules or [], bridge).present:
-            steps.append(st.Step("add the isolation guard", st.AddGuard(bridge),
-                                 st.RemoveGuard(bridge)))
     else:
         launch = st.WeaveLaunch(str(cluster.ipalloc_range), str(cluster.default_subnet),
                                 tuple(want.peers))
         steps.append(st.Step("launch the Weave peer", launch, st.WeaveReset(),
                              (st.WHY_NO_DEFAULT_IPALLOC,)))
-        steps.append(st.Step("add the isolation guard unless weave launch installed it",
-                             st.AddGuard(bridge), st.RemoveGuard(bridge)))
+    steps += guard_steps(facts, bridge)
 
     subnets = [cluster.default_subnet, *facts.tenant_subnets()]
     missing = missing_exposes(facts.exposed or [], subnets)
@@ -134,6 +132,24 @@ def plan_bootstrap(facts: NodeFacts, want: Desired) -> st.Plan:
                              st.RecordCluster(cluster.ipalloc_range, cluster.default_subnet)))
     return st.Plan(tuple(steps), tuple(notes), attention=needs_restart and
                    want.restart_argv is None)
+
+
+def guard_steps(facts: NodeFacts, bridge: str) -> list[st.Step]:
+    """A step per isolation guard that is missing or shadowed; every guard when this run
+    launches Weave, which puts its own rules on top (each step checks again when it runs)."""
+    steps = []
+    for state in guard_states(facts.iptables_rules or [], facts.nat_rules or [], bridge):
+        if facts.weave_running and state.effective:
+            continue
+        guard = state.guard
+        title = f"add the isolation guard against {guard.closes}"
+        if not facts.weave_running and guard.name == "docker-to-weave":
+            title += " (unless weave launch installed it)"
+        notes = (f"it is there, but after '{state.shadowed_by}': inserted again at the top",
+                 ) if state.shadowed_by else ()
+        steps.append(st.Step(title, st.AddGuard(guard), st.RemoveGuard(guard, every=False),
+                             notes))
+    return steps
 
 
 def _note_peers(facts: NodeFacts, peers: Sequence[str], notes: list[str]) -> None:

@@ -10,7 +10,7 @@ comment; Weave removes its own); the backups go last, when nothing can fail any 
 from __future__ import annotations
 
 from weavenomad.bootstrap import steps as st
-from weavenomad.bootstrap.checks import guard_state
+from weavenomad.bootstrap.guards import guard_states
 from weavenomad.bootstrap.observe import NodeFacts
 from weavenomad.nodeconfig.edit import ConfigFile, docker_setting
 
@@ -48,9 +48,10 @@ def plan_reset(facts: NodeFacts, restart_argv: tuple[str, ...] | None,
     if facts.weave_running or facts.weave_bridge:
         steps.append(st.Step("stop Weave and remove its bridge", st.WeaveReset()))
     bridge = facts.docker_bridge or "docker0"
-    if guard_state(facts.iptables_rules or [], bridge).ours:
-        steps.append(st.Step("remove the isolation guard bootstrap added",
-                             st.RemoveGuard(bridge), st.AddGuard(bridge)))
+    for state in guard_states(facts.iptables_rules or [], facts.nat_rules or [], bridge):
+        if state.ours:
+            steps.append(st.Step(f"remove the isolation guard against {state.guard.closes}",
+                                 st.RemoveGuard(state.guard), st.AddGuard(state.guard)))
     for path in sorted(facts.backups):
         steps.append(st.Step(f"remove the backup of {path}", st.DropBackup(path)))
     return st.Plan(tuple(steps), tuple(notes), attention=attention)

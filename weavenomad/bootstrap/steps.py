@@ -8,7 +8,7 @@ import shlex
 from dataclasses import dataclass
 from ipaddress import IPv4Network
 
-from weavenomad.bootstrap.checks import guard_argv
+from weavenomad.bootstrap.guards import Guard
 from weavenomad.nodeconfig.edit import ConfigFile, FileChange
 
 WHY_NO_DEFAULT_IPALLOC = (
@@ -47,17 +47,19 @@ class WeaveHide:
 
 @dataclass(frozen=True)
 class AddGuard:
-    """Insert the isolation guard unless an equivalent rule is there when the step runs (a
-    freshly launched Weave installs its own)."""
+    """Insert an isolation guard at the top of its chain unless an equivalent rule is in
+    effect when the step runs (a freshly launched Weave installs its docker-to-weave DROP)."""
 
-    bridge: str
+    guard: Guard
 
 
 @dataclass(frozen=True)
 class RemoveGuard:
-    """Delete the guard rules carrying our comment (the ones bootstrap added)."""
+    """Delete the guard's rules carrying our comment (the ones bootstrap added): all of them,
+    or (undoing one AddGuard) the topmost."""
 
-    bridge: str
+    guard: Guard
+    every: bool = True
 
 
 @dataclass(frozen=True)
@@ -153,9 +155,9 @@ def command_line(action: Action, weave: str = "weave") -> str | None:
     if isinstance(action, WeaveHide):
         return shlex.join([weave, "hide", *action.specs])
     if isinstance(action, AddGuard):
-        return shlex.join(guard_argv("-I", action.bridge))
+        return shlex.join(action.guard.argv("-I"))
     if isinstance(action, RemoveGuard):
-        return shlex.join(guard_argv("-D", action.bridge))
+        return shlex.join(action.guard.argv("-D"))
     if isinstance(action, RestartNomad):
         return shlex.join(action.argv)
     return None

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Interface
 
-from weavenomad.bootstrap.checks import guard_argv
+from weavenomad.bootstrap import guards as gd
 from weavenomad.errors import BackendError, BackendUnavailable, ValidationError
 
 COMMAND_TIMEOUT = 30.0
@@ -68,12 +68,22 @@ def kernel_release() -> str:
     return os.uname().release
 
 
-def iptables_forward_rules() -> tuple[list[str] | None, str | None]:
-    """``iptables -S FORWARD`` lines, or (None, why)."""
-    done = run(["iptables", "-w", "-S", "FORWARD"])
+def iptables_rules(table: str = "filter") -> tuple[list[str] | None, str | None]:
+    """``iptables -t TABLE -S`` lines (every chain), or (None, why)."""
+    done = run(["iptables", "-w", "-t", table, "-S"])
     if done.code != 0:
         return None, " ".join((done.err or f"exit {done.code}").split())[:200]
     return done.out.splitlines(), None
+
+
+def bridge_filtering() -> bool | None:
+    """Whether bridged IPv4 traffic traverses iptables (br_netfilter loaded and on); None when
+    br_netfilter is not loaded."""
+    try:
+        with open("/proc/sys/net/bridge/bridge-nf-call-iptables", encoding="ascii") as handle:
+            return handle.read().strip() == "1"
+    except OSError:
+        return None
 
 
 def ip_forward() -> bool | None:
@@ -154,17 +164,44 @@ def resolve_peer(peer: str) -> str:
 # -- changes ---------------------------------------------------------------------------------
 
 
-def add_guard(bridge: str) -> None:
-    run_checked(guard_argv("-I", bridge))
+def guard_states(docker_bridge: str) -> list[gd.GuardState]:
+    """The isolation guards as they stand now; BackendError when iptables cannot be read."""
+    found = {}
+    for table in ("filter", "nat"):
+        lines, error = iptables_rules(table)
+        if lines is None:
+            raise BackendError(f"cannot read iptables ({table} table): {error}",
+                               backend="system", hint="run as root; install iptables")
+        found[table] = lines
+    return gd.guard_states(found["filter"], found["nat"], docker_bridge)
 
 
-def remove_guard(bridge: str) -> int:
-    """Delete every guard rule carrying our comment; how many were removed."""
+def add_guard(guard: gd.Guard) -> None:
+    run_checked(guard.argv("-I"))
+
+
+def remove_guard(guard: gd.Guard, every: bool = True) -> int:
+    """Delete the guard's rules carrying our comment (the topmost one unless ``every``); how
+    many were removed."""
     removed = 0
-    while run(guard_argv("-C", bridge)).code == 0:
-        run_checked(guard_argv("-D", bridge))
+    while run(guard.argv("-C")).code == 0:
+        run_checked(guard.argv("-D"))
         removed += 1
+        if not every:
+            break
     return removed
+
+
+def ensure_guards(docker_bridge: str) -> list[gd.Guard]:
+    """Put every guard that is missing or shadowed at the top of its chain; the ones added.
+    For a long-running service to call after a reboot or a Weave or Docker restart rewrote
+    the chains (bootstrap does the same through its plan)."""
+    added = []
+    for state in guard_states(docker_bridge):
+        if not state.effective:
+            add_guard(state.guard)
+            added.append(state.guard)
+    return added
 
 
 def restart_argv(command: str | None, systemd_nomad: bool | None) -> tuple[str, ...] | None:

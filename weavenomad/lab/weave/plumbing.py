@@ -1,19 +1,29 @@
-"""The kernel side of the emulated Weave: bridges, veths, addresses and the isolation guard.
+"""The kernel side of the emulated Weave: bridges, veths, addresses and Weave's iptables rules.
 
 Per launched node (all names as real Weave spells them where it has one):
 
 * bridge ``weave`` in the node's namespace, joined to the fabric bridge ``wfab`` of the lab's
   fabric namespace by a veth pair (``vethwe-bridge`` in the node, ``vwf-<node>`` in the fabric),
   so the weave bridges of all launched nodes form one L2 segment, as Weave's router makes them;
-* the guard ``iptables -I FORWARD -i <docker bridge> -o weave -j DROP`` in the node's namespace,
-  inserted ahead of other rules as real Weave's ``create_bridge`` does; without it a node that
-  exposes several subnets would route between them for containers whose default route leads
-  through the Docker bridge. Weave's ``FORWARD -i weave -o weave -j ACCEPT`` comes along;
+* the filter/FORWARD block Weave 2.8 (``net/bridge.go: configureIPTables``, without NPC) keeps
+  at the top of the chain, in this order: ``-i <docker bridge> -o weave -j DROP`` (the guard),
+  ``-i weave -o weave -j ACCEPT``, ``-o weave -j WEAVE-EXPOSE``, ``-i weave ! -o weave -j
+  ACCEPT`` and ``-o weave -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT``; when one is
+  missing at launch, all five are deleted and inserted again at the top (its
+  ``ensureRulesAtTop``). Plus the nat chain ``WEAVE``, jumped to from POSTROUTING;
+* per ``weave expose`` of ``ADDR/LEN`` (``net/expose.go``): the address on the bridge,
+  ``nat WEAVE -s CIDR -d 224.0.0.0/4 -j RETURN`` and ``-s CIDR ! -d CIDR -j MASQUERADE``, and
+  ``filter WEAVE-EXPOSE -d CIDR -j ACCEPT``; a launch re-exposes the addresses the bridge kept;
 * per attached container a veth ``vethwepl<pid>`` on the bridge whose peer is ``ethwe`` inside
-  the container, with the container's addresses and the multicast route Weave adds.
+  the container, with the container's addresses and the multicast route Weave adds, and a
+  gratuitous ARP per new address (Weave's attach sends one, so reused addresses reach their new
+  owner at once).
 
-Everything runs ``ip``/``iptables`` as short subprocesses (each has a timeout); an attach
-costs three of them, about 10 ms.
+The lab's nodes have ``net.bridge.bridge-nf-call-iptables=1`` in their namespaces (the
+default of a new namespace with br_netfilter, as Docker leaves it on a real host), so frames
+bridged between ports of ``weave`` and ``docker0`` traverse the node's FORWARD chain exactly
+as on a real host. Everything runs ``ip``/``iptables`` as short subprocesses (each has a
+timeout); an attach costs four of them, about 15 ms.
 """
 
 from __future__ import annotations
@@ -33,6 +43,10 @@ CONTAINER_IFNAME = "ethwe"
 BRIDGE_PORT = "vethwe-bridge"
 LOCAL_PREFIX = "vethwepl"
 COMMAND_TIMEOUT = 10.0
+#: filter chain of ACCEPTs for exposed subnets; nat chain of Weave's masquerading
+EXPOSE_CHAIN = "WEAVE-EXPOSE"
+NAT_CHAIN = "WEAVE"
+NAT_JUMP = ["POSTROUTING", "-j", NAT_CHAIN]
 
 
 @dataclass(frozen=True)
@@ -56,6 +70,19 @@ class NodeNet:
     def bridge_accept_rule(self) -> list[str]:
         bridge = layout.WEAVE_BRIDGE
         return ["FORWARD", "-i", bridge, "-o", bridge, "-j", "ACCEPT"]
+
+    @property
+    def forward_rules(self) -> list[list[str]]:
+        """Weave's filter/FORWARD block, in the order it keeps at the top of the chain."""
+        bridge = layout.WEAVE_BRIDGE
+        return [
+            self.guard_rule,
+            self.bridge_accept_rule,
+            ["FORWARD", "-o", bridge, "-j", EXPOSE_CHAIN],
+            ["FORWARD", "-i", bridge, "!", "-o", bridge, "-j", "ACCEPT"],
+            ["FORWARD", "-o", bridge, "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED",
+             "-j", "ACCEPT"],
+        ]
 
     def bridge_mac(self) -> str:
         # stable per node, locally administered like the 7a:… MACs real Weave picks
@@ -133,15 +160,46 @@ async def bring_up_node(node: NodeNet) -> None:
         f"link set {BRIDGE_PORT} master {bridge} up\nlink set {bridge} up\n"
     ))
     await run(ip_argv(fab, "link", "set", node.fabric_port, "master", layout.FABRIC_BRIDGE, "up"))
-    if not await rule_installed(node, node.guard_rule):
-        await run(nsenter_argv(node.netns, ["iptables", "-w", "-I", *node.guard_rule]))
-    if not await rule_installed(node, node.bridge_accept_rule):
-        await run(nsenter_argv(node.netns, ["iptables", "-w", "-A", *node.bridge_accept_rule]))
+    await configure_iptables(node)
+    bridge = await bridge_netdev(node)
+    for address in bridge.addresses if bridge else ():
+        await _expose_rules(node, address)  # Weave's reexpose
 
 
-async def rule_installed(node: NodeNet, rule: list[str]) -> bool:
-    code, _ = await run(nsenter_argv(node.netns, ["iptables", "-w", "-C", *rule]), check=False)
-    return code == 0
+async def configure_iptables(node: NodeNet) -> None:
+    """Weave's chains and its FORWARD block at the top of the chain (see the module doc)."""
+    for table, chain in (("filter", EXPOSE_CHAIN), ("nat", NAT_CHAIN)):
+        await _clear_chain(node, table, chain)
+    if not await rule_installed(node, NAT_JUMP, "nat"):
+        await iptables(node, "-t", "nat", "-A", *NAT_JUMP)
+    rules = node.forward_rules
+    present = [await rule_installed(node, rule) for rule in rules]
+    if all(present):
+        return
+    for position, rule in enumerate(rules, 1):
+        while await rule_installed(node, rule):
+            await iptables(node, "-D", *rule)
+        await iptables(node, "-I", rule[0], str(position), *rule[1:])
+
+
+async def iptables(node: NodeNet, *args: str, check: bool = True) -> int:
+    code, _ = await run(nsenter_argv(node.netns, ["iptables", "-w", *args]), check=check)
+    return code
+
+
+async def rule_installed(node: NodeNet, rule: list[str], table: str = "filter") -> bool:
+    return await iptables(node, "-t", table, "-C", *rule, check=False) == 0
+
+
+async def _clear_chain(node: NodeNet, table: str, chain: str) -> None:
+    """Create the chain, or flush it when it exists (go-iptables' ClearChain)."""
+    if await iptables(node, "-t", table, "-N", chain, check=False) != 0:
+        await iptables(node, "-t", table, "-F", chain)
+
+
+async def _drop_chain(node: NodeNet, table: str, chain: str) -> None:
+    if await iptables(node, "-t", table, "-F", chain, check=False) == 0:
+        await iptables(node, "-t", table, "-X", chain, check=False)
 
 
 async def guard_installed(node: NodeNet) -> bool:
@@ -150,9 +208,13 @@ async def guard_installed(node: NodeNet) -> bool:
 
 async def tear_down_node(node: NodeNet) -> None:
     """Remove what :func:`bring_up_node` and the attaches created (``weave reset``)."""
-    for rule in (node.guard_rule, node.bridge_accept_rule):
+    for rule in node.forward_rules:
         while await rule_installed(node, rule):
-            await run(nsenter_argv(node.netns, ["iptables", "-w", "-D", *rule]))
+            await iptables(node, "-D", *rule)
+    while await rule_installed(node, NAT_JUMP, "nat"):
+        await iptables(node, "-t", "nat", "-D", *NAT_JUMP)
+    await _drop_chain(node, "filter", EXPOSE_CHAIN)
+    await _drop_chain(node, "nat", NAT_CHAIN)
     code, out = await run(ip_argv(node.netns, "-j", "link", "show"), check=False)
     names = [link["ifname"] for link in json.loads(out or "[]")] if code == 0 else []
     doomed = [n for n in names if n.startswith(LOCAL_PREFIX) or n == BRIDGE_PORT]
@@ -191,6 +253,13 @@ async def attach(node: NodeNet, pid: int, addresses: list[IPv4Interface]) -> Non
         lines.append(f"route add 224.0.0.0/4 dev {CONTAINER_IFNAME}\n")
     if lines:
         await run(in_container(pid, "ip", "-batch", "-"), stdin="".join(lines))
+    for address in addresses:
+        if address not in have:
+            # as Weave's attach does: tell the bridge's neighbours, so a host that still holds
+            # the MAC of the address's previous owner (IPAM reuses freed addresses) learns the
+            # new one at once instead of after its neighbour entry goes stale
+            await run(in_container(pid, "busybox", "arping", "-U", "-c", "1", "-w", "1", "-I",
+                                   CONTAINER_IFNAME, str(address.ip)), check=False)
 
 
 async def container_netdev(pid: int) -> NetDev | None:
@@ -225,16 +294,40 @@ def _netdev(ip_json: str) -> NetDev | None:
 # -- weave expose / hide -------------------------------------------------------------------
 
 
+def expose_rules(address: IPv4Interface) -> list[tuple[str, list[str]]]:
+    """(table, rule) that ``weave expose`` of ``address`` adds besides the address itself."""
+    cidr = str(address.network)
+    return [
+        ("nat", [NAT_CHAIN, "-s", cidr, "-d", "224.0.0.0/4", "-j", "RETURN"]),
+        ("nat", [NAT_CHAIN, "-s", cidr, "!", "-d", cidr, "-j", "MASQUERADE"]),
+        ("filter", [EXPOSE_CHAIN, "-d", cidr, "-j", "ACCEPT"]),
+    ]
+
+
+async def _expose_rules(node: NodeNet, address: IPv4Interface) -> None:
+    for table, rule in expose_rules(address):
+        if not await rule_installed(node, rule, table):
+            await iptables(node, "-t", table, "-A", *rule)
+
+
 async def expose(node: NodeNet, address: IPv4Interface) -> None:
-    """Put a host address on the weave bridge so the node reaches that subnet."""
+    """Put a host address on the weave bridge so the node reaches that subnet, with Weave's
+    masquerading and WEAVE-EXPOSE rules for it."""
     current = await bridge_netdev(node)
     if current is None:
         raise LabError(f"node {node.name} has no weave bridge", hint="run 'weave launch' first")
     if address not in current.addresses:
         await run(ip_argv(node.netns, "addr", "add", str(address), "dev", layout.WEAVE_BRIDGE))
+    await _expose_rules(node, address)
 
 
 async def hide(node: NodeNet, address: IPv4Interface) -> None:
     current = await bridge_netdev(node)
     if current is not None and address in current.addresses:
         await run(ip_argv(node.netns, "addr", "del", str(address), "dev", layout.WEAVE_BRIDGE))
+    remaining = current.addresses if current is not None else ()
+    if any(a.network == address.network and a != address for a in remaining):
+        return  # another exposed address of the subnet still needs the rules
+    for table, rule in expose_rules(address):
+        while await rule_installed(node, rule, table):
+            await iptables(node, "-t", table, "-D", *rule)
