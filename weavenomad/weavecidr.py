@@ -76,9 +76,20 @@ class WeaveCidr:
         return " ".join(r.token for r in self.requests)
 
 
+def _prefix_is_a_number(text: str) -> bool:
+    """Weave parses with Go's ``net.ParseCIDR``, which takes a prefix length only: Python's
+    ``10.32.1.0/255.255.255.0`` netmask (and hostmask) forms would be refused by Weave."""
+    prefix = text.partition("/")[2]
+    return prefix.isascii() and prefix.isdigit()
+
+
 def parse_subnet(text: str, *, what: str = "subnet") -> IPv4Network:
     """A subnet Weave accepts for ``net:``: IPv4, no host bits, prefix /0../30."""
+    if not isinstance(text, str):
+        raise ValidationError(f"invalid {what} {text!r}: expected text such as 10.32.1.0/24")
     try:
+        if "/" in text and not _prefix_is_a_number(text):
+            raise ValueError(text)
         interface = IPv4Interface(text)
     except (ipaddress.AddressValueError, ipaddress.NetmaskValueError, ValueError):
         raise ValidationError(
@@ -107,6 +118,8 @@ def parse_address(text: str, *, what: str = "address") -> IPv4Interface:
             f"invalid {what} {text!r}: the prefix length is missing (e.g. {text}/24)"
         )
     try:
+        if not _prefix_is_a_number(text):
+            raise ValueError(text)
         return IPv4Interface(text)
     except (ipaddress.AddressValueError, ipaddress.NetmaskValueError, ValueError):
         raise ValidationError(

@@ -87,7 +87,7 @@ def test_network_modes_the_proxy_attaches_are_kept(mode):
 
 @pytest.mark.parametrize("mode", ["bridge", "cni/mynet"])
 def test_group_network_namespaces_are_refused(mode):
-    with pytest.raises(ValidationError, match=f"network mode '{mode}'"):
+    with pytest.raises(ValidationError, match=rf"group 'g': network\[0\] mode = '{mode}'"):
         apply_tenant(job_with(group_networks=[{"Mode": mode}]), ACME)
 
 

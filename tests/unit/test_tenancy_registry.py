@@ -64,6 +64,8 @@ def test_create_with_cidr_rules(registry):
         registry.create("acme")
     with pytest.raises(ValidationError, match="invalid tenant name"):
         registry.create("Bad_Name")
+    with pytest.raises(ValidationError, match="invalid tenant name"):
+        registry.create("acme2\n")  # a regex's $ would let the newline through
 
 
 def test_concurrent_creators_get_distinct_subnets():

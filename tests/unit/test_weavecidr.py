@@ -56,6 +56,9 @@ def test_empty_value_means_default_subnet():
         ("net:10.32.1.0/24 banana", "banana", "WEAVE_CIDR token"),
         ("none net:10.32.1.0/24", "none", "WEAVE_CIDR token"),
         ("net:fe80::/64", "net:fe80::/64", "IPv4"),
+        # Weave parses with Go's net.ParseCIDR: a prefix length, never a netmask or hostmask
+        ("net:10.32.1.0/255.255.255.0", "net:10.32.1.0/255.255.255.0", "IPv4 CIDR"),
+        ("ip:10.32.1.7/0.0.0.255", "ip:10.32.1.7/0.0.0.255", "IPv4 address with prefix"),
     ],
 )
 def test_bad_tokens_give_one_line_naming_the_token(value, bad, why):

@@ -66,6 +66,8 @@ def parse_job(nomad, options: RunOptions) -> dict:
             document = json.loads(text)
         except ValueError as exc:
             raise ValidationError(f"{options.path}: invalid JSON: {exc}") from None
+        except RecursionError:  # the decoder recurses once per nesting level
+            raise ValidationError(f"{options.path}: invalid JSON: nested too deeply") from None
         job = document.get("Job", document) if isinstance(document, dict) else None
         if not isinstance(job, dict):
             raise ValidationError(f"{options.path}: expected a job object")

@@ -10,21 +10,23 @@ What a task needs to land in the tenant subnet through the Weave proxy:
   ``container:<pause>``, which the proxy skips.
 
 Anything that would place a task outside the tenant is refused rather than rewritten, because
-the job's author asked for it explicitly. Non-Docker tasks are left alone, with a warning.
+the job's author asked for it explicitly; :mod:`weavenomad.jobspec.policy` lists what is refused
+and why. Non-Docker tasks are left alone, with a warning.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from ipaddress import IPv4Network
+from typing import Any
 
 from weavenomad import weavecidr
-from weavenomad.errors import ValidationError
+from weavenomad.jobspec import policy
 
 META_TENANT = "weavenomad.tenant"
 META_SUBNET = "weavenomad.subnet"
 #: Docker network modes whose containers the Weave proxy attaches (DESIGN.md)
-ATTACHED_NETWORK_MODES = {"", "default", "bridge", "none"}
+ATTACHED_NETWORK_MODES = policy.ATTACHED_NETWORK_MODES
 #: a named network that the Weave proxy skips; removing it is the fix the seed needed
 WEAVE_PLUGIN_NETWORK = "weave"
 
@@ -52,106 +54,67 @@ class TransformResult:
     warnings: tuple[str, ...]
 
 
-def _request_fits(request: weavecidr.AddressRequest, target: TenantTarget) -> bool:
-    home = target.subnet or target.default_subnet
-    if request.is_default:
-        return target.subnet is None
-    if home is None:  # the default subnet is not known here: only net:default is provably in
-        return False
-    if request.is_claim:
-        return request.address.ip in home
-    return request.subnet.subnet_of(home)
-
-
-def _check_existing_cidr(value: str, target: TenantTarget, where: str) -> None:
-    try:
-        parsed = weavecidr.parse(value)
-    except ValidationError as exc:
-        raise ValidationError(f"{where}: {exc.message}", hint=exc.hint) from None
-    if not parsed.attach:
-        raise ValidationError(
-            f"{where}: WEAVE_CIDR=none keeps the task off tenant {target.label!r}'s subnet"
-        )
-    for request in parsed.effective_requests():
-        if not _request_fits(request, target):
-            raise ValidationError(
-                f"{where}: WEAVE_CIDR={value!r} would place the task outside tenant "
-                f"{target.label!r} ({target.subnet_text})",
-                hint="remove WEAVE_CIDR from the job; weavenomad sets it",
-            )
-
-
-def _group_network_mode(group: dict) -> str:
-    for network in group.get("Networks") or ():
-        mode = (network or {}).get("Mode") or ""
-        if mode not in ("", "host"):
-            return mode
-    return ""
-
-
 def _transform_task(
-    task: dict, target: TenantTarget, where: str, warnings: list[str]
+    task: Any, target: TenantTarget, cidr: str, where: str, warnings: list[str]
 ) -> dict:
+    task = policy.as_object(task, where, "task")
+    policy.check_keys(task, "task", where)
     if task.get("Driver") != "docker":
         warnings.append(
             f"{where} uses driver {task.get('Driver')!r}: left alone, it will not join the "
             "Weave overlay"
         )
-        return task
-    task = dict(task)
-    config = dict(task.get("Config") or {})
-    mode = str(config.get("network_mode") or "")
-    if mode == WEAVE_PLUGIN_NETWORK:
+        return task  # type: ignore[return-value]
+    config = dict(policy.as_object(task.get("Config"), where, "Config"))
+    if policy.check_docker_task(task, config, target, where, warnings):
         del config["network_mode"]
         warnings.append(
             f"{where}: removed network_mode = \"weave\": the Weave proxy does not attach "
             "containers on named networks, so WEAVE_CIDR would be ignored"
         )
-    elif mode not in ATTACHED_NETWORK_MODES:
-        raise ValidationError(
-            f"{where}: network_mode = {mode!r} is not attached by the Weave proxy, so the task "
-            f"would run outside tenant {target.label!r}",
-            hint="remove network_mode or use bridge",
-        )
-    task["Config"] = config
-    env = dict(task.get("Env") or {})
+    env = dict(policy.as_object(task.get("Env"), where, "Env"))
     existing = env.get(weavecidr.ENV_NAME)
     if existing is not None:
-        _check_existing_cidr(existing, target, where)
+        policy.check_job_cidr(existing, target, where)
     else:
-        env[weavecidr.ENV_NAME] = target.weave_cidr
-    task["Env"] = env
-    return task
+        env[weavecidr.ENV_NAME] = cidr
+    return {**task, "Config": config, "Env": env}
 
 
-def apply_tenant(job: dict, target: TenantTarget) -> TransformResult:
+def _label(record: Any, keys: tuple[str, ...], index: int | None = None) -> str:
+    """How errors name a job, group or task: its name, else its position."""
+    if isinstance(record, dict):
+        for key in keys:
+            if record.get(key):
+                return repr(record[key])
+    return "?" if index is None else f"#{index}"
+
+
+def apply_tenant(job: Any, target: TenantTarget) -> TransformResult:
     """Return a copy of ``job`` whose Docker tasks all run in ``target``'s subnet.
 
-    Raises :class:`ValidationError` naming the group and task when the job would place a task
-    outside the tenant. The input is not modified; only the changed parts are copied, which
-    keeps large jobs fast.
+    Raises :class:`ValidationError` naming the job, group, task and field when the job would
+    place a task outside the tenant (:mod:`weavenomad.jobspec.policy`). The input is not
+    modified; only the changed parts are copied, which keeps large jobs fast.
     """
+    job = policy.as_object(job, "the job", "document")
+    where_job = f"job {_label(job, ('ID', 'Name'))}"
+    policy.check_keys(job, "job", where_job)
     warnings: list[str] = []
-    job_name = job.get("ID") or job.get("Name") or "?"
+    cidr = target.weave_cidr
     groups = []
-    for group in job.get("TaskGroups") or ():
-        group_name = group.get("Name", "?")
-        mode = _group_network_mode(group)
-        if mode:
-            raise ValidationError(
-                f"job {job_name!r} group {group_name!r}: network mode {mode!r} runs tasks in "
-                "a network namespace the Weave proxy does not attach",
-                hint="drop the group network block's mode",
-            )
-        tasks = [
-            _transform_task(
-                task, target, f"job {job_name!r} group {group_name!r} task "
-                f"{task.get('Name', '?')!r}", warnings
-            )
-            for task in group.get("Tasks") or ()
-        ]
+    for index, group in enumerate(policy.as_list(job.get("TaskGroups"), where_job,
+                                                 "TaskGroups")):
+        where_group = f"{where_job} group {_label(group, ('Name',), index)}"
+        group = policy.as_object(group, where_group, "group")
+        policy.check_keys(group, "group", where_group)
+        policy.check_group_networks(group, where_group)
+        tasks = []
+        for number, task in enumerate(policy.as_list(group.get("Tasks"), where_group, "Tasks")):
+            where_task = f"{where_group} task {_label(task, ('Name',), number)}"
+            tasks.append(_transform_task(task, target, cidr, where_task, warnings))
         groups.append({**group, "Tasks": tasks})
-    meta = dict(job.get("Meta") or {})
+    meta = dict(policy.as_object(job.get("Meta"), where_job, "Meta"))
     meta[META_TENANT] = target.label
     meta[META_SUBNET] = target.subnet_text
     return TransformResult({**job, "TaskGroups": groups, "Meta": meta}, tuple(warnings))

@@ -24,7 +24,6 @@ anything else is a :class:`~weavenomad.errors.ValidationError`, never a damaged 
 from __future__ import annotations
 
 import difflib
-import functools
 import json
 import re
 from collections.abc import Iterable, Sequence
@@ -32,7 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from weavenomad.errors import ValidationError
-from weavenomad.nodeconfig import hclscan
+from weavenomad.nodeconfig import hclscan, reading
 
 #: the Docker driver's endpoint when nothing sets one
 DEFAULT_DOCKER_ENDPOINT = "unix:///var/run/docker.sock"
@@ -90,43 +89,33 @@ class FileChange:
 def parse_config(file: ConfigFile) -> dict[str, Any]:
     """The file as plain data, or ValidationError naming ``file:line``."""
     hint = "fix the Nomad agent config, then run bootstrap again"
-    if file.is_json:
-        try:
-            data = json.loads(file.text)
-        except json.JSONDecodeError as exc:
-            raise ValidationError(f"invalid Nomad agent config {file.path}:{exc.lineno}: "
-                                  f"{exc.msg}", hint=hint) from None
-    else:
-        try:
-            data = load_hcl(file.text)
-        except Exception as exc:  # noqa: BLE001 - pyhcl raises ValueError and lexer errors
-            match = _PYHCL_POSITION.match(str(exc))
-            if match:
-                where, detail = f"{file.path}:{match.group(1)}", match.group(2)
-            else:  # "Unexpected end of file; …": the problem is at the last line
-                last = file.text.count("\n") + (0 if file.text.endswith("\n") else 1)
-                where, detail = f"{file.path}:{max(last, 1)}", str(exc)
-            raise ValidationError(f"invalid Nomad agent config {where}: "
-                                  f"{' '.join(detail.split())}", hint=hint) from None
+    try:
+        if file.is_json:
+            data = reading.load_json(file.text)
+        else:
+            data = reading.load_hcl(file.text)
+    except json.JSONDecodeError as exc:
+        raise ValidationError(f"invalid Nomad agent config {file.path}:{exc.lineno}: "
+                              f"{exc.msg}", hint=hint) from None
+    except reading.Unreadable as exc:
+        raise ValidationError(f"invalid Nomad agent config {file.path}: {exc}",
+                              hint=hint) from None
+    except Exception as exc:  # noqa: BLE001 - pyhcl raises ValueError and lexer errors
+        match = _PYHCL_POSITION.match(str(exc))
+        if match:
+            where, detail = f"{file.path}:{match.group(1)}", match.group(2)
+        else:  # "Unexpected end of file; …": the problem is at the last line
+            last = file.text.count("\n") + (0 if file.text.endswith("\n") else 1)
+            where, detail = f"{file.path}:{max(last, 1)}", str(exc)
+        raise ValidationError(f"invalid Nomad agent config {where}: "
+                              f"{' '.join(detail.split())}", hint=hint) from None
     if not isinstance(data, dict):
         raise ValidationError(f"invalid Nomad agent config {file.path}: not an object",
                               hint=hint)
+    if reading.nesting(data) > reading.MAX_NESTING:
+        raise ValidationError(f"invalid Nomad agent config {file.path}: nested deeper than "
+                              f"{reading.MAX_NESTING} levels", hint=hint)
     return data
-
-
-@functools.cache
-def _hcl_parser():
-    from hcl.parser import HclParser  # pyhcl: HCL1 like Nomad's agent config loader
-
-    # building the parser costs ~35 ms (hcl.loads does it on every call); one is enough
-    return HclParser()
-
-
-def load_hcl(text: str) -> Any:
-    """``hcl.loads`` with one shared parser: HCL1, or JSON when the text starts with ``{``."""
-    if text.lstrip()[:1] == "{":
-        return json.loads(text)
-    return _hcl_parser().parse(text)
 
 
 def _objects(value: Any) -> list[dict]:
@@ -270,29 +259,58 @@ def _edit_hcl(file: ConfigFile, form: str, endpoint: str) -> str:
         line = text.count("\n", 0, exc.offset) + 1
         raise _cannot_edit(file.path, f"line {line}: {exc}") from None
     value = hclscan.quote(endpoint)
+    nl = newline_of(text)
     if form == "append":
-        block = f'plugin "docker" {{\n  config {{\n    endpoint = {value}\n  }}\n}}\n'
-        separator = "" if not text or text.endswith("\n\n") else (
-            "\n" if text.endswith("\n") else "\n\n")
+        block = nl.join(['plugin "docker" {', "  config {", f"    endpoint = {value}", "  }",
+                         "}", ""])
+        separator = "" if not text or text.endswith(nl * 2) else (
+            nl if text.endswith(nl) else nl * 2)
         return text + separator + block
     if form == "plugin":
-        attr_path, container_path, key = CONFIG_PATH + ("endpoint",), CONFIG_PATH, "endpoint"
-    else:
-        attr_path, container_path = OPTIONS_PATH + (OPTION_KEY,), OPTIONS_PATH
-        key = hclscan.quote(OPTION_KEY)
-    attrs = [n for p, n in nodes if p == attr_path and not n.is_block]
+        return _edit_plugin_hcl(file, nodes, value)
+    attrs = [n for p, n in nodes if p == OPTIONS_PATH + (OPTION_KEY,) and not n.is_block]
     if attrs:
-        token = attrs[-1].value
-        return text[:token.start] + value + text[token.end:]  # type: ignore[union-attr]
-    containers = [n for p, n in nodes if p == container_path and n.is_block]
+        return _replace_value(text, attrs[-1], value)
+    containers = [n for p, n in nodes if p == OPTIONS_PATH and n.is_block]
     if containers:
-        return _insert(text, containers[-1], [f"{key} = {value}"])
-    if form == "plugin":
-        plugins = [n for p, n in nodes if p == PLUGIN_PATH and n.is_block]
-        if plugins:
-            return _insert(text, plugins[-1], ["config {", f"  endpoint = {value}", "}"])
-    raise _cannot_edit(file.path, f"no {'.'.join(container_path)} block weavenomad can edit "
-                                  "(lists and other unusual forms are left alone)")
+        return _insert(text, containers[-1], [f"{hclscan.quote(OPTION_KEY)} = {value}"])
+    raise _cannot_edit(file.path, "no client.options block weavenomad can edit (lists and "
+                                  "other unusual forms are left alone)")
+
+
+def _winning_plugin(configs: Sequence) -> int:
+    """Which ``plugin "docker"`` block of one file Nomad takes: the last one with a non-empty
+    ``config`` (``PluginConfig.Merge``), else the first."""
+    return max((i for i, config in enumerate(configs) if config), default=0)
+
+
+def _edit_plugin_hcl(file: ConfigFile, nodes: list, value: str) -> str:
+    """Set the endpoint inside the ``plugin "docker"`` block whose config wins."""
+    blocks = [n for p, n in nodes if p == PLUGIN_PATH and n.is_block]
+    if not blocks:
+        raise _cannot_edit(file.path, 'no plugin "docker" block weavenomad can edit (lists and '
+                                      "other unusual forms are left alone)")
+    winner = blocks[_winning_plugin([_config_items(block) for block in blocks])]
+    inside = list(hclscan.walk(winner.children, PLUGIN_PATH))
+    attrs = [n for p, n in inside if p == CONFIG_PATH + ("endpoint",) and not n.is_block]
+    if attrs:
+        return _replace_value(file.text, attrs[-1], value)
+    containers = [n for p, n in inside if p == CONFIG_PATH and n.is_block]
+    if containers:
+        return _insert(file.text, containers[-1], [f"endpoint = {value}"])
+    return _insert(file.text, winner, ["config {", f"  endpoint = {value}", "}"])
+
+
+def _config_items(block: hclscan.Node) -> list:
+    """What a ``plugin "docker"`` block's ``config`` holds, as text nodes (a non-block
+    ``config = …`` counts as one item)."""
+    return [item for node in block.children if node.keys == ("config",)
+            for item in (node.children if node.is_block else (node,))]
+
+
+def _replace_value(text: str, attr: hclscan.Node, value: str) -> str:
+    token = attr.value
+    return text[:token.start] + value + text[token.end:]  # type: ignore[union-attr]
 
 
 def _insert(text: str, block: hclscan.Node, lines: list[str]) -> str:
@@ -303,21 +321,27 @@ def _insert(text: str, block: hclscan.Node, lines: list[str]) -> str:
     if block.children and hclscan.starts_line(text, block.children[0].start):
         inner = hclscan.indent_of(text, block.children[0].start)
     close = block.close
-    body = "".join(inner + line + "\n" for line in lines)
+    nl = newline_of(text)
+    body = "".join(inner + line + nl for line in lines)
     if hclscan.starts_line(text, close):  # "}" on its own line: insert the lines above it
         at = hclscan.line_start(text, close)
         return text[:at] + body + text[at:]
     content_end = close
     while content_end > block.open + 1 and text[content_end - 1] in " \t":
         content_end -= 1
-    return text[:content_end] + "\n" + body + outer + text[close:]
+    return text[:content_end] + nl + body + outer + text[close:]
+
+
+def newline_of(text: str) -> str:
+    """The file's line ending, so added lines match it (CRLF files stay CRLF)."""
+    return "\r\n" if "\r\n" in text else "\n"
 
 
 # -- JSON edits --------------------------------------------------------------------------------
 
 
 def _edit_json(file: ConfigFile, form: str, endpoint: str) -> str:
-    data = json.loads(file.text)
+    data = reading.load_json(file.text)
     if form == "append":
         plugins = data.get("plugin")
         entry = {"docker": {"config": {"endpoint": endpoint}}}
@@ -331,7 +355,7 @@ def _edit_json(file: ConfigFile, form: str, endpoint: str) -> str:
         dockers = [d for p in _objects(data.get("plugin")) for d in _objects(p.get("docker"))]
         if not dockers:
             raise _cannot_edit(file.path, "no plugin.docker object found")
-        winner = next((d for d in reversed(dockers) if _objects(d.get("config"))), dockers[-1])
+        winner = dockers[_winning_plugin(_docker_plugins(data))]
         configs = _objects(winner.get("config"))
         if configs:
             configs[-1]["endpoint"] = endpoint
@@ -347,10 +371,12 @@ def _edit_json(file: ConfigFile, form: str, endpoint: str) -> str:
 
 
 def _dump_json(data: Any, original: str) -> str:
-    """JSON laid out like the original: compact when it was one line, else its indent."""
+    """JSON laid out like the original: compact when it was one line, else its indent and
+    line ending."""
     if "\n" not in original.strip():
         text = json.dumps(data)
     else:
         match = re.search(r"\n([ \t]+)\S", original)
         text = json.dumps(data, indent=match.group(1) if match else 2)
-    return text + ("\n" if original.endswith("\n") else "")
+    nl = newline_of(original)
+    return text.replace("\n", nl) + (nl if original.endswith("\n") else "")

@@ -104,9 +104,10 @@ def read_backups(paths: Sequence[str]) -> dict[str, str]:
 
 def write_atomic(path: str, text: str, like: str | None = None) -> None:
     """Replace ``path`` with ``text``: temp file, fsync, rename, fsync of the directory. Owner
-    and mode come from ``like`` (default: ``path`` itself when it exists)."""
-    target = Path(path)
-    reference = Path(like or path)
+    and mode come from ``like`` (default: ``path`` itself when it exists). A symlinked ``path``
+    stays a link: its target gets the text (config managers often link /etc/nomad.d files)."""
+    target = Path(os.path.realpath(path))
+    reference = Path(like) if like else target
     stat = reference.stat() if reference.exists() else None
     fd, temp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".weavenomad-tmp",
                                 dir=target.parent)

@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 _WORD = re.compile(r"[A-Za-z0-9_.\-+:]+")
 _HEREDOC = re.compile(r"<<(-?)([A-Za-z_][A-Za-z0-9_\-]*)[ \t]*\r?\n")
 _PUNCT = "{}[]=,"
+#: nesting the recursive reader follows; real agent configs stay under ten levels
+MAX_DEPTH = 100
 
 
 class ScanError(ValueError):
@@ -150,6 +152,7 @@ class _Parser:
         self.tokens = tokens
         self.i = 0
         self.length = length
+        self.depth = 0
 
     def peek(self) -> Token | None:
         return self.tokens[self.i] if self.i < len(self.tokens) else None
@@ -199,7 +202,11 @@ class _Parser:
         return Node(names, keys[0].start, value.end, value=value)
 
     def block(self, names: tuple[str, ...], start: int, opening: Token) -> Node:
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise ScanError(f"blocks nested deeper than {MAX_DEPTH} levels", opening.start)
         children = self.body("}")
+        self.depth -= 1
         closing = self.take()
         return Node(names, start, closing.end, opening.start, closing.start, tuple(children))
 

@@ -81,7 +81,7 @@ class Registry:
 
 
 def check_tenant_name(name: str) -> str:
-    if not _TENANT_NAME.match(name):
+    if not isinstance(name, str) or not _TENANT_NAME.fullmatch(name):
         raise ValidationError(
             f"invalid tenant name {name!r}: lowercase letters, digits and '-', at most 63, "
             "starting and ending with a letter or digit"
@@ -93,27 +93,62 @@ def check_tenant_name(name: str) -> str:
 
 
 def _field(record: Mapping, name: str, kind: type, where: str):
-    value = record.get(name)
-    if not isinstance(value, kind):
-        raise ValidationError(f"{where}: field {name!r} must be a {kind.__name__}")
+    if name not in record:
+        raise ValidationError(f"{where}: field {name!r} is missing")
+    value = record[name]
+    if not isinstance(value, kind) or isinstance(value, bool) is not (kind is bool):
+        raise ValidationError(f"{where}: field {name!r} must be {_KINDS[kind]}, not "
+                              f"{_KINDS.get(type(value), type(value).__name__)}")
     return value
+
+
+def _subnet_field(record: Mapping, name: str, where: str) -> IPv4Network:
+    try:
+        return parse_subnet(_field(record, name, str, where))
+    except ValidationError as exc:
+        if exc.message.startswith(where):
+            raise
+        raise ValidationError(f"{where}: field {name!r}: {exc.message}") from None
+
+
+_KINDS = {str: "a string", int: "a number", float: "a number", bool: "a boolean",
+          dict: "an object", list: "a list", type(None): "null"}
+
+
+def _unique_keys(pairs: list[tuple[str, object]]) -> dict:
+    """JSON objects of a hand-edited record must not repeat a key: ``json`` would keep the last
+    one silently, so a duplicated tenant would vanish on the next write."""
+    seen: dict = {}
+    for key, value in pairs:
+        if key in seen:
+            raise ValueError(f"key {key!r} appears twice in one object")
+        seen[key] = value
+    return seen
+
+
+def _load_object(raw: bytes, key: str, what: str) -> dict:
+    try:
+        document = json.loads(raw, object_pairs_hook=_unique_keys)
+    except RecursionError:  # the decoder recurses once per nesting level
+        raise ValidationError(f"Consul key {key}: corrupt {what}: nested too deeply") from None
+    except ValueError as exc:  # also UnicodeDecodeError: the value is not UTF-8
+        raise ValidationError(f"Consul key {key}: corrupt {what}: {exc}") from None
+    if not isinstance(document, dict):
+        raise ValidationError(f"Consul key {key}: corrupt {what}: not a JSON object")
+    return document
 
 
 def decode_cluster(raw: bytes | None, key: str) -> Cluster | None:
     if raw is None:
         return None
-    try:
-        record = json.loads(raw)
-        if not isinstance(record, dict):
-            raise ValueError("not a JSON object")
-    except ValueError as exc:
-        raise ValidationError(f"Consul key {key}: corrupt record: {exc}") from None
-    return Cluster(
-        parse_subnet(_field(record, "ipalloc_range", str, f"Consul key {key}"),
-                     what=f"ipalloc_range in Consul key {key}"),
-        parse_subnet(_field(record, "default_subnet", str, f"Consul key {key}"),
-                     what=f"default_subnet in Consul key {key}"),
-    )
+    record = _load_object(raw, key, "cluster record")
+    where = f"Consul key {key}"
+    ipalloc_range = _subnet_field(record, "ipalloc_range", where)
+    default_subnet = _subnet_field(record, "default_subnet", where)
+    if not default_subnet.subnet_of(ipalloc_range):
+        raise ValidationError(f"{where}: field 'default_subnet' {default_subnet} is not inside "
+                              f"'ipalloc_range' {ipalloc_range}")
+    return Cluster(ipalloc_range, default_subnet)
 
 
 def decode_registry(raw: bytes | None, key: str) -> Registry:
@@ -121,36 +156,36 @@ def decode_registry(raw: bytes | None, key: str) -> Registry:
     key and the tenant, never a traceback."""
     if raw is None:
         return Registry()
-    try:
-        document = json.loads(raw)
-        if not isinstance(document, dict):
-            raise ValueError("not a JSON object")
-    except ValueError as exc:
-        raise ValidationError(f"Consul key {key}: corrupt tenant registry: {exc}") from None
-    if document.get("version") != REGISTRY_VERSION:
+    document = _load_object(raw, key, "tenant registry")
+    version = document.get("version")
+    if version != REGISTRY_VERSION or isinstance(version, bool):
         raise ValidationError(
-            f"Consul key {key}: tenant registry version {document.get('version')!r} is not "
+            f"Consul key {key}: tenant registry version {version!r} is not "
             f"supported (expected {REGISTRY_VERSION})"
         )
-    records = document.get("tenants")
-    if not isinstance(records, dict):
-        raise ValidationError(f"Consul key {key}: 'tenants' must be an object")
+    records = _field(document, "tenants", dict, f"Consul key {key}")
     tenants = {}
     for name, record in records.items():
         where = f"Consul key {key}: tenant {name!r}"
+        if not _TENANT_NAME.fullmatch(name):
+            raise ValidationError(f"{where}: invalid tenant name (lowercase letters, digits and "
+                                  "'-', at most 63, starting and ending with a letter or digit)")
         if not isinstance(record, dict):
-            raise ValidationError(f"{where}: must be an object")
-        check_tenant_name(name)
-        labels = record.get("labels") or {}
+            raise ValidationError(f"{where}: must be an object, not "
+                                  f"{_KINDS.get(type(record), type(record).__name__)}")
+        labels = {} if record.get("labels") is None else record["labels"]
         if not isinstance(labels, dict) or not all(
             isinstance(k, str) and isinstance(v, str) for k, v in labels.items()
         ):
-            raise ValidationError(f"{where}: 'labels' must map strings to strings")
+            raise ValidationError(f"{where}: field 'labels' must map strings to strings")
+        description = "" if record.get("description") is None else record["description"]
+        if not isinstance(description, str):
+            raise ValidationError(f"{where}: field 'description' must be a string")
         tenants[name] = Tenant(
             name=name,
-            subnet=parse_subnet(_field(record, "subnet", str, where), what=f"subnet of {where}"),
+            subnet=_subnet_field(record, "subnet", where),
             created=_field(record, "created", str, where),
-            description=str(record.get("description") or ""),
+            description=description,
             labels=labels,
         )
     return Registry(tenants)
@@ -165,14 +200,20 @@ def encode_registry(registry: Registry) -> bytes:
 
 
 def overlapping_tenants(registry: Registry) -> list[tuple[str, str]]:
-    """Pairs of tenants whose subnets overlap (only possible through hand edits)."""
-    items = sorted(registry.tenants.items())
-    return [
-        (a, b)
-        for i, (a, ta) in enumerate(items)
-        for b, tb in items[i + 1:]
-        if ta.subnet.overlaps(tb.subnet)
-    ]
+    """Pairs of tenants whose subnets overlap (only possible through hand edits), by name.
+
+    A sweep over the subnets sorted by start: each is compared only with those still open,
+    so thousands of consistent tenants cost one sort."""
+    items = sorted(registry.tenants.items(), key=lambda item: (
+        int(item[1].subnet.network_address), item[0]))
+    open_: list[tuple[int, str]] = []  # (last address, name) of subnets not yet passed
+    pairs = []
+    for name, tenant in items:
+        start = int(tenant.subnet.network_address)
+        open_ = [(end, other) for end, other in open_ if end >= start]
+        pairs += [tuple(sorted((other, name))) for _, other in open_]
+        open_.append((int(tenant.subnet.broadcast_address), name))
+    return sorted(pairs)
 
 
 # -- decisions ---------------------------------------------------------------------------------
