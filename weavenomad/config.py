@@ -175,6 +175,21 @@ def _log_format(value: Any) -> str:
     return value
 
 
+def _token(value: Any, what: str) -> str | None:
+    """A token as sent in an HTTP header: surrounding whitespace (a file's newline) dropped;
+    inner whitespace or control characters refused, with a message that never shows it
+    (requests would otherwise fail with the whole header value in its error)."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ConfigError(f"{what} must be a string")
+    text = value.strip()
+    if any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in text):
+        raise ConfigError(f"{what} contains whitespace or control characters",
+                          hint="check how the token was copied")
+    return text or None
+
+
 def _kv_prefix(text: str) -> str:
     text = text.strip().strip("/")
     if not text:
@@ -269,7 +284,8 @@ def build_settings(
     get = values.get
     nomad = NomadSettings(
         addr=_with_scheme(get("nomad.addr", NomadSettings.addr)),
-        token=get("nomad.token"),
+        token=_token(get("nomad.token"), "the Nomad token (NOMAD_TOKEN, --nomad-token, [nomad] "
+                                          "token)"),
         region=get("nomad.region"),
         namespace=get("nomad.namespace"),
         tls=TLSSettings(
@@ -283,7 +299,8 @@ def build_settings(
     )
     consul = ConsulSettings(
         addr=_with_scheme(get("consul.addr", ConsulSettings.addr), bool(get("consul.ssl", False))),
-        token=get("consul.token"),
+        token=_token(get("consul.token"), "the Consul token (CONSUL_HTTP_TOKEN, "
+                                            "--consul-token, [consul] token)"),
         datacenter=get("consul.datacenter"),
         tls=TLSSettings(
             get("consul.cacert"),

@@ -235,7 +235,7 @@ def test_acl_mode_needs_the_token_as_consul_does():
         client.ok("PUT", f"/v1/kv/secret?token={token}", "s")
         assert client.get("/v1/agent/services").json() == {}  # filtered, as Consul's ACLs do
         assert client.get("/v1/catalog/service/web").json() == []
-        assert client.get("/v1/kv/secret").status_code == 404
+        assert client.get("/v1/kv/secret").status_code == 403
         assert client.get("/v1/agent/self").status_code == 403
         allowed = client.get("/v1/catalog/service/web", headers={"X-Consul-Token": token})
         assert [e["ServiceName"] for e in allowed.json()] == ["web"]

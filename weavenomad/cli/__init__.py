@@ -12,8 +12,9 @@ import traceback
 import click
 
 from weavenomad import __version__
+from weavenomad.cli import redaction
 from weavenomad.cli.options import AppContext, connection_options, is_debug, output_options
-from weavenomad.errors import ExitCode, WeavenomadError, redact
+from weavenomad.errors import ExitCode, WeavenomadError
 
 #: command name -> "module:attribute", loaded lazily
 COMMANDS: dict[str, str] = {
@@ -67,7 +68,11 @@ def cli() -> None:
 
 
 def _print_error(message: str) -> None:
-    click.echo(f"weavenomad: error: {message}", err=True)
+    click.echo(f"weavenomad: error: {redaction.hide(message)}", err=True)
+
+
+def _print_traceback() -> None:
+    click.echo(redaction.hide(traceback.format_exc().rstrip("\n")), err=True)
 
 
 def main(argv: list[str] | None = None, environ: dict[str, str] | None = None) -> None:
@@ -76,12 +81,13 @@ def main(argv: list[str] | None = None, environ: dict[str, str] | None = None) -
     argv = list(sys.argv[1:] if argv is None else argv)
     environ = dict(os.environ if environ is None else environ)
     debug = is_debug(argv, environ)
+    redaction.remember([environ.get("NOMAD_TOKEN"), environ.get("CONSUL_HTTP_TOKEN")])
+    redaction.install_log_redaction()
     logging.basicConfig(
         level=logging.DEBUG if debug else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     app = AppContext(environ)
-    secrets = [environ.get("NOMAD_TOKEN"), environ.get("CONSUL_HTTP_TOKEN")]
     try:
         # without standalone mode click returns ctx.exit(n)'s code instead of exiting
         returned = cli.main(args=argv, prog_name="weavenomad", standalone_mode=False, obj=app)
@@ -97,12 +103,16 @@ def main(argv: list[str] | None = None, environ: dict[str, str] | None = None) -
         exc.show()
         sys.exit(ExitCode.ERROR)
     except WeavenomadError as exc:
-        secrets += [app.flags.get("nomad_token"), app.flags.get("consul_token")]
         if debug:
-            traceback.print_exc()
-        _print_error(redact(exc.one_line(), secrets))
+            _print_traceback()
+        _print_error(exc.one_line())
         sys.exit(exc.exit_code)
     except BrokenPipeError:
         # stdout closed early (| head): not an error worth a traceback
         sys.exit(ExitCode.OK)
+    except Exception as exc:  # a bug: show it, but never a token in it
+        _print_traceback()
+        _print_error(f"unexpected {type(exc).__name__}; the traceback above shows where "
+                     "(please report it)")
+        sys.exit(ExitCode.ERROR)
     sys.exit(returned if isinstance(returned, int) else ExitCode.OK)

@@ -55,13 +55,28 @@ def lab() -> None:
               help="Number of nodes [default: 1, or the existing lab's].")
 @click.option("--name", default=None,
               help="Lab name, the prefix of its namespaces [default: wn, or the existing lab's].")
+@click.option("--acl", is_flag=True, default=False,
+              help="Nomad and Consul require an ACL token (lab env exports it from its file).")
+@click.option("--tls", is_flag=True, default=False,
+              help="Nomad and Consul serve HTTPS only, with certificates of the lab's own CA.")
+@click.option("--require-client-cert", is_flag=True, default=False,
+              help="With --tls: the TLS handshake also needs the lab's client certificate.")
 @state_dir_option
 @output_options
-def up(nodes: int | None, name: str | None, state_dir: Path | None) -> None:
-    """Bring the lab up; on a running lab, restart whatever is missing."""
-    from weavenomad.lab import core
+def up(nodes: int | None, name: str | None, acl: bool, tls: bool, require_client_cert: bool,
+       state_dir: Path | None) -> None:
+    """Bring the lab up; on a running lab, restart whatever is missing.
 
-    layout = core.up(_state_dir(state_dir), name, nodes)
+    --acl, --tls and --require-client-cert choose how the lab's Nomad and Consul are secured;
+    a running lab keeps its choice (change it with 'lab down' first).
+    """
+    from weavenomad.lab import core
+    from weavenomad.lab.layout import LabSecurity
+
+    security = None
+    if acl or tls or require_client_cert:
+        security = LabSecurity(acl=acl, tls=tls, verify_client=require_client_cert)
+    layout = core.up(_state_dir(state_dir), name, nodes, security=security)
 
     def human(data: dict) -> str:
         lines = [f"lab {data['name']!r} is up: {len(data['nodes'])} node(s), "
@@ -132,6 +147,10 @@ def env(node: str, state_dir: Path | None) -> None:
 
     \b
     eval "$(weavenomad lab env --node n2)"
+
+    For a lab with --acl the token variables read the token files when evaluated
+    (NOMAD_TOKEN="$(cat FILE)"), so no token is ever printed; with --tls the CA and client
+    certificate variables (NOMAD_CACERT, CONSUL_CLIENT_CERT, ...) name the lab's files.
     """
     from weavenomad.lab import core
 
@@ -152,7 +171,8 @@ def exec(node: str, command: tuple[str, ...], state_dir: Path | None) -> None:  
     weavenomad lab exec n2 -- sh -c 'curl -s $NOMAD_ADDR/v1/nodes'
 
     The agents are at their usual in-node addresses (NOMAD_ADDR=http://127.0.0.1:4646,
-    CONSUL_HTTP_ADDR=127.0.0.1:8500, WEAVE_HTTP_ADDR=127.0.0.1:6784), DOCKER_HOST is the node's
+    CONSUL_HTTP_ADDR=127.0.0.1:8500, WEAVE_HTTP_ADDR=127.0.0.1:6784; https with the lab's TLS,
+    and its tokens and certificates in the usual variables), DOCKER_HOST is the node's
     dockerd and the node's ``weave`` comes first on PATH. The exit code is COMMAND's.
     """
     import os

@@ -12,10 +12,12 @@ from weavenomad.cli.options import app_context, connection_options, output_optio
 
 
 def _say():
+    """Progress printer: nothing with --json; lines quote config diffs, so secrets are hidden
+    (the Nomad agent's own Consul token is no token we were given)."""
     app = app_context()
     if app.flags.get("json_output"):
         return lambda line: None
-    return click.echo
+    return app.say
 
 
 def _node_options(**values):
@@ -93,7 +95,7 @@ def bootstrap(peers, ipalloc_range, default_subnet, nomad_config, restart, dry_r
 @output_options
 def reset(nomad_config, restart, dry_run) -> None:
     """Undo bootstrap on this node: restore the Nomad config from its backup and restart
-    Nomad, hide the exposed subnets, 'weave reset', remove the guard rule bootstrap added.
+    Nomad, hide the exposed subnets, 'weave reset', remove the guard rules bootstrap added.
 
     Prints the plan first; --dry-run stops there.
     """

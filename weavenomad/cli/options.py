@@ -15,7 +15,10 @@ from typing import Any
 
 import click
 
-from weavenomad.errors import redact
+from weavenomad.cli import redaction
+
+#: flags whose value is a secret: remembered for redaction, and warned about (argv is public)
+TOKEN_FLAGS = {"nomad_token": "NOMAD_TOKEN", "consul_token": "CONSUL_HTTP_TOKEN"}
 
 
 class AppContext:
@@ -33,6 +36,7 @@ class AppContext:
             from weavenomad.config import load_settings
 
             self._settings = load_settings(self.flags, self.environ, self.config_path)
+            redaction.remember(self._settings.secrets())
         return self._settings
 
     def emit(self, data: Any, human: Callable[[Any], str] | None = None) -> None:
@@ -41,7 +45,12 @@ class AppContext:
             text = json.dumps(data, indent=2, sort_keys=True, default=str)
         else:
             text = human(data)
-        click.echo(redact(text, self.settings.secrets()))
+        redaction.remember(self.settings.secrets())
+        click.echo(redaction.hide_config_secrets(redaction.hide(text)))
+
+    def say(self, line: str) -> None:
+        """Print a progress line (which may quote config text) with every secret hidden."""
+        click.echo(redaction.hide_config_secrets(redaction.hide(line)))
 
 
 def _store(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
@@ -52,6 +61,11 @@ def _store(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
         app.config_path = value
     else:
         app.flags[param.name] = value
+    if param.name in TOKEN_FLAGS:
+        redaction.remember([value])
+        click.echo(f"weavenomad: warning: --{param.name.replace('_', '-')} puts the token in "
+                   f"this process's command line, which every user can read (ps); set "
+                   f"{TOKEN_FLAGS[param.name]} or the config file instead", err=True)
     return value
 
 

@@ -7,6 +7,9 @@ import click
 
 from weavenomad.cli.options import app_context, connection_options, output_options
 
+#: seconds the start-up access check waits for each agent
+PREFLIGHT_TIMEOUT = 1.0
+
 
 @click.group()
 def reconciler() -> None:
@@ -39,8 +42,32 @@ def run(node_id, resync, once, metrics_addr, log_format) -> None:
     given = {"node_id": node_id, "resync": resync, "metrics_addr": metrics_addr,
              "log_format": log_format}
     app.flags.update({key: value for key, value in given.items() if value is not None})
+    check_access(app.settings)
     code = serve(app.settings, app.environ, once=once)
     click.get_current_context().exit(int(code))
+
+
+def check_access(settings) -> None:
+    """Refuse to start with a token that cannot do the job, rather than run blind: under
+    Consul's ACLs an anonymous or weak token reads empty service lists (Consul filters them, it
+    does not refuse), so the daemon would see nothing to do and report itself converged.
+    ``agent/self`` needs agent:read on both, so a missing token fails here with the variable to
+    set. An agent that is down is no reason to refuse: the daemon waits for it."""
+    from dataclasses import replace
+
+    from weavenomad.clients import consul_client, nomad_client
+    from weavenomad.errors import BackendAuthError, BackendUnavailable
+
+    # a slow agent must not hold the start-up: the daemon copes with it
+    quick = replace(settings, http_timeout=min(settings.http_timeout, PREFLIGHT_TIMEOUT))
+    for client in (nomad_client(quick), consul_client(quick)):
+        try:
+            client.agent_self()
+        except BackendAuthError:
+            raise
+        except BackendUnavailable as exc:
+            if not exc.temporary:  # TLS that will never verify, a bad address
+                raise
 
 
 @reconciler.command("install")

@@ -25,6 +25,9 @@ class _Reporter:
         self._progress_shown = False
 
     def __call__(self, line: str) -> None:
+        from weavenomad.cli.redaction import hide
+
+        line = hide(line)
         progress = self.live and line.startswith("deployment ") and ": desired " in line
         if self._progress_shown:
             self.stream.write("\r\033[K" if progress else "\n")

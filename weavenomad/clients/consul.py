@@ -5,9 +5,10 @@ py-consul does the endpoint work (paths, parameters, decoding, ``(index, data)``
 queries, a timeout that grows with the query's ``wait``). We give it our own transport, a
 subclass of its ``HTTPClient`` that sends every request through an injectable
 ``requests.Session``, always carries the token, and maps every failure to our exceptions in one
-place (:meth:`_Transport._send`). Two py-consul habits are corrected: ``Consul()`` lets
-``CONSUL_HTTP_TOKEN`` from the environment override the token it is given, and a few of its calls
-(``agent.self``) send no token at all.
+place (:meth:`_Transport._send`). Three py-consul habits are corrected: ``Consul()`` lets
+``CONSUL_HTTP_TOKEN`` from the environment override the token it is given, a few of its calls
+(``agent.self``) send no token at all, and one (catalog register) puts it in the query string,
+where logs would show it: it always travels in the ``X-Consul-Token`` header.
 
 Addresses: ``http://host:port`` and ``https://host:port`` (a bare ``host:port`` means http).
 py-consul cannot talk to a unix socket, so ``unix://`` addresses are refused with a clear error.
@@ -43,11 +44,13 @@ _TTL_STATES = {"pass": "pass", "passing": "pass", "warn": "warn", "warning": "wa
 
 
 def consul_backend(settings) -> Backend:
-    token_set = bool(settings.consul.token)
+    c = settings.consul
+    token_set = bool(c.token)
+    tls_given = bool(c.tls.ca_cert or c.tls.client_cert)
     return Backend(
         key="consul",
         title="Consul",
-        addr=settings.consul.addr,
+        addr=c.addr,
         addr_hint="set --consul-addr or CONSUL_HTTP_ADDR",
         token_hint=(
             "the token in CONSUL_HTTP_TOKEN lacks this permission"
@@ -56,6 +59,18 @@ def consul_backend(settings) -> Backend:
         ),
         tls_hint="set CONSUL_CACERT to the CA that signed Consul's certificate",
         secrets=tuple(settings.secrets()),
+        token_unknown_hint=("Consul does not know the token in CONSUL_HTTP_TOKEN: set "
+                            "CONSUL_HTTP_TOKEN to a token's SecretID" if token_set else None),
+        client_cert_hint=(
+            "Consul refused the client certificate in CONSUL_CLIENT_CERT: use one signed by "
+            "the CA Consul verifies clients with" if c.tls.client_cert
+            else "Consul wants a client certificate: set CONSUL_CLIENT_CERT and "
+                 "CONSUL_CLIENT_KEY"),
+        client_files_hint="CONSUL_CLIENT_CERT and CONSUL_CLIENT_KEY must be a PEM certificate "
+                          "and its private key",
+        https_hint=("CONSUL_CACERT/CONSUL_CLIENT_CERT are set but Consul's address is http://: "
+                    "use CONSUL_HTTP_ADDR=https://HOST:PORT or CONSUL_HTTP_SSL=true"
+                    if tls_given and c.addr.startswith("http://") else None),
     )
 
 
@@ -90,6 +105,19 @@ def consul_error_for_status(
     return error_for_status(backend, status, method, path, text)
 
 
+def _without_token(params) -> tuple[Any, str | None]:
+    """``params`` without a ``token`` entry, and that token. Some py-consul calls (catalog
+    register) put the token in the query string, where access logs and urllib3's debug log
+    would show it; it travels in the X-Consul-Token header instead. Pure."""
+    if isinstance(params, Mapping):
+        rest = {k: v for k, v in params.items() if k != "token"}
+        return rest, params.get("token") or None
+    if isinstance(params, list | tuple):
+        found = [v for k, v in params if k == "token"]
+        return [(k, v) for k, v in params if k != "token"], (found[-1] if found else None)
+    return params, None
+
+
 class _Transport(consul.std.HTTPClient):
     """py-consul's requests transport with our session, token and error mapping."""
 
@@ -101,8 +129,10 @@ class _Transport(consul.std.HTTPClient):
 
     def _send(self, method: str, callback, path: str, params, headers, **kwargs):
         headers = dict(headers or {})
-        if self.token:
-            headers.setdefault("X-Consul-Token", self.token)
+        params, in_query = _without_token(params)
+        token = in_query or self.token
+        if token:
+            headers.setdefault("X-Consul-Token", token)
         send = getattr(consul.std.HTTPClient, method.lower())
         try:
             return send(self, self._checked(callback, method, path), path, params=params,

@@ -49,11 +49,50 @@ class Backend:
     addr_hint: str
     #: how to supply a token; None for backends without ACLs
     token_hint: str | None = None
+    #: how to trust the server's certificate (a CA)
     tls_hint: str | None = None
     secrets: tuple[str, ...] = field(default=(), repr=False)
+    #: the backend does not know the token at all ("ACL token not found"); default token_hint
+    token_unknown_hint: str | None = None
+    #: the handshake wants (another) client certificate
+    client_cert_hint: str | None = None
+    #: the address says http:// but the server speaks HTTPS
+    https_hint: str | None = None
+    #: the client certificate and key files do not load (not PEM, not a pair)
+    client_files_hint: str | None = None
 
     def hide(self, text: str) -> str:
         return redact(text, self.secrets)
+
+
+#: what a TLS failure's reason says, and which hint fits it
+_VERIFY_FAILED = ("certificate verify failed", "certificate_verify_failed")
+_NAME_MISMATCH = ("hostname mismatch", "ip address mismatch", "doesn't match")
+_NOT_TLS = ("wrong version number", "packet length too long", "unknown protocol",
+            "record layer failure", "http request")
+_CLIENT_FILES_BAD = ("key values mismatch", "pem lib", "no start line", "bad base64")
+_CLIENT_CERT_REFUSED = ("certificate required", "bad certificate", "unknown ca",
+                        "handshake failure", "eof occurred in violation of protocol",
+                        "certificate unknown", "access denied", "unexpected eof")
+#: what Go's server answers a plain HTTP request on its TLS port (Go >= 1.12: Nomad 1.0)
+PLAIN_HTTP_TO_TLS = "Client sent an HTTP request to an HTTPS server"
+
+
+def tls_failure_hint(backend: Backend, reason: str) -> str | None:
+    """The fix for a failed TLS handshake, from the reason OpenSSL gave. Pure."""
+    text = reason.lower()
+    if any(marker in text for marker in _VERIFY_FAILED):
+        if any(marker in text for marker in _NAME_MISMATCH):
+            return (f"{backend.title}'s certificate does not name the host in {backend.addr}; "
+                    "use an address the certificate names")
+        return backend.tls_hint
+    if any(marker in text for marker in _CLIENT_FILES_BAD):
+        return backend.client_files_hint or backend.tls_hint
+    if any(marker in text for marker in _NOT_TLS):
+        return f"{backend.addr} does not speak TLS: use http:// ({backend.addr_hint})"
+    if any(marker in text for marker in _CLIENT_CERT_REFUSED):
+        return backend.client_cert_hint or backend.tls_hint
+    return backend.tls_hint
 
 
 def summarize(body: str, limit: int = SUMMARY_CHARS) -> str:
@@ -70,11 +109,16 @@ def error_for_status(
     summary = summarize(body)
     common = {"backend": backend.key, "status": status, "body": body}
     if status in (401, 403):
+        unknown = "not found" in body.lower() and backend.token_unknown_hint
         return BackendAuthError(
             f"{backend.title} denied {method} {path}: {summary or 'permission denied'}",
-            hint=backend.token_hint,
+            hint=backend.token_unknown_hint if unknown else backend.token_hint,
             **common,
         )
+    if status == 400 and PLAIN_HTTP_TO_TLS in body:
+        return BackendRequestError(
+            f"{backend.title} at {backend.addr} speaks HTTPS, not HTTP",
+            hint=backend.https_hint or f"use https:// ({backend.addr_hint})", **common)
     if status == 404:
         detail = f": {summary}" if summary else " (404)"
         return BackendNotFound(f"{backend.title} at {backend.addr} has no {path}{detail}", **common)
@@ -104,8 +148,9 @@ def _root_reason(exc: BaseException) -> str:
         current = inner or current.__cause__ or current.__context__
     if found:
         # "[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: … (_ssl.c:1006)"
-        found = re.sub(r"^\[SSL: [A-Z0-9_]+\] | \(_ssl\.c:\d+\)$", "", found)
-        return found[0].lower() + found[1:]
+        found = re.sub(r"^\[[A-Z0-9]+: [A-Z0-9_]+\] | \(_ssl\.c:\d+\)$", "", found)
+        # lower "Connection refused" but not an acronym such as "EOF occurred …"
+        return found if found[1:2].isupper() else found[0].lower() + found[1:]
     text = str(exc)
     # urllib3 wraps the useful part: "...: Failed to establish a new connection: [Errno 111] X"
     match = re.search(r"\[Errno -?\d+\] ([^'\")]+)", text)
@@ -120,11 +165,11 @@ def error_for_exception(
 
     what = f"{method} {path}" if method and path else "the request"
     reason = backend.hide(_root_reason(exc))
-    if isinstance(exc, requests.exceptions.SSLError):
+    if _is_tls_failure(exc):
         error = BackendUnavailable(
             f"TLS with {backend.title} at {backend.addr} failed: {reason}",
             backend=backend.key,
-            hint=backend.tls_hint,
+            hint=tls_failure_hint(backend, reason),
         )
         # a certificate that does not verify will not verify on the next attempt either
         error.temporary = False
@@ -150,16 +195,40 @@ def error_for_exception(
         )
         error.temporary = False
         return error
+    # a TLS server drops a plain HTTP client without a word (Consul 1.4's Go did)
+    dropped = "reset by peer" in reason or "without response" in reason
     if isinstance(exc, requests.exceptions.ChunkedEncodingError):
         return BackendUnavailable(
             f"{backend.title} at {backend.addr} broke off its answer to {what}: {reason}",
             backend=backend.key,
+            hint=backend.https_hint if dropped else None,
         )
     return BackendUnavailable(
         f"cannot reach {backend.title} at {backend.addr}: {reason}",
         backend=backend.key,
-        hint=backend.addr_hint,
+        hint=(backend.https_hint if dropped and backend.https_hint else backend.addr_hint),
     )
+
+
+def _is_tls_failure(exc: BaseException) -> bool:
+    """Whether an SSL error is the failure or its cause (urllib3 wraps one read during the
+    answer, e.g. a client certificate refused after a TLS 1.3 handshake, in other errors)."""
+    import ssl
+
+    import requests
+
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, ssl.SSLError | requests.exceptions.SSLError):
+            return True
+        inner = getattr(current, "reason", None)
+        if not isinstance(inner, BaseException):
+            inner = next((a for a in getattr(current, "args", ()) if isinstance(a, BaseException)),
+                         None)
+        current = inner or current.__cause__ or current.__context__
+    return False
 
 
 def parse_index(backend: Backend, headers, header: str, method: str, path: str) -> int:

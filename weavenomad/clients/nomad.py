@@ -64,11 +64,13 @@ _NAMESPACED = {"job", "jobs", "allocation", "evaluation", "deployment", "event/s
 
 
 def nomad_backend(settings) -> Backend:
-    token_set = bool(settings.nomad.token)
+    nomad = settings.nomad
+    token_set = bool(nomad.token)
+    tls_given = bool(nomad.tls.ca_cert or nomad.tls.client_cert)
     return Backend(
         key="nomad",
         title="Nomad",
-        addr=settings.nomad.addr,
+        addr=nomad.addr,
         addr_hint="set --nomad-addr or NOMAD_ADDR",
         token_hint=(
             "the token in NOMAD_TOKEN lacks this permission"
@@ -77,6 +79,16 @@ def nomad_backend(settings) -> Backend:
         ),
         tls_hint="set NOMAD_CACERT to the CA that signed Nomad's certificate",
         secrets=tuple(settings.secrets()),
+        token_unknown_hint=("Nomad does not know the token in NOMAD_TOKEN: set NOMAD_TOKEN to "
+                            "a token's Secret ID" if token_set else None),
+        client_cert_hint=(
+            "Nomad refused the client certificate in NOMAD_CLIENT_CERT: use one signed by "
+            "the CA of Nomad's verify_https_client" if nomad.tls.client_cert
+            else "Nomad wants a client certificate: set NOMAD_CLIENT_CERT and NOMAD_CLIENT_KEY"),
+        client_files_hint="NOMAD_CLIENT_CERT and NOMAD_CLIENT_KEY must be a PEM certificate "
+                          "and its private key",
+        https_hint=("NOMAD_CACERT/NOMAD_CLIENT_CERT are set but NOMAD_ADDR is http://: use "
+                    "https://" if tls_given and nomad.addr.startswith("http://") else None),
     )
 
 

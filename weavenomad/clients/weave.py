@@ -204,11 +204,22 @@ class WeaveAPI:
             ) from None
 
 
+#: our ACL tokens: the weave script needs neither, so it does not get them (least privilege:
+#: a child's environment is one more place a token could be read from, e.g. by a crash dump)
+SECRET_VARIABLES = ("NOMAD_TOKEN", "CONSUL_HTTP_TOKEN")
+
+
+def without_secrets(environ: Mapping[str, str]) -> dict[str, str]:
+    """``environ`` minus our tokens. Pure."""
+    return {k: v for k, v in environ.items() if k not in SECRET_VARIABLES}
+
+
 class WeaveCommand:
     """The ``weave`` command, run with a timeout; a failure is one line with its stderr.
 
     ``env`` replaces the environment of the command when given (e.g. to set
-    ``DOCKER_API_VERSION`` for rajch/weave); by default it inherits ours.
+    ``DOCKER_API_VERSION`` for rajch/weave); by default it inherits ours. Either way the ACL
+    tokens are left out, and nothing secret is ever an argument: argv is public (``ps``).
     """
 
     def __init__(
@@ -234,8 +245,9 @@ class WeaveCommand:
         what = f"weave {args[0]}" if args else "weave"
         limit = self.timeout if timeout is None else timeout
         try:
+            env = without_secrets(os.environ if self.env is None else self.env)
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                    stderr=subprocess.PIPE, text=True, env=self.env,
+                                    stderr=subprocess.PIPE, text=True, env=env,
                                     start_new_session=True)
         except FileNotFoundError:
             error = BackendUnavailable(

@@ -20,7 +20,6 @@ import importlib
 import os
 import shutil
 import socket
-import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass
@@ -28,18 +27,21 @@ from pathlib import Path
 from typing import Protocol
 
 from weavenomad.errors import ConflictError, LabError, PrivilegeError, WeavenomadError
+from weavenomad.lab.environment import (  # noqa: F401 - part of core's interface
+    client_environment,
+    env_lines,
+    exec_argv,
+    exec_env,
+    node_tooling,
+)
 from weavenomad.lab.layout import (
-    CONSUL_PORT,
     DEFAULT_LAB_NAME,
-    NOMAD_PORT,
     SERVICES,
-    WEAVE_API_PORT,
     LabLayout,
-    NodeLayout,
+    LabSecurity,
     default_state_dir,
     validate_lab_name,
 )
-from weavenomad.lab.netns import nsenter_argv
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,8 @@ COMPONENTS = [
     "weavenomad.lab.dockerd:COMPONENT",
     "weavenomad.lab.image:COMPONENT",
     "weavenomad.lab.weave.daemon:COMPONENT",
+    # tokens and certificates, before the agents that need them
+    "weavenomad.lab.security:COMPONENT",
     "weavenomad.lab.consul.component:COMPONENT",
     "weavenomad.lab.nomad.component:COMPONENT",
 ]
@@ -80,13 +84,6 @@ REQUIRED_COMMANDS = {
     "ip": "iproute2",
     "busybox": "busybox-static",
     "nsenter": "util-linux",
-}
-
-#: what a process inside a node sees: the agents on their usual ports on its own loopback
-IN_NODE_ADDRESSES = {
-    "NOMAD_ADDR": f"http://127.0.0.1:{NOMAD_PORT}",
-    "CONSUL_HTTP_ADDR": f"127.0.0.1:{CONSUL_PORT}",
-    "WEAVE_HTTP_ADDR": f"127.0.0.1:{WEAVE_API_PORT}",
 }
 
 
@@ -127,11 +124,13 @@ def check_commands(which: Callable[[str], str | None]) -> None:
 
 
 def decide_layout(
-    state_dir: Path, name: str | None, nodes: int | None, existing: LabLayout | None
+    state_dir: Path, name: str | None, nodes: int | None, existing: LabLayout | None,
+    security: LabSecurity | None = None,
 ) -> LabLayout:
-    """The layout ``lab up`` works on: a new one, or the existing lab when the request fits it."""
+    """The layout ``lab up`` works on: a new one, or the existing lab when the request fits it.
+    ``security`` None: the existing lab's, or none for a new one."""
     if existing is None:
-        return LabLayout.plan(name or DEFAULT_LAB_NAME, state_dir, nodes or 1)
+        return LabLayout.plan(name or DEFAULT_LAB_NAME, state_dir, nodes or 1, security)
     again = f"run 'weavenomad lab down --state-dir {state_dir}' first"
     if name is not None and name != existing.name:
         raise ConflictError(
@@ -146,6 +145,10 @@ def decide_layout(
             f"lab {existing.name!r} has {len(existing.nodes)} node(s); {nodes} needs a new lab",
             hint=again,
         )
+    if security is not None and security != existing.security:
+        raise ConflictError(
+            f"lab {existing.name!r} runs with {existing.security.describe()}; "
+            f"{security.describe()} needs a new lab", hint=again)
     return existing
 
 
@@ -173,60 +176,6 @@ def plan_ports(layout: LabLayout, free: Iterator[int]) -> dict[str, dict[str, in
         node.name: {service: node.ports.get(service) or next(free) for service in SERVICES}
         for node in layout.nodes
     }
-
-
-def _as_node(layout: LabLayout, node: NodeLayout | str) -> NodeLayout:
-    return layout.node(node) if isinstance(node, str) else node
-
-
-def env_lines(layout: LabLayout, node: NodeLayout | str) -> list[str]:
-    """``export`` lines that point docker, nomad, consul and weave at one node, from the host.
-
-    CONSUL_HTTP_ADDR and WEAVE_HTTP_ADDR are host:port, the form those tools document."""
-    import shlex
-
-    node = _as_node(layout, node)
-    values = {"DOCKER_HOST": node.docker_host}
-    for variable, service, scheme in (("NOMAD_ADDR", "nomad", "http://"),
-                                      ("CONSUL_HTTP_ADDR", "consul", ""),
-                                      ("WEAVE_HTTP_ADDR", "weave_api", "")):
-        if service in node.ports:
-            values[variable] = f"{scheme}127.0.0.1:{node.ports[service]}"
-    values.update(node_tooling(layout, node))
-    lines = [f"export {key}={shlex.quote(value)}" for key, value in values.items()]
-    lines.append(f'export PATH={shlex.quote(str(node.bin_dir))}:"$PATH"')
-    return lines
-
-
-def node_tooling(layout: LabLayout, node: NodeLayout) -> dict[str, str]:
-    """Where this node's Nomad agent config lives and how to restart that agent: what a real
-    node has in /etc/nomad.d and ``systemctl restart nomad``, given through weavenomad's own
-    settings (WEAVENOMAD_NOMAD_CONFIG, WEAVENOMAD_NOMAD_RESTART_COMMAND)."""
-    import shlex
-
-    restart = [sys.executable, "-m", "weavenomad", "lab", "nomad-restart",
-               "--state-dir", str(layout.state_dir), node.name]
-    return {
-        "WEAVENOMAD_LAB_STATE_DIR": str(layout.state_dir),
-        "WEAVENOMAD_NOMAD_CONFIG": str(node.nomad_config_dir),
-        "WEAVENOMAD_NOMAD_RESTART_COMMAND": shlex.join(restart),
-    }
-
-
-def exec_argv(layout: LabLayout, node: NodeLayout | str, argv: Sequence[str]) -> list[str]:
-    """The argv that runs ``argv`` inside the node's namespace (pair it with exec_env)."""
-    return nsenter_argv(_as_node(layout, node).netns, list(argv))
-
-
-def exec_env(layout: LabLayout, node: NodeLayout | str, environ: Mapping[str, str]) -> dict:
-    """The environment of a command run inside a node: the agents at their in-node addresses."""
-    node = _as_node(layout, node)
-    env = dict(environ)
-    env.update(IN_NODE_ADDRESSES)
-    env["DOCKER_HOST"] = node.docker_host
-    env.update(node_tooling(layout, node))
-    env["PATH"] = f"{node.bin_dir}:{environ.get('PATH', os.defpath)}"
-    return env
 
 
 # --------------------------------------------------------------------------------------------
@@ -325,12 +274,13 @@ def _sweep(layout: LabLayout) -> list[str]:
     return problems
 
 
-def _claim(state_dir: Path, name: str | None, nodes: int | None) -> LabLayout:
+def _claim(state_dir: Path, name: str | None, nodes: int | None,
+           security: LabSecurity | None = None) -> LabLayout:
     """Decide the layout under the lock, check ownership, assign ports and save lab.json."""
     from weavenomad.lab import network
 
     existing = LabLayout.load(state_dir) if (state_dir / "lab.json").exists() else None
-    layout = decide_layout(state_dir, name, nodes, existing)
+    layout = decide_layout(state_dir, name, nodes, existing, security)
     conflict = ownership_conflict(layout, existing is not None,
                                   network.existing_namespaces(layout), network.fabric_owner(layout))
     if conflict is not None:
@@ -371,9 +321,10 @@ def up(
     euid: int | None = None,
     which: Callable[[str], str | None] = shutil.which,
     components: Sequence[str | Component] | None = None,
+    security: LabSecurity | None = None,
 ) -> LabLayout:
-    """Bring the lab up (or complete it); returns its layout. ``name``/``nodes`` None: the
-    existing lab's, or the defaults for a new one."""
+    """Bring the lab up (or complete it); returns its layout. ``name``/``nodes``/``security``
+    None: the existing lab's, or the defaults for a new one (no ACLs, no TLS)."""
     check_root(_euid(euid), "up")
     check_commands(which)
     if name is not None:
@@ -391,7 +342,7 @@ def up(
         with _locked(state_dir / "lock"):
             if not (state_dir / "lab.json").exists():
                 fresh = True
-            layout = _claim(state_dir, name, nodes)
+            layout = _claim(state_dir, name, nodes, security)
             _start(layout, parts, fresh)
             return layout
     except BaseException:

@@ -11,6 +11,8 @@ A lab called ``NAME`` with state directory ``S`` and nodes ``n1..nN``::
     S/nodes/n1/bin/weave        the ``weave`` command shim for this node (``lab env`` PATH)
     S/nodes/n1/nomad.d/         the node's Nomad agent config (HCL), read by the Nomad client
     S/weave/  S/consul/  S/nomad/   state, pid and log files of the lab daemons
+    S/security/                 with ``lab up --acl``/``--tls``: the ACL tokens (files, mode
+                                0600) and the lab's CA, server and client certificates
 
 Network namespaces (``ip netns``): ``NAME-n1`` … one per node (its "host"), and ``NAME-fab``,
 which holds the two shared segments: the underlay bridge (the nodes' ``eth0``, addresses
@@ -21,6 +23,11 @@ interface at all, so nothing of the host's network is touched.
 Each simulated agent listens twice per node: inside the node's namespace on its usual port
 (127.0.0.1:6784 Weave, :4646 Nomad, :8500 Consul), where a real node has it, and on a free port
 of the host's loopback (``ports``), which is what ``lab env --node nX`` exports.
+
+Security (``lab up --acl --tls [--require-client-cert]``, :class:`LabSecurity`, kept in
+``lab.json``): with ACLs, the simulated Nomad and Consul each want their own management token
+(``S/security/nomad.token``, ``consul.token``); with TLS, both serve HTTPS only, with a server
+certificate from the lab's own CA, and may require a client certificate signed by it.
 """
 
 from __future__ import annotations
@@ -72,6 +79,82 @@ def validate_lab_name(name: str) -> str:
     return name
 
 
+#: the services that serve HTTPS when the lab's TLS is on (Weave's API stays plain HTTP)
+TLS_SERVICES = ("nomad", "consul")
+
+
+@dataclass(frozen=True)
+class LabSecurity:
+    """How the lab's Nomad and Consul protect their HTTP APIs."""
+
+    #: both require an ACL token (a management token of their own)
+    acl: bool = False
+    #: both serve HTTPS only (certificates from the lab's CA)
+    tls: bool = False
+    #: with ``tls``: the TLS handshake also needs a client certificate signed by the lab's CA
+    verify_client: bool = False
+
+    def __post_init__(self) -> None:
+        if self.verify_client and not self.tls:
+            raise ConfigError("a required client certificate needs TLS", hint="add --tls")
+
+    @property
+    def enabled(self) -> bool:
+        return self.acl or self.tls
+
+    def describe(self) -> str:
+        parts = [f"ACLs {'on' if self.acl else 'off'}", f"TLS {'on' if self.tls else 'off'}"]
+        if self.verify_client:
+            parts.append("client certificates required")
+        return ", ".join(parts)
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict | None) -> LabSecurity:
+        data = data or {}
+        return cls(bool(data.get("acl")), bool(data.get("tls")), bool(data.get("verify_client")))
+
+
+@dataclass(frozen=True)
+class SecurityFiles:
+    """Where the lab keeps its tokens and certificates (``S/security``). Pure paths."""
+
+    dir: Path
+
+    def token(self, service: str) -> Path:
+        return self.dir / f"{service}.token"
+
+    @property
+    def tls_dir(self) -> Path:
+        return self.dir / "tls"
+
+    @property
+    def ca_cert(self) -> Path:
+        return self.tls_dir / "ca.pem"
+
+    @property
+    def ca_key(self) -> Path:
+        return self.tls_dir / "ca-key.pem"
+
+    @property
+    def server_cert(self) -> Path:
+        return self.tls_dir / "server.pem"
+
+    @property
+    def server_key(self) -> Path:
+        return self.tls_dir / "server-key.pem"
+
+    @property
+    def client_cert(self) -> Path:
+        return self.tls_dir / "client.pem"
+
+    @property
+    def client_key(self) -> Path:
+        return self.tls_dir / "client-key.pem"
+
+
 @dataclass(frozen=True)
 class NodeLayout:
     name: str
@@ -81,6 +164,8 @@ class NodeLayout:
     dir: Path
     #: host-loopback ports of this node's agents, by service ("weave_api", "nomad", "consul")
     ports: dict[str, int] = field(default_factory=dict)
+    #: Nomad and Consul serve HTTPS (the lab's TLS is on)
+    https: bool = False
 
     @property
     def docker_sock(self) -> Path:
@@ -106,9 +191,12 @@ class NodeLayout:
     def nomad_config_dir(self) -> Path:
         return self.dir / "nomad.d"
 
+    def scheme(self, service: str) -> str:
+        return "https" if self.https and service in TLS_SERVICES else "http"
+
     def url(self, service: str) -> str:
         """The host-loopback URL of one of this node's agents."""
-        return f"http://127.0.0.1:{self.ports[service]}"
+        return f"{self.scheme(service)}://127.0.0.1:{self.ports[service]}"
 
 
 @dataclass(frozen=True)
@@ -116,9 +204,11 @@ class LabLayout:
     name: str
     state_dir: Path
     nodes: tuple[NodeLayout, ...]
+    security: LabSecurity = LabSecurity()
 
     @classmethod
-    def plan(cls, name: str, state_dir: Path, node_count: int) -> LabLayout:
+    def plan(cls, name: str, state_dir: Path, node_count: int,
+             security: LabSecurity | None = None) -> LabLayout:
         """The layout of a new lab (ports are assigned later, when they are known free)."""
         validate_lab_name(name)
         if not 1 <= node_count <= 16:
@@ -131,10 +221,11 @@ class LabLayout:
                 netns=f"{name}-n{i}",
                 host_ip=f"192.168.56.{UNDERLAY_FIRST_HOST + i - 1}",
                 dir=state_dir / "nodes" / f"n{i}",
+                https=bool(security and security.tls),
             )
             for i in range(1, node_count + 1)
         )
-        layout = cls(name, state_dir, nodes)
+        layout = cls(name, state_dir, nodes, security or LabSecurity())
         layout.check_socket_paths()
         return layout
 
@@ -156,6 +247,10 @@ class LabLayout:
 
     def component_dir(self, component: str) -> Path:
         return self.state_dir / component
+
+    @property
+    def security_files(self) -> SecurityFiles:
+        return SecurityFiles(self.state_dir / "security")
 
     def node(self, name: str) -> NodeLayout:
         for node in self.nodes:
@@ -180,10 +275,10 @@ class LabLayout:
 
     def with_ports(self, ports: dict[str, dict[str, int]]) -> LabLayout:
         nodes = tuple(
-            NodeLayout(n.name, n.index, n.netns, n.host_ip, n.dir, dict(ports[n.name]))
+            NodeLayout(n.name, n.index, n.netns, n.host_ip, n.dir, dict(ports[n.name]), n.https)
             for n in self.nodes
         )
-        return LabLayout(self.name, self.state_dir, nodes)
+        return LabLayout(self.name, self.state_dir, nodes, self.security)
 
     # -- persistence ------------------------------------------------------------------------
 
@@ -193,8 +288,11 @@ class LabLayout:
             "name": self.name,
             "state_dir": str(self.state_dir),
             "nodes": [
-                {**asdict(n), "dir": str(n.dir)} for n in self.nodes
+                {key: value for key, value in {**asdict(n), "dir": str(n.dir)}.items()
+                 if key != "https"}  # derived from the lab's security
+                for n in self.nodes
             ],
+            "security": self.security.to_json(),
         }
 
     def save(self) -> None:
@@ -216,6 +314,10 @@ class LabLayout:
             raise LabError(f"{path}: unreadable lab file: {exc}") from None
         if data.get("version") != LAB_FILE_VERSION:
             raise LabError(f"{path}: lab file version {data.get('version')} is not supported")
+        try:
+            security = LabSecurity.from_json(data.get("security"))
+        except ConfigError as exc:
+            raise LabError(f"{path}: {exc.one_line()}") from None
         nodes = tuple(
             NodeLayout(
                 name=n["name"],
@@ -224,7 +326,8 @@ class LabLayout:
                 host_ip=n["host_ip"],
                 dir=Path(n["dir"]),
                 ports={k: int(v) for k, v in n.get("ports", {}).items()},
+                https=security.tls,
             )
             for n in data["nodes"]
         )
-        return cls(data["name"], Path(data["state_dir"]), nodes)
+        return cls(data["name"], Path(data["state_dir"]), nodes, security)

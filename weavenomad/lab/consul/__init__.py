@@ -16,5 +16,6 @@ COMPONENT_NAME = "consul"
 
 
 def acl_token_file(state_dir: Path) -> Path:
-    """When this file exists, the lab's Consul runs with ACLs and its content as master token."""
-    return Path(state_dir) / COMPONENT_NAME / "acl_token"
+    """The master token of the lab's Consul when the lab has ACLs (``lab up --acl``); see
+    :mod:`weavenomad.lab.security`."""
+    return Path(state_dir) / "security" / f"{COMPONENT_NAME}.token"

@@ -2,9 +2,10 @@
 
 Reads the lab layout from ``S/lab.json`` and serves one agent per lab node, inside the node's
 namespace on 127.0.0.1:8500 and on the host loopback at the node's ``consul`` port. The first
-node is the server (and leader). ACL mode is on when ``--acl-token`` is given or the file
-``S/consul/acl_token`` exists: requests then need that token, as with Consul's master token.
-SIGTERM or SIGINT stops it.
+node is the server (and leader). With the lab's ACLs (``lab up --acl``) requests need the token
+in ``S/security/consul.token``, as with Consul's master token; with its TLS (``--tls``) every
+listener serves HTTPS only. Tokens are read from files, never from the command line, so they
+do not show in a process list. SIGTERM or SIGINT stops it.
 """
 
 from __future__ import annotations
@@ -12,23 +13,25 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
+import ssl
 import sys
 import threading
 from pathlib import Path
 
 from weavenomad.errors import LabError, WeavenomadError
-from weavenomad.lab.consul import acl_token_file
+from weavenomad.lab import security
 from weavenomad.lab.consul.server import ConsulSimulator, SimNode
 from weavenomad.lab.layout import CONSUL_PORT, LabLayout
 
 log = logging.getLogger("weavenomad.lab.consul")
 
 
-def build(layout: LabLayout, acl_token: str | None = None) -> ConsulSimulator:
+def build(layout: LabLayout, acl_token: str | None = None,
+          tls: ssl.SSLContext | None = None) -> ConsulSimulator:
     """The simulator for ``layout``, listening on every node's two addresses (not started)."""
     nodes = [SimNode(n.name, n.host_ip, n.netns, server=(i == 0))
              for i, n in enumerate(layout.nodes)]
-    sim = ConsulSimulator(nodes, acl_token=acl_token)
+    sim = ConsulSimulator(nodes, acl_token=acl_token, tls=tls)
     try:
         for node in layout.nodes:
             if "consul" not in node.ports:
@@ -50,9 +53,10 @@ def build(layout: LabLayout, acl_token: str | None = None) -> ConsulSimulator:
     return sim
 
 
-def run(layout: LabLayout, stop: threading.Event, *, acl_token: str | None = None) -> None:
+def run(layout: LabLayout, stop: threading.Event, *, acl_token: str | None = None,
+        tls: ssl.SSLContext | None = None) -> None:
     """Serve until ``stop`` is set."""
-    sim = build(layout, acl_token).start()
+    sim = build(layout, acl_token, tls).start()
     try:
         for node in layout.nodes:
             log.info("agent %s: 127.0.0.1:%d in %s, 127.0.0.1:%d on the host", node.name,
@@ -66,20 +70,26 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m weavenomad.lab.consul",
                                      description=__doc__.splitlines()[0])
     parser.add_argument("--state-dir", required=True, type=Path)
-    parser.add_argument("--acl-token", help="turn ACLs on with this master token")
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    token = args.acl_token
-    token_file = acl_token_file(args.state_dir)
-    if token is None and token_file.exists():
-        token = token_file.read_text().strip() or None
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     try:
-        run(LabLayout.load(args.state_dir), stop, acl_token=token)
+        layout = LabLayout.load(args.state_dir)
+        token = security.token(layout, "consul")
+        if layout.security.acl and token is None:
+            raise LabError(f"the lab has ACLs but no token in "
+                           f"{layout.security_files.token('consul')}",
+                           hint="run 'weavenomad lab up' again")
+        try:
+            tls = security.server_context(layout)
+        except OSError as exc:  # ssl.SSLError too
+            raise LabError(f"cannot load the lab's TLS files: {exc}",
+                           hint="run 'weavenomad lab up' again") from None
+        run(layout, stop, acl_token=token, tls=tls)
     except WeavenomadError as exc:
         print(f"simulated consul: {exc.one_line()}", file=sys.stderr)
         return 1

@@ -7,7 +7,8 @@ import http.client
 import json
 import shutil
 
-from weavenomad.lab.consul import COMPONENT_NAME, acl_token_file
+from weavenomad.lab import security
+from weavenomad.lab.consul import COMPONENT_NAME
 from weavenomad.lab.core import PartStatus
 from weavenomad.lab.layout import LabLayout, NodeLayout
 from weavenomad.lab.process import Daemon, python_module_argv
@@ -16,8 +17,13 @@ MODULE = "weavenomad.lab.consul"
 _TIMEOUT = 2.0
 
 
-def _get(node: NodeLayout, path: str, token: str | None) -> tuple[int, bytes]:
-    conn = http.client.HTTPConnection("127.0.0.1", node.ports[COMPONENT_NAME], timeout=_TIMEOUT)
+def _get(lab: LabLayout, node: NodeLayout, path: str, token: str | None) -> tuple[int, bytes]:
+    port = node.ports[COMPONENT_NAME]
+    context = security.client_context(lab)
+    if context is None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=_TIMEOUT)
+    else:
+        conn = http.client.HTTPSConnection("127.0.0.1", port, timeout=_TIMEOUT, context=context)
     try:
         conn.request("GET", path, headers={"X-Consul-Token": token} if token else {})
         response = conn.getresponse()
@@ -26,9 +32,9 @@ def _get(node: NodeLayout, path: str, token: str | None) -> tuple[int, bytes]:
         conn.close()
 
 
-def _leader_answers(node: NodeLayout) -> bool:
+def _leader_answers(lab: LabLayout, node: NodeLayout) -> bool:
     try:
-        return _get(node, "/v1/status/leader", None)[0] == 200
+        return _get(lab, node, "/v1/status/leader", None)[0] == 200
     except (OSError, KeyError):
         return False
 
@@ -48,7 +54,7 @@ class ConsulComponent:
 
     def up(self, lab: LabLayout) -> None:
         lab.component_dir(COMPONENT_NAME).mkdir(parents=True, exist_ok=True)
-        self.daemon(lab).start(ready=lambda: all(_leader_answers(n) for n in lab.nodes))
+        self.daemon(lab).start(ready=lambda: all(_leader_answers(lab, n) for n in lab.nodes))
 
     def down(self, lab: LabLayout) -> None:
         self.daemon(lab).stop()
@@ -58,14 +64,13 @@ class ConsulComponent:
         if not self.daemon(lab).running():
             return [PartStatus(self.name, None, False, None,
                                "not running (run 'weavenomad lab up')")]
-        token_file = acl_token_file(lab.state_dir)
-        token = token_file.read_text().strip() if token_file.exists() else None
-        return [self._node_status(node, token) for node in lab.nodes]
+        token = security.token(lab, COMPONENT_NAME)
+        return [self._node_status(lab, node, token) for node in lab.nodes]
 
-    def _node_status(self, node: NodeLayout, token: str | None) -> PartStatus:
+    def _node_status(self, lab: LabLayout, node: NodeLayout, token: str | None) -> PartStatus:
         address = node.url(COMPONENT_NAME) if COMPONENT_NAME in node.ports else None
         try:
-            status, body = _get(node, "/v1/agent/checks", token)
+            status, body = _get(lab, node, "/v1/agent/checks", token)
         except (OSError, KeyError) as exc:
             return PartStatus(self.name, node.name, False, address, f"no answer: {exc}")
         if status != 200:

@@ -8,9 +8,10 @@ routes, status codes and error texts are tested without sockets;
 Failures follow Consul 1.4's ``agent/http.go``: a path no handler owns is 404 with an empty body;
 a known path with another method is 405 ``method X not allowed`` plus ``Allow``; a body that does
 not decode is 400 ``Request decode failed: …``; other handler errors are 500 with their text.
-With an ACL token configured, a request without a token may read (catalog, health, KV and agent
-lists come back empty, a KV read is 404, as Consul filters them) but not write (403 ``Permission
-denied``); an unknown token gets 403 ``ACL not found``; /v1/status needs no token.
+With an ACL token configured, a request without a token may list (catalog, health, KV listings
+and agent lists come back empty, as Consul filters them) but not read one KV key (403, as
+``KVS.Get`` checks ``key:read``) nor write (403 ``Permission denied``); an unknown token gets
+403 ``ACL not found``; /v1/status needs no token.
 """
 
 from __future__ import annotations

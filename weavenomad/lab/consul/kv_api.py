@@ -64,6 +64,8 @@ def _get(api: ConsulAPI, req: Request, key: str) -> Response:
     recurse = req.has("recurse")
     if not recurse:
         _missing_key(key)
+        if req.filtered:  # KVS.Get checks key:read and fails; only a listing is filtered
+            return text(403, "Permission denied")
     answer = api.blocking_read(
         req, (lambda: api.state.kv_list(key)) if recurse else (lambda: api.state.kv_get(key)))
     headers = api.meta_headers(req, answer, consistency=False)

@@ -5,6 +5,9 @@ node's agent listens inside the node's namespace on 127.0.0.1:8500 and on a host
 both serve that node's agent API and the shared catalog, health and KV. Tests build one with
 plain :class:`SimNode` entries (no namespace) and listen on 127.0.0.1 port 0.
 
+With a TLS context (the lab's ``--tls``) every listener serves HTTPS only: the handshake runs on
+the connection's own thread, so a silent client cannot stall the accept loop.
+
 Transport: the stdlib threading HTTP server (a thread per connection, HTTP/1.1 keep-alive). It
 meets the lab's targets (a 1,000-service list in a few ms, blocking-query wake-up in well under
 50 ms: ``benchmarks/consul_sim.py``) and every waiting blocking query simply holds its thread,
@@ -18,6 +21,7 @@ import logging
 import selectors
 import socket
 import socketserver
+import ssl
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -57,14 +61,30 @@ class _Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
     daemon_threads = True
     block_on_close = False
 
-    def __init__(self, sock: socket.socket, api: ConsulAPI, node: str):
+    def __init__(self, sock: socket.socket, api: ConsulAPI, node: str,
+                 tls: ssl.SSLContext | None = None):
         # adopt a socket made elsewhere (maybe inside a namespace) instead of binding one
         socketserver.BaseServer.__init__(self, sock.getsockname()[:2], _Handler)
         self.socket = sock
         self.server_name, self.server_port = sock.getsockname()[:2]
         self.api = api
         self.node = node
+        self.tls = tls
         self._wakeup_r, self._wakeup_w = socket.socketpair()
+
+    def finish_request(self, request, client_address) -> None:
+        if self.tls is None:
+            super().finish_request(request, client_address)
+            return
+        from weavenomad.lab.security import accept_tls
+
+        wrapped = accept_tls(self.tls, request)
+        if wrapped is None:
+            return
+        try:
+            super().finish_request(wrapped, client_address)
+        finally:
+            wrapped.close()
 
     def serve_until_closed(self) -> None:
         """Accept connections until :meth:`close` (event-driven: no polling interval)."""
@@ -172,13 +192,15 @@ class ConsulSimulator:
     """The cluster state, its check runner and the agents' HTTP listeners."""
 
     def __init__(self, nodes: Sequence[SimNode], *, acl_token: str | None = None,
-                 probe: Probe = probe_check, datacenter: str = "dc1",
+                 tls: ssl.SSLContext | None = None, probe: Probe = probe_check,
+                 datacenter: str = "dc1",
                  min_interval: float = MIN_INTERVAL, first_run_within: float = 1.0,
                  reap_interval: float = REAP_INTERVAL, deregister_min: float = DEREGISTER_MIN):
         self.state = ConsulState(datacenter, deregister_min=deregister_min)
         for node in nodes:
             self.state.add_node(node.name, node.address, server=node.server, netns=node.netns)
         self.api = ConsulAPI(self.state, acl_token=acl_token)
+        self.tls = tls
         netns_of = {n.name: n.netns for n in nodes}
         self.runner = CheckRunner(
             self.state, probe=probe, netns_of=netns_of.get, min_interval=min_interval,
@@ -191,7 +213,7 @@ class ConsulSimulator:
         """Serve ``node``'s agent on an already listening socket; returns its address."""
         if not self.state.has_node(node):
             raise ValueError(f"no node {node!r} in the simulated cluster")
-        server = _Server(sock, self.api, node)
+        server = _Server(sock, self.api, node, self.tls)
         thread = threading.Thread(target=server.serve_until_closed, daemon=True,
                                   name=f"consul-http-{node}-{server.server_port}")
         thread.start()

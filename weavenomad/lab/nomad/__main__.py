@@ -1,4 +1,7 @@
-"""``python -m weavenomad.lab.nomad --state-dir S``: the lab's simulated Nomad process."""
+"""``python -m weavenomad.lab.nomad --state-dir S``: the lab's simulated Nomad process.
+
+Its ACL token and TLS files come from the lab's security files (``S/security``), never from
+the command line, so no token shows in a process list."""
 
 from __future__ import annotations
 
@@ -9,7 +12,8 @@ import sys
 import threading
 from pathlib import Path
 
-from weavenomad.errors import WeavenomadError
+from weavenomad.errors import LabError, WeavenomadError
+from weavenomad.lab import security
 from weavenomad.lab.layout import LabLayout
 from weavenomad.lab.nomad.consul_client import DEFAULT_PROBATION, DEFAULT_SYNC_INTERVAL
 from weavenomad.lab.nomad.server import NomadDaemon
@@ -30,8 +34,14 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     try:
-        daemon = NomadDaemon(LabLayout.load(args.state_dir), sync_interval=args.sync_interval,
-                             probation=args.probation)
+        layout = LabLayout.load(args.state_dir)
+        token = security.token(layout, "nomad")
+        if layout.security.acl and token is None:
+            raise LabError(f"the lab has ACLs but no token in "
+                           f"{layout.security_files.token('nomad')}",
+                           hint="run 'weavenomad lab up' again")
+        daemon = NomadDaemon(layout, sync_interval=args.sync_interval, probation=args.probation,
+                             acl_token=token, tls=security.server_context(layout))
         daemon.start()
     except (WeavenomadError, OSError) as exc:
         text = exc.one_line() if isinstance(exc, WeavenomadError) else str(exc)

@@ -12,14 +12,15 @@ from weavenomad.errors import ConfigError
 from weavenomad.lab.layout import LabLayout, NodeLayout
 from weavenomad.lab.nomad import agentconfig, agentself, fingerprint, scheduler
 from weavenomad.lab.nomad.client import AllocRunner, ClientContext
-from weavenomad.lab.nomad.consul_client import ConsulAgentAPI, ServiceSyncer
+from weavenomad.lab.nomad.consul_client import ConsulAgentAPI, ServiceSyncer, tls_context
 from weavenomad.lab.nomad.gostyle import now_ns
 from weavenomad.lab.nomad.state import NomadState
 
 log = logging.getLogger(__name__)
 
 FINGERPRINT_INTERVAL = 10.0
-DOCKER_TIMEOUT = 30
+#: Nomad's Docker driver gives each Docker call 5 minutes (dockerTimeout)
+DOCKER_TIMEOUT = 300
 
 
 class NodeAgent:
@@ -62,6 +63,7 @@ class NodeAgent:
     def _load_config(self) -> None:
         try:
             config = agentconfig.load_dir(self.node.nomad_config_dir)
+            consul_api = _consul_api(config, self.netns)
         except ConfigError as exc:
             self.config_error = exc.one_line()
             log.error("node %s: %s", self.node.name, self.config_error)
@@ -70,7 +72,7 @@ class NodeAgent:
         with self._lock:
             self.config = config
             self._docker = None
-        self.syncer.api = ConsulAgentAPI(config.consul_address, self.netns)
+        self.syncer.api = consul_api
 
     def docker_socket(self) -> Path | None:
         return agentconfig.lab_socket(self.config.docker_endpoint, self.node, self.lab.state_dir)
@@ -192,6 +194,18 @@ class NodeAgent:
         for runner in self.runners.values():
             runner.alloc = dict(runner.alloc, DesiredStatus="stop")
         remove_labelled_containers(self.node)
+
+
+def _consul_api(config: agentconfig.AgentConfig, netns: str | None) -> ConsulAgentAPI:
+    """The agent's Consul client from its ``consul`` block; unreadable TLS files are a config
+    error, as they stop a real agent."""
+    try:
+        tls = tls_context(config.consul_ssl, config.consul_verify_ssl, config.consul_ca_file,
+                          config.consul_cert_file, config.consul_key_file)
+    except OSError as exc:
+        raise ConfigError(f"consul TLS files: {exc}",
+                          hint="fix ca_file/cert_file/key_file in the consul block") from None
+    return ConsulAgentAPI(config.consul_address, netns, token=config.consul_token, tls=tls)
 
 
 def _fingerprint_changed(current: dict, new: dict) -> bool:

@@ -8,6 +8,11 @@ Files are read in name order and merged, later files winning, as ``nomad agent -
 The Docker endpoint follows ``helper/pluginutils/loader/init.go``: a ``plugin "docker"`` block
 replaces the options-derived config entirely (``endpoint`` from its ``config``, else the
 default socket); only without it does ``client.options["docker.endpoint"]`` count.
+
+The ``consul`` block's ``token``, ``ssl``, ``verify_ssl``, ``ca_file``, ``cert_file`` and
+``key_file`` are how the agent's Consul client talks to its Consul agent, as in Nomad. The
+``acl`` and ``tls`` blocks are read for ``agent/self`` only: the simulated Nomad's own listeners
+follow the lab's security (``lab up --acl --tls``), which writes matching blocks here.
 """
 
 from __future__ import annotations
@@ -45,6 +50,15 @@ class AgentConfig:
     plugins: dict[str, dict[str, Any]] = field(default_factory=dict)
     consul_address: str = DEFAULT_CONSUL_ADDRESS
     meta: dict[str, str] = field(default_factory=dict)
+    consul_token: str | None = field(default=None, repr=False)
+    consul_ssl: bool = False
+    consul_verify_ssl: bool = True
+    consul_ca_file: str | None = None
+    consul_cert_file: str | None = None
+    consul_key_file: str | None = None
+    acl_enabled: bool = False
+    #: the ``tls`` block: http, ca_file, cert_file, key_file, verify_https_client
+    tls: dict[str, Any] = field(default_factory=dict)
 
     @property
     def docker_endpoint(self) -> str:
@@ -111,8 +125,26 @@ def merge(documents: list[tuple[str, dict[str, Any]]]) -> AgentConfig:
         for consul in _blocks(data.get("consul")):
             if consul.get("address"):
                 values["consul_address"] = str(consul["address"])
+            for key in ("token", "ca_file", "cert_file", "key_file"):
+                if consul.get(key):
+                    values[f"consul_{key}"] = str(consul[key])
+            for key in ("ssl", "verify_ssl"):
+                if key in consul:
+                    values[f"consul_{key}"] = _flag(consul[key])
+        for block in _blocks(data.get("acl")):
+            if "enabled" in block:
+                values["acl_enabled"] = _flag(block["enabled"])
+        for block in _blocks(data.get("tls")):
+            values["tls"] = {**values.get("tls", {}), **block}
         plugins.update(_plugins(data.get("plugin")))
     return AgentConfig(client_options=options, meta=meta, plugins=plugins, **values)
+
+
+def _flag(value: Any) -> bool:
+    """An HCL1 boolean: true/false, or the strings Nomad's mapstructure decoding accepts."""
+    if isinstance(value, str):
+        return value.strip().lower() in ("1", "t", "true")
+    return bool(value)
 
 
 def load_dir(path: Path) -> AgentConfig:
@@ -124,8 +156,18 @@ def load_dir(path: Path) -> AgentConfig:
     return merge([(str(p), parse_text(p.read_text(), str(p))) for p in names if p.is_file()])
 
 
-def default_text(node: NodeLayout) -> str:
-    """What ``lab up`` writes for a node: a client that talks to its own dockerd."""
+def default_text(node: NodeLayout, security: dict[str, Any] | None = None) -> str:
+    """What ``lab up`` writes for a node: a client that talks to its own dockerd. ``security``
+    adds what a secured node has: ``acl`` (bool), ``tls`` (dict of ca_file, cert_file,
+    key_file, verify_https_client) and ``consul`` (token, ssl, ca_file, cert_file, key_file)."""
+    security = security or {}
+    consul = {"address": DEFAULT_CONSUL_ADDRESS, **security.get("consul", {})}
+    blocks = ""
+    if security.get("acl"):
+        blocks += "\nacl {\n  enabled = true\n}\n"
+    if security.get("tls"):
+        blocks += "\ntls {\n  http = true\n" + "".join(
+            f"  {key} = {_hcl_value(value)}\n" for key, value in security["tls"].items()) + "}\n"
     return (
         "# Nomad agent configuration of lab node "
         f"{node.name} (HCL1, read like 'nomad agent -config {node.nomad_config_dir}').\n"
@@ -143,9 +185,14 @@ def default_text(node: NodeLayout) -> str:
         "}\n"
         "\n"
         "consul {\n"
-        f'  address = "{DEFAULT_CONSUL_ADDRESS}"\n'
-        "}\n"
+        + "".join(f"  {key} = {_hcl_value(value)}\n" for key, value in consul.items())
+        + "}\n"
+        + blocks
     )
+
+
+def _hcl_value(value: Any) -> str:
+    return json.dumps(value)  # HCL1 strings and booleans are JSON's
 
 
 def lab_socket(endpoint: str, node: NodeLayout, lab_root: Path) -> Path | None:

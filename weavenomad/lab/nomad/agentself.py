@@ -309,6 +309,18 @@ def agent_self(*, node_name: str, node_ip: str, node_id: str, config: AgentConfi
     cfg["Client"]["Options"] = dict(config.client_options)
     cfg["Client"]["Meta"] = {**cfg["Client"]["Meta"], **config.meta}
     cfg["Consul"]["Addr"] = config.consul_address
+    cfg["Consul"].update(
+        EnableSSL=config.consul_ssl, VerifySSL=config.consul_verify_ssl,
+        CAFile=config.consul_ca_file or "", CertFile=config.consul_cert_file or "",
+        KeyFile=config.consul_key_file or "",
+        # agent/self sanitizes the config: a set token shows as redacted, never itself
+        Token="<redacted>" if config.consul_token else "")
+    cfg["ACL"]["Enabled"] = config.acl_enabled
+    tls = config.tls
+    cfg["TLSConfig"].update(
+        EnableHTTP=bool(tls.get("http")), CAFile=str(tls.get("ca_file") or ""),
+        CertFile=str(tls.get("cert_file") or ""), KeyFile=str(tls.get("key_file") or ""),
+        VerifyHTTPSClient=bool(tls.get("verify_https_client")))
     cfg["Plugins"] = [
         {"Args": None, "Config": dict(body), "Name": name}
         for name, body in sorted(config.plugins.items())

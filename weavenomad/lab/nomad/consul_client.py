@@ -3,7 +3,9 @@ sync loop of ``ServiceClient.Run`` (register/deregister on demand, full reconcil
 ``interval``, 30 s by default, with Nomad's retry back-off of 1 s per failure up to 30 s).
 
 Connections are made from inside the node's network namespace, so ``127.0.0.1:8500`` in the
-node's agent config reaches *that node's* Consul agent, exactly as on a real node.
+node's agent config reaches *that node's* Consul agent, exactly as on a real node. The agent
+config's ``consul`` block also gives the token (sent as ``X-Consul-Token``) and TLS (``ssl``,
+``verify_ssl``, ``ca_file``, ``cert_file``, ``key_file``), as Nomad's Consul client uses them.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import http.client
 import json
 import logging
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -39,27 +42,59 @@ def split_address(address: str) -> tuple[str, int]:
 
 
 class _NetnsConnection(http.client.HTTPConnection):
-    def __init__(self, host: str, port: int, netns: str | None, timeout: float):
+    def __init__(self, host: str, port: int, netns: str | None, timeout: float,
+                 tls: ssl.SSLContext | None = None):
         super().__init__(host, port, timeout=timeout)
         self._netns = netns
+        self._tls = tls
 
     def connect(self) -> None:
-        self.sock = connect_tcp(self.host, self.port, self._netns, self.timeout)
+        sock = connect_tcp(self.host, self.port, self._netns, self.timeout)
+        if self._tls is not None:
+            try:
+                sock = self._tls.wrap_socket(sock, server_hostname=self.host)
+            except BaseException:
+                sock.close()
+                raise
+        self.sock = sock
+
+
+def tls_context(ssl_on: bool, verify: bool = True, ca_file: str | None = None,
+                cert_file: str | None = None, key_file: str | None = None
+                ) -> ssl.SSLContext | None:
+    """The client TLS of Nomad's ``consul`` block; None for plain HTTP. Raises OSError (and
+    ssl.SSLError) when a file cannot be read, which stops a real agent too."""
+    if not ssl_on:
+        return None
+    context = ssl.create_default_context(cafile=ca_file)
+    if not verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    if cert_file and key_file:
+        context.load_cert_chain(cert_file, key_file)
+    return context
 
 
 class ConsulAgentAPI:
-    """The agent endpoints Nomad's service client uses, over plain HTTP with a timeout."""
+    """The agent endpoints Nomad's service client uses, over HTTP(S) with a timeout."""
 
-    def __init__(self, address: str, netns: str | None = None, timeout: float = REQUEST_TIMEOUT):
+    def __init__(self, address: str, netns: str | None = None, timeout: float = REQUEST_TIMEOUT,
+                 *, token: str | None = None, tls: ssl.SSLContext | None = None):
+        if address.startswith("https://"):
+            tls = tls or ssl.create_default_context()
         self.host, self.port = split_address(address)
         self.netns = netns
         self.timeout = timeout
+        self.token = token
+        self.tls = tls
 
     def _call(self, method: str, path: str, body: dict | None = None) -> object:
-        conn = _NetnsConnection(self.host, self.port, self.netns, self.timeout)
+        conn = _NetnsConnection(self.host, self.port, self.netns, self.timeout, self.tls)
         try:
             payload = json.dumps(body).encode() if body is not None else None
             headers = {"Content-Type": "application/json"} if payload else {}
+            if self.token:
+                headers["X-Consul-Token"] = self.token
             conn.request(method, path, body=payload, headers=headers)
             answer = conn.getresponse()
             text = answer.read()

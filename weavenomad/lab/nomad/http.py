@@ -3,6 +3,12 @@ error shapes of ``command/agent/http.go`` (plain-text bodies: 400 for undecodabl
 ``job not found``, 405 ``Invalid method``, 500 with the validation text, 404 with an empty
 body for unknown paths).
 
+ACLs (the lab's ``--acl``): every endpoint but ``/v1/status/*``, ``/v1/agent/health`` and
+``/v1/regions`` wants the management token in ``X-Nomad-Token`` (Nomad 1.0 reads no other
+place); without one the anonymous token has no rights and Nomad answers 403 ``Permission
+denied``, an unknown one gets 403 ``ACL token not found`` (``command/agent/http.go`` maps
+``structs.ErrPermissionDenied``/``ErrTokenNotFound`` to 403 with their text).
+
 :meth:`NomadAPI.handle` is a pure request -> response function over :class:`NomadState`, so
 the contract tests call it without sockets; :mod:`weavenomad.lab.nomad.server` puts it behind
 real listeners.
@@ -22,6 +28,8 @@ from weavenomad.lab.nomad.state import NomadError, NomadState
 
 MAX_BODY = 64 * 1024 * 1024
 TEXT = "text/plain; charset=utf-8"
+#: endpoints Nomad serves without any ACL check
+NO_ACL = {("status", "leader"), ("status", "peers"), ("agent", "health"), ("regions",)}
 
 
 @dataclass
@@ -69,10 +77,12 @@ class NomadAPI:
     """The HTTP API of one agent (one lab node): shared server state plus its own agent view."""
 
     def __init__(self, state: NomadState, agent_self: Callable[[], dict],
-                 parse_job: Callable[[str, dict | None, bool], dict]):  # fmt: skip
+                 parse_job: Callable[[str, dict | None, bool], dict],
+                 acl_token: str | None = None):  # fmt: skip
         self.state = state
         self.agent_self = agent_self
         self.parse_job = parse_job
+        self.acl_token = acl_token or None
 
     # -- entry point -------------------------------------------------------------------------
 
@@ -146,7 +156,18 @@ class NomadAPI:
         handler = routes.get(head)
         if handler is None:
             return Response(404)
+        denied = self._acl(request, (head, *rest))
+        if denied is not None:
+            return denied
         return handler(request, rest)
+
+    def _acl(self, request: Request, route: tuple[str, ...]) -> Response | None:
+        if self.acl_token is None or route in NO_ACL:
+            return None
+        given = next((v for k, v in request.headers.items() if k.lower() == "x-nomad-token"), "")
+        if given == self.acl_token:
+            return None
+        return self._error(403, "ACL token not found" if given else "Permission denied")
 
     def _namespace(self, request: Request) -> str:
         return request.arg("namespace") or "default"

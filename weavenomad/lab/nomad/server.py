@@ -3,6 +3,10 @@ HTTP listeners: per node ``127.0.0.1:4646`` inside the node's namespace and
 ``127.0.0.1:<ports["nomad"]>`` on the host loopback (same API, that node's ``agent/self``),
 plus a control socket (HTTP over ``S/nomad/control.sock``) for what only the lab does:
 restarting a node's agent and tuning the Consul sync timing in tests.
+
+With the lab's security (``lab up --acl --tls``) the HTTP listeners want the token
+(:mod:`weavenomad.lab.nomad.http`) and serve HTTPS only, answering a plain HTTP request as
+Go's server does; the control socket stays plain (mode 0600, root only).
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import logging
 import os
 import socket
 import socketserver
+import ssl
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -104,16 +109,32 @@ class _Listener(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 128
 
-    def __init__(self, sock: socket.socket, api: Any, stopping: threading.Event):
+    def __init__(self, sock: socket.socket, api: Any, stopping: threading.Event,
+                 tls: ssl.SSLContext | None = None):
         super().__init__(sock.getsockname()[:2], _Handler, bind_and_activate=False)
         self.socket.close()
         self.socket = sock
         self.server_address = sock.getsockname()
         self.api = api
         self.stopping = stopping
+        self.tls = tls
 
     def handle(self, request: Request) -> Response:
         return self.api.handle(request)
+
+    def finish_request(self, request, client_address) -> None:
+        if self.tls is None:
+            super().finish_request(request, client_address)
+            return
+        from weavenomad.lab.security import GO_PLAIN_HTTP_ANSWER, accept_tls
+
+        wrapped = accept_tls(self.tls, request, GO_PLAIN_HTTP_ANSWER)
+        if wrapped is None:
+            return
+        try:
+            super().finish_request(wrapped, client_address)
+        finally:
+            wrapped.close()
 
 
 class _UnixListener(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
@@ -168,8 +189,11 @@ def _json(value: Any, status: int = 200) -> Response:
 
 class NomadDaemon:
     def __init__(self, lab: LabLayout, *, sync_interval: float, probation: float,
-                 in_netns: bool = True):  # fmt: skip
+                 in_netns: bool = True, acl_token: str | None = None,
+                 tls: ssl.SSLContext | None = None):  # fmt: skip
         self.lab = lab
+        self.acl_token = acl_token
+        self.tls = tls
         self.state = NomadState()
         self.stopping = threading.Event()
         self.in_netns = in_netns
@@ -199,12 +223,12 @@ class NomadDaemon:
             remove_labelled_containers(agent.node)  # leftovers of an earlier run: state was lost
             agent.start()
         for agent in self.agents.values():
-            api = NomadAPI(self.state, agent.agent_self, parse_job_text)
+            api = NomadAPI(self.state, agent.agent_self, parse_job_text, self.acl_token)
             sockets = [listen_tcp("127.0.0.1", agent.node.ports["nomad"])]
             if self.in_netns:
                 sockets.append(listen_tcp("127.0.0.1", NOMAD_PORT, netns=agent.node.netns))
             for sock in sockets:
-                self._serve(_Listener(sock, api, self.stopping))
+                self._serve(_Listener(sock, api, self.stopping, self.tls))
         self._serve(_UnixListener(control_socket_path(self.lab), ControlAPI(self),
                                   self.stopping))  # fmt: skip
 
