@@ -234,6 +234,8 @@ def remove_labelled_containers(node: NodeLayout) -> int:
     for container in containers:
         try:
             client.api.remove_container(container["Id"], force=True)
+        except docker.errors.NotFound:
+            pass  # its task runner removed it meanwhile: gone is what we want
         except Exception as exc:
             log.warning("node %s: cannot remove %s: %s", node.name, container["Id"], exc)
     return len(containers)
