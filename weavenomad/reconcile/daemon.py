@@ -62,6 +62,8 @@ class DaemonSettings:
     watch_wait: float = watch.BLOCKING_WAIT
     #: the least time between the end of a pass and an event-driven one (bursts gather)
     pass_gap: float = 0.05
+    #: seconds between two reads of Weave's IPAM (it has no change feed)
+    weave_poll: float = watch.WEAVE_POLL
 
     @property
     def timing(self) -> Timing:
@@ -112,6 +114,8 @@ class Reconciler:
         self._allocations: Mapping[str, Allocation] | None = None
         self._cache = AllocationCache()
         self._reported: dict[tuple[str, str], str] = {}
+        #: watcher threads report too, while the main thread resolves
+        self._reported_lock = threading.Lock()
         self._advertised: set[str] = set()
         self._watchdog_due = 0.0
         self._consul_node: str | None = None
@@ -154,6 +158,10 @@ class Reconciler:
             self.observer.forget(container_id)
         self.trigger("docker")
 
+    def _weave_seen(self, owned, recovered: bool) -> None:
+        if recovered or self.observer.moved(owned):
+            self.trigger("weave")
+
     def _watch_error(self, backend: str, exc: WeavenomadError) -> None:
         self.metrics.errors.labels(backend).inc()
         self._report_once(("watch", backend), exc.one_line(), logging.WARNING,
@@ -182,8 +190,11 @@ class Reconciler:
             watch.DockerWatcher(self.docker, self._container_event,
                                 lambda: self.trigger("docker-reconnected"), self._stop,
                                 self._watch_error),
+            watch.WeaveWatcher(self.weave.owned, self._weave_seen, self._stop, self._watch_error,
+                               every=self.settings.weave_poll),
         ]
         for thread in threads:
+            thread.on_healthy = self._watch_ok
             thread.start()
         return threads
 
@@ -191,17 +202,24 @@ class Reconciler:
 
     def _report_once(self, key: tuple[str, str], detail: str, level: int, message: str,
                      **fields) -> bool:
-        if self._reported.get(key) == detail:
-            return False
-        self._reported[key] = detail
+        with self._reported_lock:
+            if self._reported.get(key) == detail:
+                return False
+            self._reported[key] = detail
         log.log(level, message, detail, extra=_fields(**fields))
         return True
 
     def _resolve(self, keep: Callable[[tuple[str, str]], bool], current: set) -> None:
-        for key in [k for k in self._reported if keep(k) and k not in current]:
-            detail = self._reported.pop(key)
+        with self._reported_lock:
+            gone = [(k, self._reported.pop(k)) for k in list(self._reported)
+                    if keep(k) and k not in current]
+        for key, detail in gone:
             if key[0] != "watch":
                 log.info("resolved: %s", detail, extra=_fields(subject=key[0], reason=key[1]))
+
+    def _watch_ok(self, backend: str) -> None:
+        """A watcher reads again: its next failure is news worth a log line."""
+        self._resolve(lambda k: k == ("watch", backend), set())
 
     # -- one pass ------------------------------------------------------------------------------
 

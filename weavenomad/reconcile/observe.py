@@ -1,14 +1,18 @@
 """The I/O half of a pass before planning: read Nomad, Consul, Docker, Weave and the tenant
 registry into one :class:`~weavenomad.reconcile.model.Observation`.
 
-A container's Weave addresses do not change while it lives, so they are cached by container ID
+A container's Weave addresses rarely change while it lives, so they are cached by container ID
 (cleared at every full resync); an event-driven pass then costs two Consul reads, a registry
 read, one Docker list and Weave's ``GET /ip``. That one answer (every address this peer owns)
 gives the host's exposed addresses and the addresses of all new containers at once; a
 container it does not list, or every container while Weave is down, is read from ``ethwe``
-(:mod:`weavenomad.reconcile.ethwe`). Failures that the pass can live with (Weave down, the
-registry unreadable) are kept in :attr:`Observer.soft_errors` for the daemon to log and count;
-the others raise and fail the pass.
+(:mod:`weavenomad.reconcile.ethwe`). Weave's answer also overrules the cache: a relaunched Weave
+that lost its IPAM (``weave reset``) re-attaches running containers with new addresses, and
+:meth:`Observer.moved` tells the daemon's Weave watcher when that happened.
+
+Failures that the pass can live with (Weave down, the registry unreadable) are kept in
+:attr:`Observer.soft_errors` for the daemon to log and count; the others raise and fail the
+pass.
 """
 
 from __future__ import annotations
@@ -58,6 +62,10 @@ def consul_node_name(consul) -> str:
     return str(name)
 
 
+def _listing(owned: Mapping[str, list[IPv4Interface]], ident: str) -> tuple[IPv4Interface, ...]:
+    return tuple(sorted(owned.get(ident) or ()))
+
+
 def started_at(inspect: Mapping) -> float | None:
     """Docker's ``State.StartedAt`` as epoch seconds (nanoseconds cut to microseconds)."""
     text = ((inspect.get("State") or {}).get("StartedAt") or "").rstrip("Z")
@@ -101,6 +109,10 @@ class Observer:
         self.soft_errors: list[WeavenomadError] = []
         self._lock = threading.Lock()
         self._addresses: dict[str, tuple[IPv4Interface, ...]] = {}
+        #: cached containers whose addresses came from Weave's list (not from ``ethwe``)
+        self._listed: set[str] = set()
+        #: this host's exposed addresses as the last pass saw them (None: not known)
+        self._exposed: tuple[IPv4Interface, ...] | None = None
         self._started: dict[str, float] = {}
         self._weave_default: IPv4Network | None = None
 
@@ -113,11 +125,30 @@ class Observer:
     def forget(self, container_id: str) -> None:
         with self._lock:
             self._addresses.pop(container_id, None)
+            self._listed.discard(container_id)
             self._started.pop(container_id, None)
 
     def forget_addresses(self) -> None:
         with self._lock:
             self._addresses.clear()
+            self._listed.clear()
+
+    def moved(self, owned: Mapping[str, list[IPv4Interface]]) -> bool:
+        """Whether Weave's answer ``owned`` contradicts what the last pass used: a cached
+        container's addresses, or this host's exposed addresses."""
+        with self._lock:
+            if any(self._stale(cid, owned) for cid in self._addresses):
+                return True
+            exposed = self._exposed
+        return exposed is not None and _listing(owned, EXPOSE_IDENT) != exposed
+
+    def _stale(self, container_id: str, owned: Mapping[str, list[IPv4Interface]]) -> bool:
+        """(Lock held.) Weave lists the container with other addresses than the cached ones,
+        or no longer lists addresses that came from its list."""
+        listed = _listing(owned, container_id)
+        if listed:
+            return listed != self._addresses[container_id]
+        return container_id in self._listed
 
     # -- the observation -----------------------------------------------------------------------
 
@@ -128,7 +159,9 @@ class Observer:
         checks = {c.id: c for c in map(agent_check_from_api, self.consul.agent_checks().values())}
         owned = self._weave_owned()
         containers = self._containers(allocations, owned)
-        exposed = tuple(sorted(owned.get(EXPOSE_IDENT) or ())) if owned is not None else None
+        exposed = _listing(owned, EXPOSE_IDENT) if owned is not None else None
+        with self._lock:
+            self._exposed = exposed
         return Observation(allocations=allocations, services=services, checks=checks,
                            containers=containers, tenancy=self._tenancy(), exposed=exposed)
 
@@ -146,8 +179,12 @@ class Observer:
                  if c is not None]
         with self._lock:
             live = {c.id for c in found}
-            for gone in set(self._addresses) - live:
+            stale = set(self._addresses) - live
+            if owned is not None:
+                stale |= {cid for cid in self._addresses if self._stale(cid, owned)}
+            for gone in stale:
                 del self._addresses[gone]
+                self._listed.discard(gone)
             for gone in set(self._started) - live:
                 del self._started[gone]
             known = dict(self._addresses)
@@ -169,13 +206,15 @@ class Observer:
         """Addresses of containers not in the cache; None where they cannot be found out."""
         answers: dict[str, tuple[IPv4Interface, ...] | None] = {}
         learned: dict[str, tuple[IPv4Interface, ...]] = {}
+        listed_ids: set[str] = set()
         for container in containers:
             alloc = allocations.get(container.alloc_id)
             task = alloc.task(container.task) if alloc else None
             wants = task.wants_overlay if task else False
-            listed = tuple(sorted(owned.get(container.id) or ())) if owned is not None else None
+            listed = _listing(owned, container.id) if owned is not None else None
             if listed:
                 answers[container.id] = learned[container.id] = listed
+                listed_ids.add(container.id)
                 continue
             if owned is not None and not wants:
                 # Weave answered and the task did not ask for the overlay: nothing to find
@@ -186,6 +225,8 @@ class Observer:
                 learned[container.id] = addresses
         with self._lock:
             self._addresses.update(learned)
+            self._listed.difference_update(learned)
+            self._listed.update(listed_ids)
         return answers
 
     def _from_ethwe(self, container: Container, started: dict[str, float]

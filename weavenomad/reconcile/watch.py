@@ -9,10 +9,15 @@
 * Consul KV: a blocking query on the tenant registry, so a new tenant's subnet is exposed on
   this host at once.
 * Docker: the event stream of Nomad's task containers (start, die, destroy).
+* Weave: it has no change feed (no events, no blocking queries), and a relaunched Weave that
+  lost its IPAM re-attaches running containers with new addresses without a Docker event. So
+  its ``GET /ip`` (one local request) is read every ``WEAVE_POLL`` seconds and handed to the
+  daemon, which starts a pass only when the answer contradicts what the last pass used, or
+  when Weave answers again after an outage.
 
-None of them polls. On a failure a watcher reports it, waits a capped backoff (on the stop
-event) and starts again from a fresh, non-blocking read, since an index from before a restart
-of the agent means nothing to the restarted one.
+Apart from that one cheap local read, none of them polls. On a failure a watcher reports it,
+waits a capped backoff (on the stop event) and starts again from a fresh, non-blocking read,
+since an index from before a restart of the agent means nothing to the restarted one.
 """
 
 from __future__ import annotations
@@ -36,6 +41,8 @@ RETRY_BASE = 0.25
 #: the longest pause between attempts; keeps convergence within seconds of a backend's return
 RETRY_CAP = 2.0
 CONTAINER_EVENTS = ("start", "die", "destroy")
+#: seconds between two reads of Weave's IPAM (keeps a relaunched Weave's moves within seconds)
+WEAVE_POLL = 2.0
 
 OnError = Callable[[str, WeavenomadError], None]
 
@@ -51,6 +58,8 @@ class Watcher(threading.Thread):
         self.on_error = on_error
         self.wait = wait
         self.failures = 0
+        #: told the backend's name when a read succeeds after failures
+        self.on_healthy: Callable[[str], None] | None = None
 
     def run(self) -> None:
         while not self.stop_event.is_set():
@@ -69,6 +78,8 @@ class Watcher(threading.Thread):
 
     def healthy(self) -> None:
         """Called after each successful read: the next failure starts the backoff afresh."""
+        if self.failures and self.on_healthy is not None:
+            self.on_healthy(self.backend)
         self.failures = 0
 
     def watch(self) -> None:  # pragma: no cover - subclasses
@@ -166,3 +177,26 @@ class DockerWatcher(Watcher):
             self.healthy()
             self.since = int(event.get("time") or self.since or 0) or None
             self.on_event(event)
+
+
+class WeaveWatcher(Watcher):
+    """Reads Weave's owned addresses every ``every`` seconds: ``seen(owned, recovered)``, where
+    ``recovered`` says the read before this one failed."""
+
+    backend = "weave"
+
+    def __init__(self, read: Callable[[], dict], seen: Callable[[dict, bool], None],
+                 stop: threading.Event, on_error: OnError, *, every: float = WEAVE_POLL):
+        super().__init__(stop, on_error)
+        self.read = read
+        self.seen = seen
+        self.every = every
+
+    def watch(self) -> None:
+        while not self.stop_event.is_set():
+            owned = self.read()
+            recovered = self.failures > 0
+            self.healthy()
+            self.seen(owned, recovered)
+            if self.stop_event.wait(self.every):
+                return

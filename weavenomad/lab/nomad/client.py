@@ -128,18 +128,18 @@ class TaskRunner(threading.Thread):
         return created["Id"]
 
     def _wait(self, docker: Any) -> int:
-        import requests
-
+        """The container's exit code. A wait that fails (Docker, or the Weave proxy in front
+        of it, went away) counts as the task's exit, as in Nomad's Docker driver ("failed to
+        wait for container; already terminated"): the restart policy decides what follows."""
         while True:
             try:
                 result = docker.api.wait(self.container_id, timeout=WAIT_SLICE)
                 return int(result.get("StatusCode", -1))
-            except requests.exceptions.RequestException:
-                if self.owner.ctx.stop.is_set():
-                    return -1
-                continue
-            except Exception as exc:  # the container vanished under us
-                log.warning("waiting for %s failed: %s", self.container_id, exc)
+            except Exception as exc:
+                if _slice_ended(exc) and not self.owner.ctx.stop.is_set():
+                    continue  # still running
+                if not self.owner.ctx.stop.is_set():
+                    log.warning("waiting for %s failed: %s", self.container_id, exc)
                 return -1
 
     def kill(self, docker: Any) -> None:
@@ -336,6 +336,17 @@ def _driver_network(inspect: dict) -> consul_sync.DriverNetwork | None:
         if ip:
             return consul_sync.DriverNetwork(ip=ip, auto_advertise=name not in ("bridge", "nat"))
     return None
+
+
+def _slice_ended(exc: BaseException) -> bool:
+    """Whether a wait ended by its own read timeout (requests reports it on a unix socket as a
+    ConnectionError around urllib3's ReadTimeoutError)."""
+    import requests
+    import urllib3
+
+    return isinstance(exc, requests.exceptions.ReadTimeout) or (
+        isinstance(exc, requests.exceptions.ConnectionError)
+        and any(isinstance(arg, urllib3.exceptions.ReadTimeoutError) for arg in exc.args))
 
 
 def _remove_by_name(api: Any, name: str) -> None:

@@ -1,0 +1,56 @@
+"""The fault suite's lab (its own, 2 nodes, name ``f<pid>``) and world, and the table of
+figures printed at the end of the session (through the terminal summary, so CI shows it
+without ``-s``)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+LAB_TESTS = str(HERE.parent / "lab")
+if LAB_TESTS not in sys.path:  # labtools, shared with the lab tests
+    sys.path.insert(0, LAB_TESTS)
+
+from .faultlab import FIGURES, NOTES, figures_table  # noqa: E402
+
+
+def fault_lab_name() -> str:
+    return f"f{os.getpid() % 10_000_000}"
+
+
+def fault_state_dir() -> Path:
+    return Path(f"/tmp/wnlab-f{os.getpid()}")
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if HERE in Path(str(item.fspath)).parents:
+            item.add_marker(pytest.mark.lab)
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not FIGURES and not NOTES:
+        return
+    terminalreporter.section("fault suite: time from recovery to converged")
+    for line in NOTES + figures_table():
+        terminalreporter.write_line(line)
+
+
+@pytest.fixture(scope="module")
+def fault_lab():
+    from weavenomad.lab import core
+
+    state_dir = fault_state_dir()
+    try:
+        layout = core.up(state_dir, fault_lab_name(), 2)
+    except Exception as exc:  # noqa: BLE001 - any reason must fail the tests, visibly
+        reason = exc.one_line() if hasattr(exc, "one_line") else repr(exc)
+        pytest.fail(f"the fault suite's lab did not come up: {reason}", pytrace=False)
+    try:
+        yield layout
+    finally:
+        core.down(state_dir)

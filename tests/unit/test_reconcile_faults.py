@@ -1,0 +1,125 @@
+"""What the fault suite (tests/faults) found, pinned down without a lab.
+
+* Weave may move a running container: relaunched after losing its IPAM (``weave reset``), it
+  re-attaches running containers with new addresses, and no Docker, Nomad or Consul event says
+  so. The reconciler's cache of addresses must give way to Weave's answer, and its Weave
+  watcher must start a pass soon, long before the resync.
+* A backend that fails, recovers and fails again is logged again by its watcher (it was logged
+  once per daemon life)."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from ipaddress import IPv4Interface, IPv4Network
+
+from reconcile_fakes import FakeDocker, FakeWeave, web_allocation
+from test_reconcile_daemon import FAST, A, B, twin, wait_until, world  # noqa: F401 - fixture
+
+from weavenomad.clients.weave import EXPOSE_IDENT
+from weavenomad.reconcile.observe import AllocationCache, Observer
+from weavenomad.tenancy.model import Cluster
+from weavenomad.tenancy.registry import TenantRegistry
+
+QUICK = dataclasses.replace(FAST, resync=300.0, weave_poll=0.05)
+
+
+class NoConsul:
+    def agent_services(self):
+        return {}
+
+    def agent_checks(self):
+        return {}
+
+
+def observer_with(container_address: str) -> tuple[Observer, FakeDocker, FakeWeave, str, dict]:
+    docker, weave = FakeDocker(), FakeWeave()
+    container = docker.start(A, "web")
+    weave.addresses[container] = [IPv4Interface(container_address)]
+    allocations = AllocationCache().parse([web_allocation(A)])
+    return Observer(consul=NoConsul(), docker=docker, weave=weave), docker, weave, container, \
+        allocations
+
+
+def addresses(observation, alloc_id: str = A) -> tuple:
+    return observation.containers[(alloc_id, "web")].addresses
+
+
+def test_weaves_answer_overrules_the_cached_address():
+    observer, _, weave, container, allocations = observer_with("10.32.1.1/24")
+    assert addresses(observer.observe(allocations)) == (IPv4Interface("10.32.1.1/24"),)
+    assert not observer.moved(weave.owned())
+    weave.addresses[container] = [IPv4Interface("10.32.1.7/24")]  # re-attached elsewhere
+    assert observer.moved(weave.owned())
+    assert addresses(observer.observe(allocations)) == (IPv4Interface("10.32.1.7/24"),)
+    assert not observer.moved(weave.owned())
+
+
+def test_while_weave_is_down_the_cache_holds_and_an_address_weave_dropped_is_stale():
+    observer, _, weave, container, allocations = observer_with("10.32.1.1/24")
+    observer.observe(allocations)
+    weave.down = True
+    assert addresses(observer.observe(allocations)) == (IPv4Interface("10.32.1.1/24"),)
+    weave.down = False
+    del weave.addresses[container]  # Weave lost its IPAM and has not re-attached it yet
+    assert observer.moved(weave.owned())
+    assert addresses(observer.observe(allocations)) is None  # no longer known, not the old one
+
+
+def test_a_lost_exposure_counts_as_a_move():
+    observer, _, weave, _, allocations = observer_with("10.32.1.1/24")
+    observer.observe(allocations)
+    assert not observer.moved(weave.owned())
+    del weave.addresses[EXPOSE_IDENT]
+    assert observer.moved(weave.owned())
+
+
+def test_a_re_attached_container_moves_its_twin_within_a_poll(world):  # noqa: F811
+    container = world.run_allocation(A)
+    world.run_allocation(B, "10.32.1.2/24")
+    world.start(QUICK)
+    wait_until("the twins", lambda: {twin(A), twin(B)} <= set(world.services()))
+    assert world.services()[twin(A)]["Address"] == "10.32.1.1"
+    moved = time.monotonic()
+    world.weave.addresses[container] = [IPv4Interface("10.32.1.9/24")]
+    wait_until("the twin at the new address",
+               lambda: world.services()[twin(A)]["Address"] == "10.32.1.9", timeout=3)
+    assert time.monotonic() - moved < 2
+    assert world.services()[twin(B)]["Address"] == "10.32.1.2"
+
+
+def test_weave_back_after_a_reset_gets_the_tenant_subnets_exposed_again(world):  # noqa: F811
+    registry = TenantRegistry(world.consul, "test-reconcile/")
+    registry.record_cluster(Cluster(IPv4Network("10.32.0.0/16"), IPv4Network("10.32.0.0/24")))
+    registry.create("acme", cidr=IPv4Network("10.32.1.0/24"))
+    world.run_allocation(A)
+    world.start(QUICK)
+    wait_until("the exposure", lambda: world.weave.exposed_calls, timeout=3)
+    world.weave.down = True  # weave reset: the exposures go with the IPAM
+    world.weave.addresses = {}
+    time.sleep(0.3)
+    world.weave.down = False  # weave launch
+    acme = IPv4Network("10.32.1.0/24")
+    wait_until("the exposure again", lambda: world.weave.exposed_calls.count(acme) == 2,
+               timeout=3)
+    # and the cluster's default subnet, which bootstrap had exposed before the reset
+    assert set(world.weave.exposed_calls) == {acme, IPv4Network("10.32.0.0/24")}
+
+
+def test_a_watcher_that_recovered_logs_the_next_outage_again(world, caplog):  # noqa: F811
+    caplog.set_level(logging.WARNING, logger="weavenomad.reconciler")
+    world.run_allocation(A)
+    world.start(QUICK)
+    wait_until("the twin", lambda: twin(A) in world.services())
+
+    def outages_logged() -> int:
+        return sum(1 for r in caplog.records if r.getMessage().startswith("watching weave:"))
+
+    for outage in (1, 2):
+        world.weave.down = True
+        wait_until(f"outage {outage} in the log", lambda n=outage: outages_logged() == n,
+                   timeout=3)
+        world.weave.down = False
+        time.sleep(1.0)  # the watcher reads again (its backoff is at most 0.5 s here)
+    assert outages_logged() == 2
