@@ -122,9 +122,15 @@ def test_end_to_end_with_tokens_and_certificates(secured):
         assert once.returncode == 0, once.stderr
         assert "one pass: converged" in once.stderr
         assert_no_token(secured, once.stdout + once.stderr)
-        shown = on_node(secured, "status")
+        # Consul runs the twins' checks on its own schedule (the first within a second, then
+        # every 10 s: one that ran before the pass exposed the subnet waits for the next)
+
+        def advertised():
+            answer = on_node(secured, "status")
+            return answer if "2 of 2 advertised correctly" in answer.stdout else None
+
+        shown = wait_for("both twins passing", advertised, timeout=40, every=1)
         assert shown.returncode == 0, shown.stdout + shown.stderr
-        assert "2 of 2 advertised correctly" in shown.stdout
         assert len(re.findall(r"10\.32\.1\.\d+:8081\s+ok", shown.stdout)) == 2
     finally:
         on_node(secured, "tenant", "list")  # keeps the registry readable for the next test
