@@ -21,6 +21,8 @@ log = logging.getLogger(__name__)
 FINGERPRINT_INTERVAL = 10.0
 #: Nomad's Docker driver gives each Docker call 5 minutes (dockerTimeout)
 DOCKER_TIMEOUT = 300
+#: removals at shutdown: one slow answer means dockerd is stuck, not busy
+SHUTDOWN_TIMEOUT = 30
 
 
 class NodeAgent:
@@ -226,16 +228,24 @@ def remove_labelled_containers(node: NodeLayout) -> int:
     from weavenomad.lab.nomad.dockertask import ALLOC_LABEL
 
     try:
-        client = docker.DockerClient(base_url=node.docker_host, timeout=DOCKER_TIMEOUT)
+        client = docker.DockerClient(base_url=node.docker_host, timeout=SHUTDOWN_TIMEOUT)
         containers = client.api.containers(all=True, filters={"label": ALLOC_LABEL})
     except Exception as exc:
         log.warning("node %s: cannot list task containers: %s", node.name, exc)
         return 0
+    import requests
+
     for container in containers:
         try:
             client.api.remove_container(container["Id"], force=True)
         except docker.errors.NotFound:
             pass  # its task runner removed it meanwhile: gone is what we want
+        except requests.exceptions.RequestException as exc:
+            # a dockerd that stopped answering would cost the timeout once per container; its
+            # own shutdown takes the containers down with it
+            log.warning("node %s: dockerd does not answer (%s); leaving its containers to its "
+                        "shutdown", node.name, exc)
+            break
         except Exception as exc:
             log.warning("node %s: cannot remove %s: %s", node.name, container["Id"], exc)
     return len(containers)
