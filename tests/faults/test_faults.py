@@ -65,8 +65,8 @@ from .faultlab import (
 )
 from .faultproxy import DOWN, ERROR, PASS, SLOW
 
-#: allocations while the restarts happen (starts and removals of many containers at once can
-#: deadlock Docker 20.10's libnetwork, moby/moby#42545: the churn keeps them apart)
+#: allocations while the restarts happen (the simulated Nomad keeps each node's container
+#: removals apart: many at once can deadlock Docker 20.10, see weavenomad/lab/nomad/dockergate)
 BASE = 10
 CHURN = (100, 30, 50, BASE)
 SEED = int(os.environ.get("WEAVENOMAD_FAULT_SEED") or time.time_ns() % 1_000_000)

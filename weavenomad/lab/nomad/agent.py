@@ -3,6 +3,7 @@ its Consul service syncer, and the runners of the allocations placed on it."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from pathlib import Path
@@ -13,6 +14,7 @@ from weavenomad.lab.layout import LabLayout, NodeLayout
 from weavenomad.lab.nomad import agentconfig, agentself, fingerprint, scheduler
 from weavenomad.lab.nomad.client import AllocRunner, ClientContext
 from weavenomad.lab.nomad.consul_client import ConsulAgentAPI, ServiceSyncer, tls_context
+from weavenomad.lab.nomad.dockergate import DockerGate
 from weavenomad.lab.nomad.gostyle import now_ns
 from weavenomad.lab.nomad.state import NomadState
 
@@ -195,7 +197,7 @@ class NodeAgent:
             return
         for runner in self.runners.values():
             runner.alloc = dict(runner.alloc, DesiredStatus="stop")
-        remove_labelled_containers(self.node)
+        remove_labelled_containers(self.node, self.ctx.gate)
 
 
 def _consul_api(config: agentconfig.AgentConfig, netns: str | None) -> ConsulAgentAPI:
@@ -220,9 +222,10 @@ def _fingerprint_changed(current: dict, new: dict) -> bool:
     return essence(current) != essence(new)
 
 
-def remove_labelled_containers(node: NodeLayout) -> int:
+def remove_labelled_containers(node: NodeLayout, gate: DockerGate | None = None) -> int:
     """Remove every container of the node's own dockerd that a Nomad task created (never
-    through a proxy, so it works whatever the agent config says)."""
+    through a proxy, so it works whatever the agent config says), one at a time and, given
+    the agent's ``gate``, never beside its task runners' own removals."""
     import docker
 
     from weavenomad.lab.nomad.dockertask import ALLOC_LABEL
@@ -237,7 +240,8 @@ def remove_labelled_containers(node: NodeLayout) -> int:
 
     for container in containers:
         try:
-            client.api.remove_container(container["Id"], force=True)
+            with gate.removing() if gate is not None else contextlib.nullcontext():
+                client.api.remove_container(container["Id"], force=True)
         except docker.errors.NotFound:
             pass  # its task runner removed it meanwhile: gone is what we want
         except requests.exceptions.RequestException as exc:

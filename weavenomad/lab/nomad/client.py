@@ -10,12 +10,13 @@ import logging
 import shutil
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from weavenomad.lab.nomad import consul_sync, dockertask, lifecycle, shapes
 from weavenomad.lab.nomad.consul_client import ConsulUnavailable, ServiceSyncer
+from weavenomad.lab.nomad.dockergate import DockerGate, stop_container
 from weavenomad.lab.nomad.gostyle import SECOND, now_ns, rfc3339
 from weavenomad.lab.nomad.state import NomadState
 
@@ -34,6 +35,8 @@ class ClientContext:
     node: Callable[[], dict]
     alloc_root: Path
     stop: threading.Event
+    #: keeps the node's container removals apart (a Docker 20.10 deadlock, see dockergate)
+    gate: DockerGate = field(default_factory=DockerGate)
 
 
 class TaskRunner(threading.Thread):
@@ -114,7 +117,9 @@ class TaskRunner(threading.Thread):
         spec = dockertask.container_spec(self.owner.alloc, self.task, self.owner.ctx.node(),
                                          alloc_dir)  # fmt: skip
         api = docker.api
-        _remove_by_name(api, spec["name"])
+        gate = self.owner.ctx.gate
+        with gate.removing():
+            _remove_by_name(api, spec["name"])
         if not spec["image"]:
             raise RuntimeError("Missing required field \"image\"")
         try:
@@ -123,8 +128,9 @@ class TaskRunner(threading.Thread):
             self.event("Driver", DriverMessage=f"Downloading image {spec['image']}")
             api.pull(spec["image"])
         host_config = api.create_host_config(**spec.pop("host_config"))
-        created = api.create_container(host_config=host_config, **spec)
-        api.start(created["Id"])
+        with gate.starting():
+            created = api.create_container(host_config=host_config, **spec)
+            api.start(created["Id"])
         return created["Id"]
 
     def _wait(self, docker: Any) -> int:
@@ -151,17 +157,19 @@ class TaskRunner(threading.Thread):
             return
         self.event("Killing", KillTimeout=timeout)
         try:
-            docker.api.stop(self.container_id, timeout=max(1, timeout // SECOND))
+            stop_container(docker.api, self.container_id, self.task.get("KillSignal") or "",
+                           timeout / SECOND, self.owner.ctx.gate, _slice_ended)
             self.event("Killed")
         except Exception as exc:
             self.event("Killed", KillError=_one_line(exc))
         self._remove(docker)
 
     def _remove(self, docker: Any) -> None:
-        try:
-            docker.api.remove_container(self.container_id, force=True)
-        except Exception as exc:
-            log.debug("removing %s: %s", self.container_id, exc)
+        with self.owner.ctx.gate.removing():
+            try:
+                docker.api.remove_container(self.container_id, force=True)
+            except Exception as exc:
+                log.debug("removing %s: %s", self.container_id, exc)
 
 
 class AllocRunner(threading.Thread):
