@@ -173,3 +173,46 @@ def test_peers_and_restart_commands():
     assert system.restart_argv("python -m x 'a b'", None) == ("python", "-m", "x", "a b")
     assert system.restart_argv(None, True) == ("systemctl", "restart", "nomad")
     assert system.restart_argv(None, None) is None
+
+
+# -- the agents: not there, refusing our token, or not trusted -----------------------------------
+
+
+def test_an_agent_that_answers_passes():
+    check = ck.check_agent("nomad-agent", "the Nomad agent", {"config": {}}, None, "start it")
+    assert check.status == ck.PASS
+
+
+def test_an_agent_that_is_not_there_gets_the_start_fix():
+    failure = ck.Failure("Nomad at http://127.0.0.1:4646 does not answer: connection refused")
+    check = ck.check_agent("nomad-agent", "the Nomad agent", None, failure, "start Nomad")
+    assert check.status == ck.FAIL
+    assert check.detail.startswith("the Nomad agent does not answer: ")
+    assert check.fix == "start Nomad"
+
+
+def test_an_agent_that_refuses_the_token_is_not_called_absent():
+    from weavenomad.bootstrap.observe import NodeFacts, probe
+    from weavenomad.errors import BackendAuthError
+
+    def denied():
+        raise BackendAuthError("Nomad denied GET /v1/agent/self: Permission denied",
+                               backend="nomad", status=403,
+                               hint="set --nomad-token or NOMAD_TOKEN")
+
+    facts = NodeFacts()
+    assert probe(facts, "nomad", denied) is None
+    check = ck.check_agent("nomad-agent", "the Nomad agent", None, facts.failures["nomad"],
+                           "start Nomad, or set NOMAD_ADDR")
+    assert check.detail == ("the Nomad agent answered with an error: "
+                            "Nomad denied GET /v1/agent/self: Permission denied")
+    assert check.fix == "set --nomad-token or NOMAD_TOKEN"
+    assert "NOMAD_TOKEN" in facts.errors["nomad"]  # the one-line form keeps the hint
+
+
+def test_an_untrusted_certificate_gets_the_adapters_tls_fix():
+    failure = ck.Failure("TLS handshake with Consul failed: certificate verify failed",
+                         hint="set CONSUL_CACERT to the CA that signed Consul's certificate")
+    check = ck.check_agent("consul-agent", "the Consul agent", None, failure, "start Consul")
+    assert check.detail.startswith("the Consul agent does not answer: TLS handshake")
+    assert check.fix.startswith("set CONSUL_CACERT")

@@ -22,6 +22,16 @@ WEAVE_BRIDGE = "weave"
 
 
 @dataclass(frozen=True)
+class Failure:
+    """Why a read of a backend failed: the message, the fix its adapter suggests (a token, a
+    CA, https://), and whether the backend answered at all (an HTTP error) or not."""
+
+    message: str
+    hint: str | None = None
+    answered: bool = False
+
+
+@dataclass(frozen=True)
 class Check:
     name: str
     status: str
@@ -102,10 +112,18 @@ def check_docker_weave_api(
     return Check(name, PASS, f"{docker}; weave {weave_version} speaks {speaks}")
 
 
-def check_agent(name: str, title: str, answer: object, error: str | None, fix: str) -> Check:
-    if answer is None:
-        return Check(name, FAIL, f"{title} does not answer: {error}", fix)
-    return Check(name, PASS, f"{title} answers")
+def check_agent(name: str, title: str, answer: object, failure: Failure | None,
+                fix: str) -> Check:
+    """``fix`` is for an agent that is not there; an adapter's own hint (a token refused, a
+    certificate not trusted) fits better when there is one."""
+    if answer is not None:
+        return Check(name, PASS, f"{title} answers")
+    if failure is None:
+        return Check(name, FAIL, f"{title} does not answer", fix)
+    if failure.answered:
+        return Check(name, FAIL, f"{title} answered with an error: {failure.message}",
+                     failure.hint or fix)
+    return Check(name, FAIL, f"{title} does not answer: {failure.message}", failure.hint or fix)
 
 
 def check_ports(listeners: Iterable[tuple[str, int]], weave_running: bool) -> Check:

@@ -13,7 +13,7 @@ from ipaddress import IPv4Interface, IPv4Network
 from typing import Any, TypeVar
 
 from weavenomad.bootstrap import system
-from weavenomad.bootstrap.checks import WEAVE_BRIDGE
+from weavenomad.bootstrap.checks import WEAVE_BRIDGE, Failure
 from weavenomad.errors import WeavenomadError
 from weavenomad.nodeconfig.edit import ConfigFile
 
@@ -29,6 +29,8 @@ class NodeFacts:
     euid: int = 0
     kernel: str = ""
     errors: dict[str, str] = field(default_factory=dict)
+    #: the same failures with their parts, for checks that word them by kind
+    failures: dict[str, Failure] = field(default_factory=dict)
     # Docker
     docker_version: dict | None = None
     docker_bridge: str | None = None
@@ -82,8 +84,11 @@ def probe(facts: NodeFacts, name: str, read: Callable[[], T]) -> T | None:
         return read()
     except WeavenomadError as exc:
         facts.errors[name] = exc.one_line()
+        answered = getattr(exc, "status", None) is not None
+        facts.failures[name] = Failure(" ".join(exc.message.split()), exc.hint, answered)
     except OSError as exc:
         facts.errors[name] = str(exc)
+        facts.failures[name] = Failure(str(exc))
     return None
 
 
