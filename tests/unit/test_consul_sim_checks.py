@@ -107,13 +107,21 @@ def _eventually(predicate, timeout: float = 5.0) -> None:
         time.sleep(0.02)
 
 
+def test_a_new_check_is_critical_until_its_first_run(listener):
+    port = listener.getsockname()[1]
+    with running_sim(**dict(FAST, first_run_within=3600.0)) as sim:
+        sim["u1"].ok("PUT", "/v1/agent/service/register", {
+            "Name": "db", "Port": port,
+            "Check": {"TCP": f"127.0.0.1:{port}", "Interval": "1h", "Timeout": "1s"}})
+        assert _check(sim, "service:db")["Status"] == "critical"
+
+
 def test_a_tcp_check_follows_its_target(listener):
     port = listener.getsockname()[1]
     with running_sim(**FAST) as sim:
         sim["u1"].ok("PUT", "/v1/agent/service/register", {
             "Name": "db", "Port": port,
             "Check": {"TCP": f"127.0.0.1:{port}", "Interval": "50ms", "Timeout": "1s"}})
-        assert _check(sim, "service:db")["Status"] == "critical"  # until the first run
         _eventually(lambda: _check(sim, "service:db")["Status"] == "passing")
         listener.close()
         _eventually(lambda: _check(sim, "service:db")["Status"] == "critical")

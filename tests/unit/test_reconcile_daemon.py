@@ -23,7 +23,8 @@ from test_consul_sim_support import running_sim
 from test_reconcile_ethwe import FIB_TRIE, ROUTE
 
 from weavenomad.clients.consul import ConsulAPI
-from weavenomad.reconcile.daemon import DaemonSettings, Reconciler
+from weavenomad.reconcile.daemon import Reconciler
+from weavenomad.reconcile.settings import DaemonSettings
 from weavenomad.reconcile.systemd import Notifier
 from weavenomad.tenancy.model import Cluster
 from weavenomad.tenancy.registry import TenantRegistry

@@ -39,41 +39,14 @@ from weavenomad.reconcile.plan import (
     REMOVE_TWIN,
     plan,
 )
-from weavenomad.reconcile.schedule import Schedule, Timing
+from weavenomad.reconcile.schedule import Schedule
+from weavenomad.reconcile.settings import DaemonSettings
 from weavenomad.reconcile.systemd import Notifier
 
 log = logging.getLogger("weavenomad.reconciler")
 
 _REGISTERED = {REGISTER_TWIN: "twin", REGISTER_MASK: "mask", EXPOSE_SUBNET: "exposure"}
 _REMOVED = {REMOVE_TWIN: "twin", REMOVE_MASK: "mask"}
-
-
-@dataclass(frozen=True)
-class DaemonSettings:
-    node_id: str | None = None
-    resync: float = 60.0
-    address_grace: float = 10.0
-    retry_base: float = 0.25
-    retry_cap: float = 2.0
-    waiting_base: float = 0.05
-    #: quick looks for something that should settle by itself (~10 s in all), then events only
-    waiting_rounds: int = 10
-    #: blocking query wait of the watchers
-    watch_wait: float = watch.BLOCKING_WAIT
-    #: the least time between the end of a pass and an event-driven one (bursts gather)
-    pass_gap: float = 0.05
-    #: seconds between two reads of Weave's IPAM (it has no change feed)
-    weave_poll: float = watch.WEAVE_POLL
-
-    @property
-    def timing(self) -> Timing:
-        return Timing(self.resync, self.retry_base, self.retry_cap, self.waiting_base,
-                      self.waiting_rounds)
-
-    @property
-    def mirror_ttl(self) -> str:
-        # outlives two missed resyncs, so only a dead reconciler lets mirrors expire
-        return f"{int(self.resync * 3 + 30)}s"
 
 
 @dataclass(frozen=True)
@@ -95,12 +68,12 @@ def _fields(**fields) -> dict:
 
 class Reconciler:
     def __init__(self, *, nomad, consul, docker, weave, registry=None,
-                 settings: DaemonSettings = DaemonSettings(), metrics: Metrics | None = None,
+                 settings: DaemonSettings | None = None, metrics: Metrics | None = None,
                  notifier: Notifier | None = None, clock: Callable[[], float] = time.time,
                  monotonic: Callable[[], float] = time.monotonic):
         self.nomad, self.consul, self.docker, self.weave = nomad, consul, docker, weave
         self.registry = registry
-        self.settings = settings
+        self.settings = settings = settings or DaemonSettings()
         self.metrics = metrics or Metrics()
         self.notifier = notifier or Notifier()
         self.clock, self.monotonic = clock, monotonic

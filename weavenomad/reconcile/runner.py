@@ -10,9 +10,10 @@ from collections.abc import Mapping
 
 from weavenomad.errors import ExitCode
 from weavenomad.reconcile import logs
-from weavenomad.reconcile.daemon import DaemonSettings, Reconciler
+from weavenomad.reconcile.daemon import Reconciler
 from weavenomad.reconcile.metrics import Metrics
 from weavenomad.reconcile.metrics import serve as serve_metrics
+from weavenomad.reconcile.settings import DaemonSettings
 from weavenomad.reconcile.systemd import Notifier
 
 log = logging.getLogger("weavenomad.reconciler")
