@@ -5,20 +5,22 @@
 #      need the 3-server quorum;
 #   2. weavenomad bootstrap --peer ... : launch the Weave peer, expose the default and tenant
 #      subnets, point Nomad's Docker driver at the Weave proxy, restart Nomad, check it;
-#   3. weavenomad reconciler install: its systemd unit, enabled and started; skipped when the
-#      unit on disk is the one it would write and it is enabled and running.
+#   3. weavenomad reconciler install and weavenomad guard install: their systemd units (the
+#      reconciler; the keeper of the isolation guards, which a reboot would otherwise drop),
+#      enabled and started; each skipped when the unit on disk is the one it would write and
+#      it is enabled and running.
 # Inputs are arguments and the usual environment (NOMAD_ADDR, CONSUL_HTTP_ADDR, DOCKER_HOST,
 # WEAVE_HTTP_ADDR, WEAVENOMAD_NOMAD_CONFIG, WEAVENOMAD_NOMAD_RESTART_COMMAND ...), so the same
 # script runs on a Vagrant VM (through weavenomad-bootstrap.service, see
 # provision-weavenomad-install.sh) and inside a node of the local lab, in the environment
 # `weavenomad lab exec NODE --` gives (tests/lab/test_provision_lab.py; a lab node has no
-# systemd, so the test hands the reconciler step a recording systemctl and a unit directory of
-# its own). Running it again changes nothing: bootstrap leaves a bootstrapped node alone.
+# systemd, so the test hands the unit step a recording systemctl and a unit directory of its
+# own). Running it again changes nothing: bootstrap leaves a bootstrapped node alone.
 #
 # Usage: provision-weavenomad.sh --peer ADDR [--peer ADDR ...] [--ipalloc-range CIDR]
-#          [--default-subnet CIDR] [--wait SECONDS] [--reconciler-unit-dir DIR]
+#          [--default-subnet CIDR] [--wait SECONDS] [--unit-dir DIR]
 #   --wait                 how long to wait for the Consul and Nomad leaders [300]
-#   --reconciler-unit-dir  where the reconciler's unit goes [/etc/systemd/system]
+#   --unit-dir             where the systemd units go [/etc/systemd/system]
 # Environment: WEAVENOMAD_COMMAND, the weavenomad command [weavenomad].
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -26,6 +28,7 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 source "$here/provision-lib.sh"
 
 RECONCILER_UNIT="weavenomad-reconciler.service"
+GUARDS_UNIT="weavenomad-guards.service"
 peers=() ipalloc_range=10.32.0.0/16 default_subnet=10.32.0.0/24 wait_seconds=300
 unit_dir=/etc/systemd/system
 while (($#)); do
@@ -34,7 +37,7 @@ while (($#)); do
     --ipalloc-range) need_value "$@"; ipalloc_range=$2; shift 2 ;;
     --default-subnet) need_value "$@"; default_subnet=$2; shift 2 ;;
     --wait) need_value "$@"; wait_seconds=$2; shift 2 ;;
-    --reconciler-unit-dir) need_value "$@"; unit_dir=$2; shift 2 ;;
+    --unit-dir) need_value "$@"; unit_dir=$2; shift 2 ;;
     -h | --help) print_help; exit 0 ;;
     *) usage_error "unknown argument: $1" ;;
   esac
@@ -97,11 +100,19 @@ bootstrap_args+=(--ipalloc-range "$ipalloc_range" --default-subnet "$default_sub
 log "weavenomad bootstrap ${bootstrap_args[*]}"
 "$weavenomad" bootstrap "${bootstrap_args[@]}"
 
-wanted_unit=$("$weavenomad" reconciler install --print)
-if same_file_content "$unit_dir/$RECONCILER_UNIT" "$wanted_unit" \
-    && systemctl is-enabled --quiet "$RECONCILER_UNIT" \
-    && systemctl is-active --quiet "$RECONCILER_UNIT"; then
-  log "$RECONCILER_UNIT is installed, enabled and running"
-else
-  "$weavenomad" reconciler install --unit-dir "$unit_dir"
-fi
+# install_unit UNIT COMMAND: `weavenomad COMMAND install`, unless its unit is already there,
+# enabled and running
+install_unit() {
+  local unit=$1 command=$2 wanted
+  wanted=$("$weavenomad" "$command" install --print)
+  if same_file_content "$unit_dir/$unit" "$wanted" \
+      && systemctl is-enabled --quiet "$unit" \
+      && systemctl is-active --quiet "$unit"; then
+    log "$unit is installed, enabled and running"
+  else
+    "$weavenomad" "$command" install --unit-dir "$unit_dir"
+  fi
+}
+
+install_unit "$RECONCILER_UNIT" reconciler
+install_unit "$GUARDS_UNIT" guard

@@ -174,6 +174,16 @@ def test_bootstrap_run_doctor_failure_and_reset_on_three_nodes(lab3: LabLayout, 
     assert "iptables -w -I FORWARD -i docker0 -o weave -m comment" in fixed.stdout
     assert doctor(n2)[1]["tenant-isolation"]["status"] == "pass"
 
+    # a dockerd restart puts its ACCEPT above the guards: 'guard ensure' puts them back on top
+    docker_accept = ["FORWARD", "-i", "docker0", "!", "-o", "docker0", "-j", "ACCEPT"]
+    assert on_node(n2, "iptables", "-w", "-I", *docker_accept).returncode == 0
+    assert doctor(n2)[1]["tenant-isolation"]["status"] == "fail"
+    kept = weavenomad(n2, "--json", "guard", "ensure")
+    assert kept.returncode == 0, kept.stdout + kept.stderr
+    assert "docker-to-weave" in json.loads(kept.stdout)["added"]
+    assert doctor(n2)[1]["tenant-isolation"]["status"] == "pass"
+    assert on_node(n2, "iptables", "-w", "-D", *docker_accept).returncode == 0
+
     # the seed's job, one task per node, run for the tenant lands in its subnet everywhere
     job = tmp_path / "httpbackend.nomad"
     job.write_text((JOBS / "httpbackend.nomad").read_text().replace("count = 2", "count = 3"))
@@ -201,6 +211,8 @@ def test_bootstrap_run_doctor_failure_and_reset_on_three_nodes(lab3: LabLayout, 
     assert "restore" in failed.stderr and "weave reset" in failed.stderr
     assert config_bytes(n1) == originals["n1"]
     assert not weave_running(n1) and not bridge_exists(n1)
+    idle = weavenomad(n1, "--json", "guard", "ensure")  # a reset node has nothing to guard
+    assert json.loads(idle.stdout) == {"weave": False, "added": []}, idle.stdout + idle.stderr
 
     # reset returns every node to its state before bootstrap
     for node in (n2, n3):

@@ -6,7 +6,7 @@ in its subnet, a second provisioning changes nothing, and a failing bootstrap st
 
 What a VM has and a lab node lacks is given at the edges only: systemd is a recording
 ``systemctl`` first on PATH, and the reconciler's unit goes to a directory of the test (the
-script's --reconciler-unit-dir). ``weave`` and the Nomad restart command are wrapped to count
+script's --unit-dir). ``weave`` and the Nomad restart command are wrapped to count
 what the script changed; they run the lab's own.
 
 The Consul and Nomad provisioning scripts run for real too, twice, in a sandbox of their own
@@ -40,6 +40,7 @@ STATE_DIR = Path(f"/tmp/wnprov-{os.getpid()}")
 LAB_NAME = f"v{os.getpid() % 100000}"
 RANGE, DEFAULT_SUBNET, TENANT = "10.32.0.0/16", "10.32.0.0/24", "10.32.1.0/24"
 UNIT = "weavenomad-reconciler.service"
+GUARDS_UNIT = "weavenomad-guards.service"
 #: weave commands that change the node; a second provisioning must run none of them
 WEAVE_CHANGES = {"launch", "expose", "hide", "connect", "forget", "reset", "stop"}
 
@@ -129,7 +130,7 @@ def provision(lab: LabLayout, node: NodeLayout, box: Sandbox, *peers: str):
     peers = peers or tuple(other.host_ip for other in lab.nodes if other != node)
     args = [str(SCRIPT), *[arg for peer in peers for arg in ("--peer", peer)],
             "--ipalloc-range", RANGE, "--default-subnet", DEFAULT_SUBNET, "--wait", "60",
-            "--reconciler-unit-dir", str(box.units)]
+            "--unit-dir", str(box.units)]
     argv, env = core.exec_command(lab.state_dir, node.name, args, os.environ)
     env["PATH"] = f"{box.bin}:{env['PATH']}"
     env["WEAVENOMAD_NOMAD_RESTART_COMMAND"] = str(box.bin / "tv-nomad-restart")
@@ -152,10 +153,11 @@ def snapshot(lab: LabLayout, boxes: dict[str, Sandbox]) -> dict:
     state = {}
     for node in lab.nodes:
         box = boxes[node.name]
-        unit = box.units / UNIT
+        units = [box.units / name for name in (UNIT, GUARDS_UNIT)]
         state[node.name] = {
             "config": {p.name: p.read_bytes() for p in sorted(node.nomad_config_dir.iterdir())},
-            "unit": (unit.read_bytes(), unit.stat().st_mtime_ns) if unit.exists() else None,
+            "unit": [(u.read_bytes(), u.stat().st_mtime_ns) if u.exists() else None
+                     for u in units],
             "weave": box.log("weave"), "restart": box.log("restart"),
             "systemctl": box.log("systemctl"),
         }
@@ -185,6 +187,8 @@ def test_provisioning_bootstraps_every_node(lab3: LabLayout, sandboxes):
         unit = (box.units / UNIT).read_text()
         assert "reconciler run" in unit and "WantedBy=multi-user.target" in unit
         assert f"enable --now {UNIT}" in box.log("systemctl")
+        assert "guard ensure --every" in (box.units / GUARDS_UNIT).read_text()
+        assert f"enable --now {GUARDS_UNIT}" in box.log("systemctl")
 
 
 def test_a_tenant_job_lands_in_its_subnet_on_the_provisioned_nodes(lab3: LabLayout, sandboxes):
@@ -211,11 +215,12 @@ def test_provisioning_again_changes_nothing(lab3: LabLayout, sandboxes):
         done = provision(lab3, node, sandboxes[node.name])
         assert done.returncode == 0, f"{node.name}:\n{done.stdout}\n{done.stderr}"
         assert f"{UNIT} is installed, enabled and running" in done.stdout
+        assert f"{GUARDS_UNIT} is installed, enabled and running" in done.stdout
     after = snapshot(lab3, sandboxes)
     for name, was in before.items():
         now = after[name]
         assert now["config"] == was["config"], f"{name}: the Nomad config changed"
-        assert now["unit"] == was["unit"], f"{name}: the reconciler unit was rewritten"
+        assert now["unit"] == was["unit"], f"{name}: a unit was rewritten"
         assert now["restart"] == was["restart"], f"{name}: Nomad was restarted"
         weave_verbs = {line.split()[0] for line in now["weave"][len(was["weave"]):] if line}
         assert not weave_verbs & WEAVE_CHANGES, f"{name}: weave {weave_verbs & WEAVE_CHANGES}"

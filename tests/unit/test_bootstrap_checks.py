@@ -98,6 +98,13 @@ def test_registry_and_reconciler_checks():
     assert doctor.check_reconciler(True, True).status == ck.PASS
 
 
+def test_a_missing_guard_keeper_is_a_warning_with_the_install_command():
+    assert doctor.check_guard_keeper(False, None).status == ck.WARN
+    inactive = doctor.check_guard_keeper(True, False)
+    assert inactive.status == ck.WARN and inactive.fix == "weavenomad guard install"
+    assert doctor.check_guard_keeper(True, True).status == ck.PASS
+
+
 ALLOC = "8d747bc4-0d03-9893-a4f6-97207e7c3aaa"
 
 

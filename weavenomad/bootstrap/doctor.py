@@ -156,6 +156,21 @@ def check_reconciler(systemd: bool, active: bool | None) -> ck.Check:
     return ck.Check(name, ck.PASS, f"{system.RECONCILER_UNIT} is active")
 
 
+def check_guard_keeper(systemd: bool, active: bool | None) -> ck.Check:
+    """A warning at most: the guards themselves are checked as they stand now (tenant-isolation);
+    without the keeper they are gone after a reboot until bootstrap runs again."""
+    name, unit = "guard-keeper", system.GUARDS_UNIT
+    if not systemd or active is None:
+        return ck.Check(name, ck.WARN, f"systemd is not running here: cannot check {unit}",
+                        "run 'weavenomad guard ensure --every 10' under a supervisor, or "
+                        "bootstrap again after each reboot")
+    if not active:
+        return ck.Check(name, ck.WARN, f"{unit} is not active: a reboot or a Docker or Weave "
+                        "restart can drop or shadow the isolation guards",
+                        "weavenomad guard install")
+    return ck.Check(name, ck.PASS, f"{unit} is active")
+
+
 def node_checks(facts: NodeFacts, weave_api_override: str | None) -> list[ck.Check]:
     """The preflight items: what bootstrap needs before it changes anything."""
     docker_version = facts.docker_version
@@ -193,6 +208,7 @@ def doctor_checks(facts: NodeFacts, clients, weave_api_override: str | None) -> 
     checks.append(check_nomad_nodes(nodes, scratch.errors.get("nodes", "Nomad does not answer")))
     checks.append(check_registry(facts))
     checks.append(check_reconciler(facts.systemd, system.unit_active(system.RECONCILER_UNIT)))
+    checks.append(check_guard_keeper(facts.systemd, system.unit_active(system.GUARDS_UNIT)))
     entries = None
     if facts.nomad_self and facts.consul_self and report is not None:
         entries = probe(scratch, "consul-entries", lambda: consul_entries(clients))

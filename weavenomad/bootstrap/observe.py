@@ -131,13 +131,8 @@ def _docker(facts: NodeFacts, docker) -> None:
     if facts.docker_version is None:
         return
 
-    def bridge() -> dict:
-        with docker.mapped():
-            return docker.sdk.api.inspect_network("bridge")
-
-    network = probe(facts, "docker-bridge", bridge) or {}
-    options = network.get("Options") or {}
-    facts.docker_bridge = options.get("com.docker.network.bridge.name") or DEFAULT_DOCKER_BRIDGE
+    network = probe(facts, "docker-bridge", lambda: docker_bridge_network(docker)) or {}
+    facts.docker_bridge = bridge_name(network)
     for entry in (network.get("IPAM") or {}).get("Config") or []:
         if entry.get("Subnet") and ":" not in entry["Subnet"]:
             facts.docker_subnets.append(IPv4Network(entry["Subnet"], strict=False))
@@ -151,6 +146,18 @@ def _docker(facts: NodeFacts, docker) -> None:
             return list(docker.sdk.api.inspect_container(mine[0]["Id"]).get("Args") or [])
 
     facts.weave_container_args = probe(facts, "weave-container", weave_args)
+
+
+def docker_bridge_network(docker) -> dict:
+    """Docker's default ``bridge`` network as ``docker network inspect`` shows it."""
+    with docker.mapped():
+        return docker.sdk.api.inspect_network("bridge")
+
+
+def bridge_name(network: dict) -> str:
+    """The Linux bridge behind Docker's default network (``docker0`` unless configured)."""
+    options = network.get("Options") or {}
+    return options.get("com.docker.network.bridge.name") or DEFAULT_DOCKER_BRIDGE
 
 
 def agent_endpoint(agent_self: dict | None) -> str | None:

@@ -25,6 +25,7 @@ COMMAND_TIMEOUT = 30.0
 RESTART_TIMEOUT = 180.0
 NOMAD_UNIT = "nomad"
 RECONCILER_UNIT = "weavenomad-reconciler.service"
+GUARDS_UNIT = "weavenomad-guards.service"
 _TCP_LISTEN = "0A"
 _UDP_UNCONNECTED = "07"
 

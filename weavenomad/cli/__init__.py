@@ -22,6 +22,7 @@ COMMANDS: dict[str, str] = {
     "config": "weavenomad.cli.config_cmd:config",
     "demo": "weavenomad.cli.demo:demo",
     "doctor": "weavenomad.cli.node:doctor",
+    "guard": "weavenomad.cli.guard:guard",
     "lab": "weavenomad.cli.lab:lab",
     "reconciler": "weavenomad.cli.reconciler:reconciler",
     "render": "weavenomad.cli.run:render",

@@ -115,9 +115,9 @@ def doctor() -> None:
     the fix for each failure. Exit code 1 when a check fails.
 
     Checks the bootstrap preflight items, Weave's peers, IPAM and exposed subnets, the
-    isolation guard and IP forwarding, Nomad's Docker endpoint, the tenant registry, the
-    reconciler service and Consul entries that answer non-Weave addresses. The kernel checks
-    read the network namespace doctor runs in.
+    isolation guards and IP forwarding, Nomad's Docker endpoint, the tenant registry, the
+    reconciler and guard services and Consul entries that answer non-Weave addresses. The
+    kernel checks read the network namespace doctor runs in.
     """
     from weavenomad.bootstrap.commands import doctor_verdict, run_doctor
 

@@ -108,9 +108,10 @@ def command_prefix(executable: str | None = None,
     return [os.path.abspath(found)] if found else [sys.executable, "-m", "weavenomad"]
 
 
-def write_unit(unit_dir: Path, text: str) -> Path:
-    """Write the unit atomically; returns its path."""
-    path = Path(unit_dir) / UNIT_NAME
+def write_unit(unit_dir: Path, text: str, unit: str = UNIT_NAME,
+               command: str = "weavenomad reconciler install") -> Path:
+    """Write the unit atomically; returns its path. ``command`` is the one to run as root."""
+    path = Path(unit_dir) / unit
     temporary = path.with_name(path.name + ".tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -119,7 +120,7 @@ def write_unit(unit_dir: Path, text: str) -> Path:
         os.replace(temporary, path)
     except PermissionError:
         raise PrivilegeError(f"cannot write {path}: permission denied",
-                             hint="run 'weavenomad reconciler install' as root") from None
+                             hint=f"run '{command}' as root") from None
     except OSError as exc:
         raise ConfigError(f"cannot write {path}: {exc.strerror or exc}",
                           hint="--unit-dir DIR") from None
@@ -127,16 +128,18 @@ def write_unit(unit_dir: Path, text: str) -> Path:
 
 
 def enable(run: Callable[..., subprocess.CompletedProcess] = subprocess.run,
-           start: bool = True) -> None:
-    """``systemctl daemon-reload`` and ``enable [--now]`` the unit."""
+           start: bool = True, unit: str = UNIT_NAME,
+           command: str = "weavenomad reconciler run") -> None:
+    """``systemctl daemon-reload`` and ``enable [--now]`` the unit; ``command`` is what to
+    start by other means when systemd is absent."""
     commands = [["systemctl", "daemon-reload"],
-                ["systemctl", "enable", *(["--now"] if start else []), UNIT_NAME]]
+                ["systemctl", "enable", *(["--now"] if start else []), unit]]
     for argv in commands:
         try:
             done = run(argv, capture_output=True, text=True, timeout=60)
         except FileNotFoundError:
             raise ConfigError("systemctl not found: this node does not run systemd",
-                              hint="start 'weavenomad reconciler run' with your service "
+                              hint=f"start '{command}' with your service "
                                    "manager, or use --no-enable") from None
         except subprocess.TimeoutExpired:
             raise WeavenomadError(f"{shlex.join(argv)} did not finish within 60s") from None

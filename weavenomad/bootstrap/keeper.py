@@ -1,0 +1,135 @@
+"""Keeping the isolation guards in place after bootstrap: ``weavenomad guard ensure``.
+
+iptables rules live in the kernel only. A reboot drops them, and a restart of dockerd or of
+Weave inserts their own FORWARD and POSTROUTING rules above ours (Docker's ``-i docker0 !
+-o docker0 -j ACCEPT`` shadows the docker-to-weave guard). Bootstrap puts them back when run
+again; ``guard ensure --every N``, as the systemd unit ``weavenomad-guards.service``, does it
+within N seconds. It acts only while the node has a ``weave`` bridge: after ``weavenomad reset``
+(or before Weave is up at boot) there is nothing to guard, and it adds nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import shlex
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from weavenomad.bootstrap import guards as gd
+from weavenomad.bootstrap import system
+from weavenomad.bootstrap.checks import WEAVE_BRIDGE
+from weavenomad.bootstrap.observe import DEFAULT_DOCKER_BRIDGE, bridge_name, docker_bridge_network
+from weavenomad.errors import WeavenomadError
+from weavenomad.reconcile.systemd import DEFAULT_EXEC
+
+log = logging.getLogger("weavenomad.guards")
+
+UNIT_NAME = system.GUARDS_UNIT
+#: seconds between two looks in the unit: iptables -S of two tables, a few milliseconds
+UNIT_EVERY = 10
+
+UNIT_TEMPLATE = """\
+# weavenomad isolation guards: keeps the iptables rules that stop a node from carrying traffic
+# between tenant subnets (bootstrap adds them; a reboot or a restart of Docker or Weave loses or
+# shadows them). Acts only while the node has a weave bridge.
+[Unit]
+Description=weavenomad isolation guards (iptables rules between tenant subnets)
+After=docker.service weave.service
+Before=nomad.service
+
+[Service]
+Type=simple
+ExecStart={exec_start}
+Restart=always
+RestartSec=2
+
+# iptables needs NET_ADMIN (and NET_RAW for the legacy backend); nothing else
+CapabilityBoundingSet=CAP_NET_ADMIN CAP_NET_RAW
+AmbientCapabilities=
+NoNewPrivileges=yes
+# /usr, /boot and /etc read-only; /run stays writable for iptables' lock (/run/xtables.lock)
+ProtectSystem=full
+ProtectHome=yes
+PrivateTmp=yes
+PrivateDevices=yes
+ProtectKernelTunables=yes
+ProtectControlGroups=yes
+ProtectClock=yes
+ProtectHostname=yes
+RestrictNamespaces=yes
+RestrictRealtime=yes
+RestrictSUIDSGID=yes
+LockPersonality=yes
+MemoryDenyWriteExecute=yes
+# netlink (ip, iptables-nft), IP sockets (iptables-legacy), unix (logging)
+RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6 AF_NETLINK
+SystemCallArchitectures=native
+UMask=0077
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+
+def render_unit(command: Sequence[str] = (DEFAULT_EXEC,)) -> str:
+    """The unit file text; ``command`` is how to run weavenomad. Pure."""
+    exec_start = shlex.join([*command, "guard", "ensure", "--every", str(UNIT_EVERY)])
+    return UNIT_TEMPLATE.format(exec_start=exec_start)
+
+
+def docker_bridge_of(docker) -> Callable[[], str]:
+    """The name of Docker's bridge, asked each time; while Docker does not answer (it may be
+    restarting), the last name it gave, ``docker0`` at first."""
+    last = DEFAULT_DOCKER_BRIDGE
+
+    def name() -> str:
+        nonlocal last
+        try:
+            last = bridge_name(docker_bridge_network(docker))
+        except (WeavenomadError, OSError) as exc:
+            log.debug("Docker does not say its bridge (%s): using %s", exc, last)
+        return last
+
+    return name
+
+
+@dataclass(frozen=True)
+class Round:
+    """One look: whether Weave is on the node, and the guards put back."""
+
+    weave_present: bool
+    added: tuple[gd.Guard, ...] = ()
+
+
+class Keeper:
+    """Puts back missing or shadowed guards; once, or every ``every`` seconds until stopped."""
+
+    def __init__(self, docker_bridge: Callable[[], str], *,
+                 weave_present: Callable[[], bool] | None = None,
+                 ensure: Callable[[str], list[gd.Guard]] = system.ensure_guards):
+        self.docker_bridge = docker_bridge
+        self.weave_present = weave_present or (lambda: system.link_exists(WEAVE_BRIDGE))
+        self.ensure = ensure
+        self.stop = threading.Event()
+
+    def look(self) -> Round:
+        if not self.weave_present():
+            return Round(False)
+        return Round(True, tuple(self.ensure(self.docker_bridge())))
+
+    def keep(self, every: float, report: Callable[[Round], None]) -> None:
+        """Look every ``every`` seconds until :attr:`stop` is set. A failed look (iptables
+        busy or missing for a moment) is logged once until a look succeeds again."""
+        failing = False
+        while not self.stop.is_set():
+            try:
+                report(self.look())
+                if failing:
+                    log.info("iptables can be read and changed again")
+                failing = False
+            except WeavenomadError as exc:
+                if not failing:
+                    log.error("cannot keep the isolation guards: %s", exc.one_line())
+                failing = True
+            self.stop.wait(every)
