@@ -22,7 +22,10 @@ from weavenomad.lab.nomad.state import NomadState
 
 log = logging.getLogger(__name__)
 
-WAIT_SLICE = 2.0
+#: a task runner's wait on its container is cut into slices this long, only to notice the
+#: agent's own shutdown (Nomad's driver waits without end): short slices cost a request per
+#: task and slice through the Weave proxy, which a full node felt
+WAIT_SLICE = 30.0
 HEALTH_POLL = 0.5
 
 
@@ -118,8 +121,7 @@ class TaskRunner(threading.Thread):
                                          alloc_dir)  # fmt: skip
         api = docker.api
         gate = self.owner.ctx.gate
-        with gate.removing():
-            _remove_by_name(api, spec["name"])
+        _remove_leftover(api, spec["name"], gate)
         if not spec["image"]:
             raise RuntimeError("Missing required field \"image\"")
         try:
@@ -329,7 +331,7 @@ class AllocRunner(threading.Thread):
         if not wanted:
             return []
         try:
-            checks = syncer.api.checks()
+            checks = syncer.check_statuses()
         except ConsulUnavailable:
             return ["critical"]
         return [checks.get(cid, {}).get("Status", "critical") for cid in sorted(wanted)]
@@ -357,11 +359,18 @@ def _slice_ended(exc: BaseException) -> bool:
         and any(isinstance(arg, urllib3.exceptions.ReadTimeoutError) for arg in exc.args))
 
 
-def _remove_by_name(api: Any, name: str) -> None:
+def _remove_leftover(api: Any, name: str, gate: DockerGate) -> None:
+    """Remove a container left with the task's name by an earlier run (rare: asked first, so
+    that a start takes the gate's exclusive side only when there is one)."""
     try:
-        api.remove_container(name, force=True)
+        api.inspect_container(name)
     except Exception:
-        pass  # none of that name: the normal case
+        return  # none of that name: the normal case
+    with gate.removing():
+        try:
+            api.remove_container(name, force=True)
+        except Exception as exc:
+            log.debug("removing the leftover %s: %s", name, exc)
 
 
 def _one_line(exc: BaseException) -> str:

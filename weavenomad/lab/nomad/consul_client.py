@@ -25,6 +25,8 @@ from weavenomad.lab.nomad import consul_sync
 log = logging.getLogger(__name__)
 
 DEFAULT_SYNC_INTERVAL = 30.0
+#: how old the agent's check list may be when the allocations' health watchers read it
+CHECKS_MAX_AGE = 0.5
 DEFAULT_PROBATION = 60.0
 REQUEST_TIMEOUT = 5.0
 
@@ -148,6 +150,8 @@ class ServiceSyncer:
         self._next_periodic = clock()
         self.last_sync_error: str | None = None
         self.syncs = 0
+        self._checks_lock = threading.Lock()
+        self._checks_read: tuple[float, dict[str, dict]] | None = None
 
     # -- what Nomad wants --------------------------------------------------------------------
 
@@ -173,6 +177,17 @@ class ServiceSyncer:
         for cid in check_ids:
             self._checks.pop(cid, None)
             self._removed_checks.add(cid)
+
+    def check_statuses(self) -> dict[str, dict]:
+        """The agent's checks, read at most every ``CHECKS_MAX_AGE`` seconds for all the
+        node's health watchers together: one read per allocation and half second made the
+        simulated Consul render thousands of checks a hundred times a second on a full node.
+        Raises ConsulUnavailable."""
+        with self._checks_lock:
+            now = self._clock()
+            if self._checks_read is None or now - self._checks_read[0] >= CHECKS_MAX_AGE:
+                self._checks_read = (now, self.api.checks())
+            return self._checks_read[1]
 
     def workload_checks(self, alloc_id: str) -> set[str]:
         with self._lock:
