@@ -318,6 +318,11 @@ def measure(args, lab, node, env, nomad_url, consul_url, daemon) -> bool:
     p99 = percentile(churned.from_start, 0.99)
     report("start to advertised on the full node, p99", f"{p99:.3f}s", "< 1 s", p99 < 1.0)
     ok &= p99 < 1.0
+    # what the reconciler controls: Nomad registers its own service first, and the simulated
+    # Nomad (Python, every allocation in one process) is slower at it than Nomad
+    own = percentile(churned.from_nomad, 0.99)
+    report("  of which the reconciler's (p99)", f"{own:.3f}s", "< 1 s",
+           own < 1.0)
     worst = max(passes)
     report(f"full pass, converged ({args.rounds} runs: median, max)",
            f"{statistics.median(passes):.3f}s, {worst:.3f}s", "< 2 s", worst < 2.0)
