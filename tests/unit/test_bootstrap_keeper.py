@@ -110,12 +110,3 @@ def test_ensure_once_reports_what_it_put_back(monkeypatch):
     monkeypatch.setattr(keeper.Keeper, "look", lambda self: keeper.Round(False))
     result = CliRunner().invoke(cli, ["guard", "ensure"])
     assert "nothing to guard" in result.output
-
-
-def test_install_writes_the_unit_without_enabling_it(tmp_path):
-    result = CliRunner().invoke(cli, ["guard", "install", "--unit-dir", str(tmp_path),
-                                      "--executable", "/opt/wn/weavenomad", "--no-enable"])
-    assert result.exit_code == 0, result.output
-    text = (tmp_path / keeper.UNIT_NAME).read_text()
-    assert "ExecStart=/opt/wn/weavenomad guard ensure --every 10" in text
-    assert f"{tmp_path / keeper.UNIT_NAME}: written" in result.output

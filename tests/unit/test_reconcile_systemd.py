@@ -70,13 +70,18 @@ def test_install_writes_the_unit_and_enables_it(tmp_path):
         systemd.enable(missing)
 
 
-def test_cli_install_without_enabling(tmp_path):
-    result = CliRunner().invoke(cli, ["reconciler", "install", "--unit-dir", str(tmp_path),
+@pytest.mark.parametrize("command,unit,exec_start", [
+    ("reconciler", systemd.UNIT_NAME, "reconciler run"),
+    ("guard", "weavenomad-guards.service", "guard ensure --every 10"),
+])
+def test_cli_install_without_enabling(tmp_path, command, unit, exec_start):
+    result = CliRunner().invoke(cli, [command, "install", "--unit-dir", str(tmp_path),
                                       "--executable", "/opt/wn/weavenomad", "--no-enable"])
     assert result.exit_code == 0, result.output
-    text = (tmp_path / systemd.UNIT_NAME).read_text()
-    assert "ExecStart=/opt/wn/weavenomad reconciler run" in text
-    printed = CliRunner().invoke(cli, ["reconciler", "install", "--print", "--executable",
+    assert f"{tmp_path / unit}: written" in result.output
+    text = (tmp_path / unit).read_text()
+    assert f"ExecStart=/opt/wn/weavenomad {exec_start}" in text
+    printed = CliRunner().invoke(cli, [command, "install", "--print", "--executable",
                                        "/opt/wn/weavenomad"])
     assert printed.exit_code == 0 and printed.output == text
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import click
 
 from weavenomad.cli.options import app_context, connection_options, output_options
+from weavenomad.cli.units import install_options, install_unit
 
 
 @click.group()
@@ -63,31 +64,14 @@ def ensure(every) -> None:
 
 
 @guard.command("install")
-@click.option("--unit-dir", type=click.Path(file_okay=False), default="/etc/systemd/system",
-              show_default=True, help="Where to write weavenomad-guards.service.")
-@click.option("--executable", metavar="PATH",
-              help="The weavenomad command for ExecStart [default: the one on PATH].")
-@click.option("--no-enable", is_flag=True, help="Write the unit only; do not enable it.")
-@click.option("--no-start", is_flag=True, help="Enable the unit without starting it now.")
-@click.option("--print", "print_only", is_flag=True, help="Print the unit and change nothing.")
+@install_options("weavenomad-guards.service")
 @output_options
 def install(unit_dir, executable, no_enable, no_start, print_only) -> None:
     """Write the systemd unit that runs 'weavenomad guard ensure --every 10' (only NET_ADMIN
     and NET_RAW), then enable and start it (systemctl)."""
-    from pathlib import Path
-
     from weavenomad.bootstrap import keeper
-    from weavenomad.reconcile import systemd
 
-    app = app_context()
-    text = keeper.render_unit(systemd.command_prefix(executable))
-    if print_only:
-        click.echo(text, nl=False)
-        return
-    path = systemd.write_unit(Path(unit_dir), text, keeper.UNIT_NAME,
-                              "weavenomad guard install")
-    if not no_enable:
-        systemd.enable(start=not no_start, unit=keeper.UNIT_NAME,
-                       command="weavenomad guard ensure --every 10")
-    state = "written" if no_enable else ("enabled" if no_start else "enabled and started")
-    app.emit({"unit": str(path), "state": state}, lambda d: f"{d['unit']}: {d['state']}")
+    install_unit(keeper.render_unit, keeper.UNIT_NAME, install_command="weavenomad guard install",
+                 run_command=f"weavenomad guard ensure --every {keeper.UNIT_EVERY}",
+                 unit_dir=unit_dir, executable=executable, no_enable=no_enable,
+                 no_start=no_start, print_only=print_only)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import click
 
 from weavenomad.cli.options import app_context, connection_options, output_options
+from weavenomad.cli.units import install_options, install_unit
 
 #: seconds the start-up access check waits for each agent
 PREFLIGHT_TIMEOUT = 1.0
@@ -71,27 +72,14 @@ def check_access(settings) -> None:
 
 
 @reconciler.command("install")
-@click.option("--unit-dir", type=click.Path(file_okay=False), default="/etc/systemd/system",
-              show_default=True, help="Where to write weavenomad-reconciler.service.")
-@click.option("--executable", metavar="PATH",
-              help="The weavenomad command for ExecStart [default: the one on PATH].")
-@click.option("--no-enable", is_flag=True, help="Write the unit only; do not enable it.")
-@click.option("--no-start", is_flag=True, help="Enable the unit without starting it now.")
-@click.option("--print", "print_only", is_flag=True, help="Print the unit and change nothing.")
+@install_options("weavenomad-reconciler.service")
 @output_options
 def install(unit_dir, executable, no_enable, no_start, print_only) -> None:
     """Write the hardened systemd unit, then enable and start it (systemctl)."""
-    from pathlib import Path
-
     from weavenomad.reconcile import systemd
 
-    app = app_context()
-    text = systemd.render_unit(systemd.command_prefix(executable))
-    if print_only:
-        click.echo(text, nl=False)
-        return
-    path = systemd.write_unit(Path(unit_dir), text)
-    if not no_enable:
-        systemd.enable(start=not no_start)
-    state = "written" if no_enable else ("enabled" if no_start else "enabled and started")
-    app.emit({"unit": str(path), "state": state}, lambda d: f"{d['unit']}: {d['state']}")
+    install_unit(systemd.render_unit, systemd.UNIT_NAME,
+                 install_command="weavenomad reconciler install",
+                 run_command="weavenomad reconciler run", unit_dir=unit_dir,
+                 executable=executable, no_enable=no_enable, no_start=no_start,
+                 print_only=print_only)
