@@ -305,7 +305,9 @@ class NomadState:
         self._emit(index, events)
 
     def _alloc_event(self, kind: str, alloc: dict) -> dict:
-        payload = copy.deepcopy(alloc)
+        # the event carries no job: copying the allocation's (large) job only to drop it cost
+        # every task event on a full node
+        payload = copy.deepcopy({key: value for key, value in alloc.items() if key != "Job"})
         payload["Job"] = None
         payload.update(AllocStates=None, NextAllocation="", PreviousAllocation="")
         return {"Topic": "Allocation", "Type": kind, "Key": alloc["ID"],
