@@ -110,3 +110,22 @@ def test_ensure_once_reports_what_it_put_back(monkeypatch):
     monkeypatch.setattr(keeper.Keeper, "look", lambda self: keeper.Round(False))
     result = CliRunner().invoke(cli, ["guard", "ensure"])
     assert "nothing to guard" in result.output
+
+
+def test_keeping_reports_each_put_back_and_stops_on_its_signal(monkeypatch):
+    monkeypatch.setattr(system, "euid", lambda: 0)
+    monkeypatch.setattr("weavenomad.reconcile.logs.configure", lambda *a, **k: None)
+    looks = [keeper.Round(True), keeper.Round(True, (GUARDS[2],))]
+
+    def keep(self, every, report):
+        assert every == 5.0
+        for look in looks:
+            report(look)
+
+    monkeypatch.setattr(keeper.Keeper, "keep", keep)
+    result = CliRunner().invoke(cli, ["guard", "ensure", "--every", "5"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0] == "keeping the isolation guards, a look every 5 s"
+    assert len(lines) == 2  # the round that put nothing back says nothing
+    assert lines[1].startswith("put back the isolation guard against the host routing from")

@@ -57,6 +57,9 @@ def ensure(every) -> None:
         if look.added:
             app.emit(said(look), lambda _: human(look))
 
+    from weavenomad.reconcile import logs
+
+    logs.configure(app.settings.reconciler.log_format, app.settings.debug)
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: keeper.stop.set())
     app.say(f"keeping the isolation guards, a look every {every:g} s")
