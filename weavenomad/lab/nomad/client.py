@@ -16,7 +16,7 @@ from typing import Any
 
 from weavenomad.lab.nomad import consul_sync, dockertask, lifecycle, shapes
 from weavenomad.lab.nomad.consul_client import ConsulUnavailable, ServiceSyncer
-from weavenomad.lab.nomad.dockergate import DockerGate, stop_container
+from weavenomad.lab.nomad.dockergate import DockerGate, stop_container, wait_timed_out
 from weavenomad.lab.nomad.gostyle import SECOND, now_ns, rfc3339
 from weavenomad.lab.nomad.state import NomadState
 
@@ -144,7 +144,7 @@ class TaskRunner(threading.Thread):
                 result = docker.api.wait(self.container_id, timeout=WAIT_SLICE)
                 return int(result.get("StatusCode", -1))
             except Exception as exc:
-                if _slice_ended(exc) and not self.owner.ctx.stop.is_set():
+                if wait_timed_out(exc) and not self.owner.ctx.stop.is_set():
                     continue  # still running
                 if not self.owner.ctx.stop.is_set():
                     log.warning("waiting for %s failed: %s", self.container_id, exc)
@@ -160,7 +160,7 @@ class TaskRunner(threading.Thread):
         self.event("Killing", KillTimeout=timeout)
         try:
             stop_container(docker.api, self.container_id, self.task.get("KillSignal") or "",
-                           timeout / SECOND, self.owner.ctx.gate, _slice_ended)
+                           timeout / SECOND, self.owner.ctx.gate)
             self.event("Killed")
         except Exception as exc:
             self.event("Killed", KillError=_one_line(exc))
@@ -346,17 +346,6 @@ def _driver_network(inspect: dict) -> consul_sync.DriverNetwork | None:
         if ip:
             return consul_sync.DriverNetwork(ip=ip, auto_advertise=name not in ("bridge", "nat"))
     return None
-
-
-def _slice_ended(exc: BaseException) -> bool:
-    """Whether a wait ended by its own read timeout (requests reports it on a unix socket as a
-    ConnectionError around urllib3's ReadTimeoutError)."""
-    import requests
-    import urllib3
-
-    return isinstance(exc, requests.exceptions.ReadTimeout) or (
-        isinstance(exc, requests.exceptions.ConnectionError)
-        and any(isinstance(arg, urllib3.exceptions.ReadTimeoutError) for arg in exc.args))
 
 
 def _remove_leftover(api: Any, name: str, gate: DockerGate) -> None:

@@ -13,7 +13,7 @@ lab a little speed and nothing else: the reconciler never creates or removes con
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -61,7 +61,7 @@ class DockerGate:
 
 
 def stop_container(api: Any, container_id: str, signal: str, grace: float,
-                   gate: DockerGate, wait_slice_ended: Callable[[BaseException], bool]) -> None:
+                   gate: DockerGate) -> None:
     """Nomad's Docker driver stopping a task: the kill signal, up to the kill timeout to exit,
     then SIGKILL. Only that last kill holds the gate, until the container is gone from its
     network: tasks that ignore the signal (busybox as PID 1 does) would otherwise all die
@@ -73,7 +73,7 @@ def stop_container(api: Any, container_id: str, signal: str, grace: float,
     except Exception as exc:  # noqa: BLE001 - sorted below
         if _not_running(exc):
             return
-        if not wait_slice_ended(exc):
+        if not wait_timed_out(exc):
             raise
     with gate.removing():
         try:
@@ -83,6 +83,17 @@ def stop_container(api: Any, container_id: str, signal: str, grace: float,
                 return
             raise
         api.wait(container_id, timeout=STOPPED_WITHIN)
+
+
+def wait_timed_out(exc: BaseException) -> bool:
+    """Whether a container wait ended by its own read timeout (requests reports it on a unix
+    socket as a ConnectionError around urllib3's ReadTimeoutError)."""
+    import requests
+    import urllib3
+
+    return isinstance(exc, requests.exceptions.ReadTimeout) or (
+        isinstance(exc, requests.exceptions.ConnectionError)
+        and any(isinstance(arg, urllib3.exceptions.ReadTimeoutError) for arg in exc.args))
 
 
 def _not_running(exc: BaseException) -> bool:
