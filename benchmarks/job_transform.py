@@ -15,7 +15,7 @@ from pathlib import Path
 
 from weavenomad.jobspec.transform import TenantTarget, apply_tenant
 
-RECORDED = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "recorded"
+RECORDED = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "recorded"
 TARGET_MS = 20.0
 
 

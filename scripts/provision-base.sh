@@ -3,7 +3,7 @@
 # Docker Engine 20.10 from Debian 12's own docker.io package.
 #
 # Why these versions: Weave 2.8.1 speaks Docker API 1.18, which Docker >= 25 refuses (see
-# DESIGN.md). Debian 12 "bookworm" ships docker.io 20.10.24, which still accepts 1.18 (its
+# docs/design.md). Debian 12 "bookworm" ships docker.io 20.10.24, which still accepts 1.18 (its
 # minimum is 1.12) and is what weavenomad was verified with, so the Vagrant box is Debian 12 and
 # Docker comes from Debian, not from download.docker.com (whose current releases are >= 25).
 #

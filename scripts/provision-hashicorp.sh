@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Consul 1.4.0 and Nomad 1.0.18 into /usr/local/bin, from releases.hashicorp.com, verified.
 #
-# The versions are the ones weavenomad was verified with (DESIGN.md): Nomad 1.0.18 with its
+# The versions are the ones weavenomad was verified with (docs/design.md): Nomad 1.0.18 with its
 # Docker driver pointed at the Weave 2.8.1 proxy, Consul 1.4.0, Docker Engine 20.10.
 #
 # Trust chain, checked on every download (an installed binary of the right version is kept):

@@ -4,7 +4,7 @@
 # the default subnet (provision-weavenomad.sh).
 #
 # Weave 2.8.1 speaks Docker API 1.18, which Docker >= 25 rejects; provision-base.sh installs
-# Debian 12's Docker 20.10 for that reason (see DESIGN.md).
+# Debian 12's Docker 20.10 for that reason (see docs/design.md).
 #
 # Verification: the release publishes no checksum for its `weave` asset. The same script ships
 # inside Weaveworks' weaveexec image (/home/weave/weave, which `weave` runs for most commands),

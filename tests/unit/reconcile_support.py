@@ -20,7 +20,7 @@ from weavenomad.reconcile.model import (
     allocation_from_api,
 )
 
-RECORDED = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "recorded"
+RECORDED = Path(__file__).resolve().parents[1] / "fixtures" / "recorded"
 #: the recorded allocations (and their services in Consul)
 ALLOC_A = "496e93a7-1a21-2d3d-58e6-14355eed58dc"
 ALLOC_B = "86515af2-82d1-7e20-89f3-2ece4126b38a"

@@ -1,6 +1,6 @@
 """Observed node facts for the bootstrap tests, imported by the other test_bootstrap_* files: a
 fresh node like a lab node before bootstrap, and the same node bootstrapped (the shapes of the
-recorded answers in /work/shared/fixtures/recorded)."""
+recorded answers in tests/fixtures/recorded)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from weavenomad.bootstrap.observe import NodeFacts
 from weavenomad.nodeconfig.edit import ConfigFile
 from weavenomad.tenancy.model import Cluster, Registry, Tenant
 
-RECORDED = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "recorded"
+RECORDED = Path(__file__).resolve().parents[1] / "fixtures" / "recorded"
 
 WEAVE_SOCK = "unix:///var/run/weave/weave.sock"
 DOCKER_SOCK = "unix:///var/run/docker.sock"

@@ -23,7 +23,7 @@ import requests
 from requests.adapters import BaseAdapter, HTTPAdapter
 from urllib3.response import HTTPResponse
 
-RECORDED = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "recorded"
+RECORDED = Path(__file__).resolve().parents[1] / "fixtures" / "recorded"
 
 
 def recorded(name: str) -> dict:

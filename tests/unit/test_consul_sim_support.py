@@ -16,7 +16,7 @@ import requests
 
 from weavenomad.lab.consul.server import ConsulSimulator, SimNode
 
-RECORDED = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "recorded"
+RECORDED = Path(__file__).resolve().parents[1] / "fixtures" / "recorded"
 NODES = (SimNode("u1", "127.0.0.1", server=True), SimNode("u2", "127.0.0.2"))
 TIMEOUT = 10
 

@@ -11,7 +11,7 @@ from weavenomad.errors import ValidationError
 from weavenomad.jobspec import parse_job, render_hcl
 from weavenomad.jobspec.emit import quote
 
-RECORDED = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "recorded"
+RECORDED = Path(__file__).resolve().parents[1] / "fixtures" / "recorded"
 
 
 def recorded_body(name: str) -> dict:

@@ -10,7 +10,7 @@ import pytest
 from weavenomad.errors import ValidationError
 from weavenomad.jobspec import JobspecError, load_job_file, parse_job
 
-RECORDED = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "recorded"
+RECORDED = Path(__file__).resolve().parents[1] / "fixtures" / "recorded"
 
 
 def error_of(text: str, filename: str = "jobs/bad.nomad", **kwargs) -> JobspecError:

@@ -10,7 +10,7 @@ import pytest
 from weavenomad.jobspec import load_job_file, parse_job
 
 ROOT = Path(__file__).resolve().parents[2]
-RECORDED = ROOT.parent / "shared" / "fixtures" / "recorded"
+RECORDED = ROOT / "tests" / "fixtures" / "recorded"
 JOBS = ROOT / "jobs"
 
 

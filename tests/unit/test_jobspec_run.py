@@ -13,7 +13,7 @@ from weavenomad.jobspec.submit import RunOptions, job_diff, run
 from weavenomad.tenancy.model import Cluster
 from weavenomad.tenancy.registry import TenantRegistry
 
-RECORDED = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "recorded"
+RECORDED = Path(__file__).resolve().parents[1] / "fixtures" / "recorded"
 JOBS = Path(__file__).resolve().parents[2] / "jobs"
 
 

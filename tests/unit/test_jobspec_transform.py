@@ -8,7 +8,7 @@ import pytest
 from weavenomad.errors import ValidationError
 from weavenomad.jobspec.transform import META_SUBNET, META_TENANT, TenantTarget, apply_tenant
 
-RECORDED = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "recorded"
+RECORDED = Path(__file__).resolve().parents[1] / "fixtures" / "recorded"
 ACME = TenantTarget("acme", IPv4Network("10.32.1.0/24"), IPv4Network("10.32.0.0/24"))
 DEFAULT = TenantTarget("net:default", None, IPv4Network("10.32.0.0/24"))
 

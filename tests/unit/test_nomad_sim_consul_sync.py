@@ -1,5 +1,5 @@
 """Nomad's Consul registrations and periodic sync, as pure functions, against the recorded
-IDs and the verified behaviour (DESIGN.md)."""
+IDs and the verified behaviour (docs/design.md)."""
 
 from __future__ import annotations
 

@@ -12,7 +12,7 @@ from weavenomad.lab.nomad.http import NomadAPI, Request
 from weavenomad.lab.nomad.server import parse_job_text
 from weavenomad.lab.nomad.state import NomadState
 
-RECORDED = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "recorded"
+RECORDED = Path(__file__).resolve().parents[1] / "fixtures" / "recorded"
 
 
 def recorded(name: str) -> dict:

@@ -205,7 +205,7 @@ def test_malformed_jobs_are_refused_in_one_line(job, text):
 def test_a_recorded_nomad_job_passes_unchanged_but_for_the_tenant():
     from pathlib import Path
 
-    recorded = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "recorded"
+    recorded = Path(__file__).resolve().parents[1] / "fixtures" / "recorded"
     job = json.loads((recorded / "nomad-jobs-parse.json").read_text())["body"]
     result = apply_tenant(job, ACME)
     assert result.warnings == ()

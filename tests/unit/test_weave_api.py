@@ -11,7 +11,7 @@ import pytest
 from weavenomad.lab.weave import api, status
 from weavenomad.lab.weave.ipam import EXPOSE_IDENT, Ipam
 
-RECORDED = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "recorded"
+RECORDED = Path(__file__).resolve().parents[1] / "fixtures" / "recorded"
 C1 = "e6542df8b707b9d42fdd440e1f4b2eca1b928f64bcb1bd4314fe1b8694036f09"
 C2 = "e77733f8c83fd4ef7636913895b7cd926efe76853d458ba961775d96a7a902cf"
 ME = status.PeerInfo(node="n1", index=1, name="0e:1d:12:1a:1a:88", nickname="u1",

@@ -1,7 +1,7 @@
 """The node checks shared by ``bootstrap``'s preflight and ``doctor``. Pure: observed facts in,
 one :class:`Check` (pass / warn / fail, what was seen, how to fix it) out.
 
-Facts behind the rules (DESIGN.md): weave 2.8.1 pins Docker API 1.18, which Docker >= 25
+Facts behind the rules (docs/design.md): weave 2.8.1 pins Docker API 1.18, which Docker >= 25
 rejects; rajch/weave 2.9.0 speaks 1.24 unless ``DOCKER_API_VERSION`` says otherwise; Docker 29
 wants >= 1.44. Weave needs TCP 6783 (router), UDP 6783/6784 (sleeve, fastdp) and TCP 6784 (its
 HTTP API on 127.0.0.1). The isolation guards live in :mod:`.guards`.

@@ -53,7 +53,7 @@ from typing import Any
 from weavenomad import weavecidr
 from weavenomad.errors import ValidationError
 
-#: Docker network modes whose containers the Weave proxy attaches (DESIGN.md)
+#: Docker network modes whose containers the Weave proxy attaches (docs/design.md)
 ATTACHED_NETWORK_MODES = frozenset({"", "default", "bridge", "none"})
 #: group network modes that leave each task its own Docker network mode
 HOST_GROUP_MODES = frozenset({"", "host"})

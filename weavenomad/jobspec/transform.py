@@ -25,7 +25,7 @@ from weavenomad.jobspec import policy
 
 META_TENANT = "weavenomad.tenant"
 META_SUBNET = "weavenomad.subnet"
-#: Docker network modes whose containers the Weave proxy attaches (DESIGN.md)
+#: Docker network modes whose containers the Weave proxy attaches (docs/design.md)
 ATTACHED_NETWORK_MODES = policy.ATTACHED_NETWORK_MODES
 #: a named network that the Weave proxy skips; removing it is the fix the seed needed
 WEAVE_PLUGIN_NETWORK = "weave"

@@ -104,7 +104,7 @@ class NetnsThread(threading.Thread):
 
 def nsenter_argv(name: str, argv: Sequence[str]) -> list[str]:
     """The argv that runs ``argv`` inside namespace ``name``. ``nsenter`` rather than
-    ``ip netns exec``: the latter remounts /sys, which breaks dockerd (DESIGN.md)."""
+    ``ip netns exec``: the latter remounts /sys, which breaks dockerd (docs/design.md)."""
     return ["nsenter", f"--net={netns_path(name)}", "--", *argv]
 
 

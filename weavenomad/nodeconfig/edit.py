@@ -1,6 +1,6 @@
 """Point a Nomad agent's Docker driver at another endpoint by editing its config text. Pure.
 
-Where the endpoint lives (DESIGN.md, Nomad ``helper/pluginutils/loader/init.go``): a
+Where the endpoint lives (docs/design.md, Nomad ``helper/pluginutils/loader/init.go``): a
 ``plugin "docker" { config { endpoint = … } }`` block replaces the options-derived driver
 config entirely; only without one does the legacy ``client { options { "docker.endpoint" = … } }``
 count. Files of a config directory are read in name order, a later plugin block with a

@@ -1,7 +1,7 @@
 """The reconciler: make the local Consul agent answer with each Nomad task's Weave address.
 
 Nomad registers a Docker task's services with the Docker-bridge or the node address, and reverts
-any edit of its own ``_nomad-task-…`` services within a sync period (DESIGN.md). So the
+any edit of its own ``_nomad-task-…`` services within a sync period (docs/design.md). So the
 reconciler never touches them; for every such service of a task on the Weave overlay it keeps:
 
 * a **twin**: a service of its own, ID ``weavenomad-<allocID>-<task>-<service>-<port label>``

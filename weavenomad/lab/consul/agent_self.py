@@ -1,6 +1,6 @@
 """The shape of ``GET /v1/agent/self``, taken from a real Consul 1.4.0 agent's answer.
 
-The recorded body (``shared/fixtures/recorded/consul-agent-self.json``) is kept as it was;
+The recorded body (``tests/fixtures/recorded/consul-agent-self.json``) is kept as it was;
 :func:`agent_self` fills in what differs per lab node (names, ids, addresses, role, counts).
 """
 

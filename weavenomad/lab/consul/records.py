@@ -1,7 +1,7 @@
 """The records of the simulated catalog and the JSON shapes Consul 1.4 gives them.
 
 Field names, types and empty values follow the recorded answers in
-``shared/fixtures/recorded/consul-*.json``: the agent's view of a service has no indexes, the
+``tests/fixtures/recorded/consul-*.json``: the agent's view of a service has no indexes, the
 catalog's flattens node and service into ``Service*`` fields, a check's ``Definition`` is an
 empty object, empty tags and meta are ``[]`` and ``{}`` rather than null.
 """

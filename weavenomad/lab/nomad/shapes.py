@@ -1,7 +1,7 @@
 """The JSON objects of Nomad 1.0's API, built from plain data. Pure functions, no state.
 
 Field names, nesting and types follow the recorded answers in
-``shared/fixtures/recorded/nomad-*.json`` (allocation, job allocations, evaluations,
+``tests/fixtures/recorded/nomad-*.json`` (allocation, job allocations, evaluations,
 deployments, nodes); where nothing was recorded they follow Nomad 1.0's ``structs`` package.
 """
 
