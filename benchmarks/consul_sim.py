@@ -18,9 +18,8 @@ import threading
 import time
 
 import requests
-
-from weavenomad.lab.consul.records import ServiceSpec
-from weavenomad.lab.consul.server import ConsulSimulator, SimNode
+from weavenomad_lab.consul.records import ServiceSpec
+from weavenomad_lab.consul.server import ConsulSimulator, SimNode
 
 SERVICES = 1000
 TARGET = 0.050

@@ -13,7 +13,8 @@ import time
 from ipaddress import IPv4Network
 from pathlib import Path
 
-from weavenomad.jobspec.transform import TenantTarget, apply_tenant
+from weavenomad.jobs.transform import apply_tenant
+from weavenomad.tenancy.contract import TenantTarget
 
 RECORDED = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "recorded"
 TARGET_MS = 20.0

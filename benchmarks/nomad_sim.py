@@ -22,9 +22,8 @@ import requests
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "unit"))
 
 from test_nomad_sim_support import Cluster, recorded  # noqa: E402
-
-from weavenomad.lab.netns import listen_tcp  # noqa: E402
-from weavenomad.lab.nomad.server import _Listener  # noqa: E402
+from weavenomad_lab.netns import listen_tcp  # noqa: E402
+from weavenomad_lab.nomad.server import _Listener  # noqa: E402
 
 
 def main() -> None:

@@ -34,10 +34,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import requests
-
-from weavenomad.lab import core
-from weavenomad.lab.layout import NodeLayout
-from weavenomad.lab.nomad import control
+from weavenomad_lab import core
+from weavenomad_lab.layout import NodeLayout
+from weavenomad_lab.nomad import control
 
 TENANT_SUBNET = "10.32.1.0/24"
 WEAVE_PROXY_CONFIG = ('client {\n  enabled = true\n}\n'
@@ -60,7 +59,7 @@ def node_env(lab, node: NodeLayout) -> dict:
 
 
 def weave(lab, node: NodeLayout, *args: str) -> None:
-    subprocess.run([sys.executable, "-m", "weavenomad.lab.weave.shim", "--lab-state-dir",
+    subprocess.run([sys.executable, "-m", "weavenomad_lab.weave.shim", "--lab-state-dir",
                     str(lab.state_dir), "--node", node.name, *args], check=True,
                    capture_output=True, timeout=60)
 

@@ -31,10 +31,9 @@ import time
 from pathlib import Path
 
 import requests
-
-from weavenomad.lab import core
-from weavenomad.lab.layout import NodeLayout
-from weavenomad.lab.nomad import control
+from weavenomad_lab import core
+from weavenomad_lab.layout import NodeLayout
+from weavenomad_lab.nomad import control
 
 JOBS = Path(__file__).resolve().parents[1] / "jobs"
 WEAVE_PROXY_CONFIG = ('client {\n  enabled = true\n}\n'

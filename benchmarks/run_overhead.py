@@ -17,10 +17,11 @@ import time
 from ipaddress import IPv4Network
 from pathlib import Path
 
+from weavenomad_lab import core
+
 from weavenomad.clients.consul import ConsulAPI
 from weavenomad.clients.nomad import NomadAPI
-from weavenomad.jobspec.submit import RunOptions, run
-from weavenomad.lab import core
+from weavenomad.jobs.submit import RunOptions, run
 from weavenomad.tenancy.model import Cluster
 from weavenomad.tenancy.registry import TenantRegistry
 

@@ -13,8 +13,9 @@ import statistics
 import time
 from ipaddress import IPv4Network
 
+from weavenomad_lab.consul.server import ConsulSimulator, SimNode
+
 from weavenomad.clients.consul import ConsulAPI
-from weavenomad.lab.consul.server import ConsulSimulator, SimNode
 from weavenomad.tenancy.model import Cluster, Registry, Tenant, encode_registry
 from weavenomad.tenancy.registry import TenantRegistry
 

@@ -1,5 +1,5 @@
 """Shared fixtures. ``lab``: one real lab (2 nodes) for the whole session, brought up through
-:func:`weavenomad.lab.core.up` and removed at the end. A lab that cannot start fails the tests
+:func:`weavenomad_lab.core.up` and removed at the end. A lab that cannot start fails the tests
 that need it, with the reason; it never skips them."""
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ def pytest_collection_modifyitems(items):
 
 @pytest.fixture(scope="session")
 def lab():
-    """The session's lab (a :class:`weavenomad.lab.layout.LabLayout`)."""
-    from weavenomad.lab import core
+    """The session's lab (a :class:`weavenomad_lab.layout.LabLayout`)."""
+    from weavenomad_lab import core
 
     state_dir = lab_state_dir()
     try:

@@ -60,15 +60,11 @@ class NotFoundError(WeavenomadError):
 
 
 class ConflictError(WeavenomadError):
-    """The change collides with existing state (overlap, name taken, lab owned by another)."""
+    """The change collides with existing state (overlap, name taken, a record owned by another)."""
 
 
 class PrivilegeError(WeavenomadError):
     """The operation needs privileges this process does not have (root, an ACL token)."""
-
-
-class LabError(WeavenomadError):
-    """The local lab could not be brought up, inspected or torn down."""
 
 
 class BackendError(WeavenomadError):

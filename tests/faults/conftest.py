@@ -42,7 +42,7 @@ def pytest_terminal_summary(terminalreporter):
 
 @pytest.fixture(scope="module")
 def fault_lab():
-    from weavenomad.lab import core
+    from weavenomad_lab import core
 
     state_dir = fault_state_dir()
     try:

@@ -41,11 +41,10 @@ from labtools import (
     wait_for,
     weave,
 )
-
-from weavenomad.lab import dockerd
-from weavenomad.lab.consul.component import COMPONENT as CONSUL
-from weavenomad.lab.nomad import control
-from weavenomad.lab.weave.daemon import COMPONENT as WEAVE
+from weavenomad_lab import dockerd
+from weavenomad_lab.consul.component import COMPONENT as CONSUL
+from weavenomad_lab.nomad import control
+from weavenomad_lab.weave.daemon import COMPONENT as WEAVE
 
 from .faultlab import (
     FIGURES,
@@ -66,7 +65,7 @@ from .faultlab import (
 from .faultproxy import DOWN, ERROR, PASS, SLOW
 
 #: allocations while the restarts happen (the simulated Nomad keeps each node's container
-#: removals apart: many at once can deadlock Docker 20.10, see weavenomad/lab/nomad/dockergate)
+#: removals apart: many at once can deadlock Docker 20.10, see lab/weavenomad_lab/nomad/dockergate)
 BASE = 10
 CHURN = (100, 30, 50, BASE)
 SEED = int(os.environ.get("WEAVENOMAD_FAULT_SEED") or time.time_ns() % 1_000_000)

@@ -13,9 +13,8 @@ import time
 
 import pytest
 import requests
-
-from weavenomad.lab.layout import LabLayout, NodeLayout
-from weavenomad.lab.nomad import control
+from weavenomad_lab.layout import LabLayout, NodeLayout
+from weavenomad_lab.nomad import control
 
 TIMEOUT = 60.0
 NOMAD_ALLOC_LABEL = "com.hashicorp.nomad.alloc_id"
@@ -58,7 +57,7 @@ def docker_client(node: NodeLayout):
 def weave(lab: LabLayout, node: NodeLayout, *args: str) -> str:
     """Run the node's ``weave`` command; fail the test on a non-zero exit."""
     done = subprocess.run(
-        [sys.executable, "-m", "weavenomad.lab.weave.shim", "--lab-state-dir",
+        [sys.executable, "-m", "weavenomad_lab.weave.shim", "--lab-state-dir",
          str(lab.state_dir), "--node", node.name, *args],
         capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
@@ -81,7 +80,7 @@ def set_endpoint(lab: LabLayout, node: NodeLayout, config_text: str) -> None:
 
 
 def restore_endpoint(lab: LabLayout, node: NodeLayout) -> None:
-    from weavenomad.lab.nomad.agentconfig import default_text
+    from weavenomad_lab.nomad.agentconfig import default_text
 
     set_endpoint(lab, node, default_text(node))
 
@@ -111,7 +110,7 @@ def ethwe_address(container) -> ipaddress.IPv4Interface:
 
 def node_cli_env(lab: LabLayout, node: NodeLayout, **extra: str) -> dict:
     """The environment ``lab env --node`` gives a shell, for running ``weavenomad`` as a user."""
-    from weavenomad.lab import core
+    from weavenomad_lab import core
 
     env = dict(os.environ)
     for line in core.env_lines(lab, node):

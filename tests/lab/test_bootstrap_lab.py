@@ -18,9 +18,8 @@ from pathlib import Path
 
 import pytest
 import requests
-
-from weavenomad.lab import core
-from weavenomad.lab.layout import LabLayout, NodeLayout
+from weavenomad_lab import core
+from weavenomad_lab.layout import LabLayout, NodeLayout
 
 pytestmark = pytest.mark.lab
 

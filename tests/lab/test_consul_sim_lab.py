@@ -8,21 +8,20 @@ import time
 
 import pytest
 import requests
-
-from weavenomad.lab import core
-from weavenomad.lab.layout import CONSUL_PORT, LabLayout, NodeLayout
-from weavenomad.lab.netns import connect_tcp
+from weavenomad_lab import core
+from weavenomad_lab.layout import CONSUL_PORT, LabLayout, NodeLayout
+from weavenomad_lab.netns import connect_tcp
 
 pytestmark = pytest.mark.lab
 
-SPEC = "weavenomad.lab.consul.component:COMPONENT"
+SPEC = "weavenomad_lab.consul.component:COMPONENT"
 TIMEOUT = 30.0
 
 
 @pytest.fixture(scope="module")
 def consul_lab(lab: LabLayout):
     """The session lab with the simulated Consul (started here while ``lab up`` does not)."""
-    from weavenomad.lab.consul.component import COMPONENT
+    from weavenomad_lab.consul.component import COMPONENT
 
     added = SPEC not in core.COMPONENTS
     if added:
@@ -66,7 +65,7 @@ def wait_for(what: str, probe):
 
 
 def test_every_node_has_its_agent_in_its_namespace_and_on_the_host(consul_lab):
-    from weavenomad.lab.consul.component import COMPONENT
+    from weavenomad_lab.consul.component import COMPONENT
 
     for node in consul_lab.nodes:
         assert agent(node, "GET", "/v1/agent/self")["Config"]["NodeName"] == node.name

@@ -33,11 +33,11 @@ from pathlib import Path
 
 import docker
 import pytest
+from weavenomad_lab import core
+from weavenomad_lab.layout import LabLayout, NodeLayout
+from weavenomad_lab.netns import netns_path, nsenter_argv
 
 from weavenomad.config import build_settings
-from weavenomad.lab import core
-from weavenomad.lab.layout import LabLayout, NodeLayout
-from weavenomad.lab.netns import netns_path, nsenter_argv
 from weavenomad.tenancy.model import Cluster
 from weavenomad.tenancy.operations import create_tenant, registry_for
 

@@ -16,10 +16,11 @@ from pathlib import Path
 import docker
 import pytest
 from conftest import lab_name, lab_state_dir
+from weavenomad_lab import core, dockerd, netns
+from weavenomad_lab.errors import LabError
+from weavenomad_lab.layout import LAB_IMAGE, LabLayout
 
-from weavenomad.errors import ConflictError, LabError, PrivilegeError
-from weavenomad.lab import core, dockerd, netns
-from weavenomad.lab.layout import LAB_IMAGE, LabLayout
+from weavenomad.errors import ConflictError, PrivilegeError
 
 pytestmark = pytest.mark.lab
 

@@ -11,16 +11,15 @@ from pathlib import Path
 
 import pytest
 from labtools import consul, docker_client, driver, nomad, set_endpoint, wait_for, weave
-
-from weavenomad.lab import core
-from weavenomad.lab.layout import LabLayout, NodeLayout
-from weavenomad.lab.nomad import control
+from weavenomad_lab import core
+from weavenomad_lab.layout import LabLayout, NodeLayout
+from weavenomad_lab.nomad import control
 
 pytestmark = pytest.mark.lab
 
 #: the parts this test needs on top of the session lab, in start order
-NEEDED = ["weavenomad.lab.weave.daemon:COMPONENT", "weavenomad.lab.consul.component:COMPONENT",
-          "weavenomad.lab.nomad.component:COMPONENT"]
+NEEDED = ["weavenomad_lab.weave.daemon:COMPONENT", "weavenomad_lab.consul.component:COMPONENT",
+          "weavenomad_lab.nomad.component:COMPONENT"]
 SYNC_INTERVAL = 2.0
 JOBS = Path(__file__).resolve().parents[2] / "jobs"
 TIMEOUT = 60.0
@@ -151,7 +150,7 @@ def test_restart_reads_both_config_forms_and_keeps_allocations(nomad_lab):
         assert not driver(owner)["Healthy"]
         assert nomad(n1, "GET", f"/v1/allocation/{alloc['ID']}")["ClientStatus"] == "running"
     finally:
-        from weavenomad.lab.nomad.agentconfig import default_text
+        from weavenomad_lab.nomad.agentconfig import default_text
 
         set_endpoint(lab, owner, default_text(owner))
     assert driver(owner)["Healthy"]
@@ -170,7 +169,7 @@ def test_done_when_seed_job_through_the_weave_proxy(nomad_lab):
     weave_config = ('client {\n  enabled = true\n}\n'
                     'plugin "docker" {\n  config {\n'
                     '    endpoint = "unix:///var/run/weave/weave.sock"\n  }\n}\n')
-    from weavenomad.lab.nomad.agentconfig import default_text
+    from weavenomad_lab.nomad.agentconfig import default_text
 
     try:
         for node in lab.nodes:

@@ -28,9 +28,8 @@ from pathlib import Path
 import pytest
 import requests
 from labtools import driver, ethwe_address, node_cli_env, nomad, task_containers, wait_for
-
-from weavenomad.lab import core
-from weavenomad.lab.layout import LabLayout, NodeLayout
+from weavenomad_lab import core
+from weavenomad_lab.layout import LabLayout, NodeLayout
 
 pytestmark = pytest.mark.lab
 

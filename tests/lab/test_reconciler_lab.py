@@ -31,10 +31,9 @@ from labtools import (
     task_containers,
     wait_for,
 )
-
-from weavenomad.lab import core
-from weavenomad.lab.consul.component import COMPONENT as CONSUL
-from weavenomad.lab.nomad import control
+from weavenomad_lab import core
+from weavenomad_lab.consul.component import COMPONENT as CONSUL
+from weavenomad_lab.nomad import control
 
 pytestmark = pytest.mark.lab
 

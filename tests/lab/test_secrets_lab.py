@@ -21,9 +21,8 @@ from pathlib import Path
 import pytest
 from conftest import lab_name, lab_state_dir
 from labtools import wait_for
-
-from weavenomad.lab import core, security
-from weavenomad.lab.layout import LabLayout, LabSecurity
+from weavenomad_lab import core, security
+from weavenomad_lab.layout import LabLayout, LabSecurity
 
 JOBS = Path(__file__).resolve().parents[2] / "jobs"
 SECURED = LabSecurity(acl=True, tls=True, verify_client=True)

@@ -13,10 +13,9 @@ from ipaddress import IPv4Interface, IPv4Network
 
 import docker
 import pytest
-
-from weavenomad.lab.netns import nsenter_argv
-from weavenomad.lab.weave import ipam
-from weavenomad.lab.weave.daemon import COMPONENT
+from weavenomad_lab.netns import nsenter_argv
+from weavenomad_lab.weave import ipam
+from weavenomad_lab.weave.daemon import COMPONENT
 
 RANGE, DEFAULT, TENANT = "10.32.0.0/16", "10.32.0.0/24", "10.32.1.0/24"
 IMAGE = "bb:local"

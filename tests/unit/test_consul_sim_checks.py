@@ -10,9 +10,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from test_consul_sim_support import running_sim
-
-from weavenomad.lab.consul.checks import http_timeout, probe_check, probe_http, probe_tcp
-from weavenomad.lab.consul.records import CheckDefinition
+from weavenomad_lab.consul.checks import http_timeout, probe_check, probe_http, probe_tcp
+from weavenomad_lab.consul.records import CheckDefinition
 
 FAST = {"probe": probe_check, "min_interval": 0.05, "first_run_within": 0.05}
 

@@ -8,8 +8,7 @@ import time
 
 import pytest
 from test_consul_sim_support import RECORDED, recorded, running_sim
-
-from weavenomad.lab.consul.records import PASSING
+from weavenomad_lab.consul.records import PASSING
 
 #: objects whose keys are data (ids, names, meta keys), not field names
 KEYED = {"Meta", "ServiceMeta", "NodeMeta"}

@@ -8,10 +8,9 @@ import json
 import pytest
 import requests
 from test_consul_sim_support import running_sim
-
-from weavenomad.lab.consul.decode import parse_go_duration
-from weavenomad.lab.consul.http import ConsulAPI, Request
-from weavenomad.lab.consul.state import ConsulState
+from weavenomad_lab.consul.decode import parse_go_duration
+from weavenomad_lab.consul.http import ConsulAPI, Request
+from weavenomad_lab.consul.state import ConsulState
 
 TEXT = "text/plain; charset=utf-8"
 

@@ -1,6 +1,6 @@
 """Shared helpers for the simulated-Consul tests (imported by the other ``test_consul_sim_*``).
 
-``running_sim`` starts a :class:`~weavenomad.lab.consul.server.ConsulSimulator` on 127.0.0.1
+``running_sim`` starts a :class:`~weavenomad_lab.consul.server.ConsulSimulator` on 127.0.0.1
 with two nodes (u1 the server, u2 a client) and no network namespace; ``SimClient`` talks to one
 node's agent over real HTTP.
 """
@@ -13,8 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import requests
-
-from weavenomad.lab.consul.server import ConsulSimulator, SimNode
+from weavenomad_lab.consul.server import ConsulSimulator, SimNode
 
 RECORDED = Path(__file__).resolve().parents[1] / "fixtures" / "recorded"
 NODES = (SimNode("u1", "127.0.0.1", server=True), SimNode("u2", "127.0.0.2"))

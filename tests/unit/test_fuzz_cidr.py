@@ -14,11 +14,11 @@ from fakes import FakeKV
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from weavenomad import weavecidr
 from weavenomad.cli import main
 from weavenomad.errors import ValidationError, WeavenomadError
-from weavenomad.jobspec.render import offline_target
+from weavenomad.jobs.render import offline_target
 from weavenomad.tenancy import operations as ops
+from weavenomad.tenancy import weavecidr
 from weavenomad.tenancy.model import Cluster, Registry, Tenant
 from weavenomad.tenancy.registry import TenantRegistry, resolve_target
 from weavenomad.tenancy.subnets import allocate_subnet

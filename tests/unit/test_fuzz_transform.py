@@ -13,9 +13,10 @@ from ipaddress import IPv4Network
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from weavenomad import weavecidr
 from weavenomad.errors import ValidationError
-from weavenomad.jobspec.transform import META_SUBNET, META_TENANT, TenantTarget, apply_tenant
+from weavenomad.jobs.transform import apply_tenant
+from weavenomad.tenancy import weavecidr
+from weavenomad.tenancy.contract import META_SUBNET, META_TENANT, TenantTarget
 
 FUZZ = settings(max_examples=80, deadline=None, derandomize=True, database=None,
                 suppress_health_check=list(HealthCheck))

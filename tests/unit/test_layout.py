@@ -11,13 +11,14 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from weavenomad_lab import core, network
+from weavenomad_lab.dockerd import cgroup_parent, dockerd_argv, mentions
+from weavenomad_lab.errors import LabError
+from weavenomad_lab.image import is_static_elf, rootfs_tar
+from weavenomad_lab.layout import SERVICES, LabLayout
+from weavenomad_lab.network import Link, Observed, plan_network
 
-from weavenomad.errors import ConfigError, ConflictError, LabError, PrivilegeError
-from weavenomad.lab import core, network
-from weavenomad.lab.dockerd import cgroup_parent, dockerd_argv, mentions
-from weavenomad.lab.image import is_static_elf, rootfs_tar
-from weavenomad.lab.layout import SERVICES, LabLayout
-from weavenomad.lab.network import Link, Observed, plan_network
+from weavenomad.errors import ConfigError, ConflictError, PrivilegeError
 
 
 def _layout(nodes=2, name="ta", state_dir="/tmp/ta-s") -> LabLayout:
@@ -311,7 +312,7 @@ def test_cli_errors_are_one_line_with_the_fix(short_dir, capsys):
 
 
 def test_status_table_lines_up():
-    from weavenomad.cli.lab import format_table
+    from weavenomad_lab.cli import format_table
 
     rows = [core.PartStatus("network", None, True, None, "fab ok").to_json(),
             core.PartStatus("dockerd", "n1", False, "unix:///s", "not running").to_json()]

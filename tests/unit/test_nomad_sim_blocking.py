@@ -9,9 +9,8 @@ import time
 import pytest
 import requests
 from test_nomad_sim_support import Cluster, recorded
-
-from weavenomad.lab.netns import listen_tcp
-from weavenomad.lab.nomad.server import _Listener
+from weavenomad_lab.netns import listen_tcp
+from weavenomad_lab.nomad.server import _Listener
 
 
 @pytest.fixture

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 from test_nomad_sim_support import Cluster, recorded
+from weavenomad_lab.layout import LabLayout, NodeLayout
+from weavenomad_lab.nomad import agentconfig, dockertask, gostyle, lifecycle, shapes
+from weavenomad_lab.nomad.gostyle import MINUTE, SECOND
 
 from weavenomad.errors import ConfigError
-from weavenomad.lab.layout import LabLayout, NodeLayout
-from weavenomad.lab.nomad import agentconfig, dockertask, gostyle, lifecycle, shapes
-from weavenomad.lab.nomad.gostyle import MINUTE, SECOND
 
 # -- agent config ---------------------------------------------------------------------------
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import pytest
 from test_nomad_sim_support import recorded
-
-from weavenomad.lab.nomad import consul_sync as cs
+from weavenomad_lab.nomad import consul_sync as cs
 
 ALLOC = "496e93a7-1a21-2d3d-58e6-14355eed58dc"
 SERVICE_ID = f"_nomad-task-{ALLOC}-httpbackend-httpbackend-8081"
@@ -155,7 +154,7 @@ def _soon(condition, pause) -> bool:
 def test_a_shorter_interval_takes_effect_at_once_and_drift_is_reverted():
     import threading
 
-    from weavenomad.lab.nomad.consul_client import ServiceSyncer
+    from weavenomad_lab.nomad.consul_client import ServiceSyncer
 
     agent = FakeAgent()
     syncer = ServiceSyncer(agent, interval=30.0, probation=0.0)

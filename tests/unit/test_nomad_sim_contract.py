@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import pytest
 from test_nomad_sim_support import Cluster, recorded, shape_differences
-
-from weavenomad.lab.nomad import shapes
+from weavenomad_lab.nomad import shapes
 
 
 @pytest.fixture

@@ -7,8 +7,7 @@ import threading
 
 import pytest
 import requests
-
-from weavenomad.lab.nomad.dockergate import DockerGate, stop_container
+from weavenomad_lab.nomad.dockergate import DockerGate, stop_container
 
 
 class DockerStatus(Exception):

@@ -5,8 +5,7 @@ from __future__ import annotations
 import copy
 
 from test_nomad_sim_support import Cluster, fake_node, recorded
-
-from weavenomad.lab.nomad import jobs, scheduler
+from weavenomad_lab.nomad import jobs, scheduler
 
 
 def seed_job(count: int = 2, **changes) -> dict:

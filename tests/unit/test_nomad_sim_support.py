@@ -7,10 +7,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from weavenomad.lab.nomad import agentconfig, agentself, fingerprint, shapes
-from weavenomad.lab.nomad.http import NomadAPI, Request
-from weavenomad.lab.nomad.server import parse_job_text
-from weavenomad.lab.nomad.state import NomadState
+from weavenomad_lab.nomad import agentconfig, agentself, fingerprint, shapes
+from weavenomad_lab.nomad.http import NomadAPI, Request
+from weavenomad_lab.nomad.server import parse_job_text
+from weavenomad_lab.nomad.state import NomadState
 
 RECORDED = Path(__file__).resolve().parents[1] / "fixtures" / "recorded"
 

@@ -1,5 +1,5 @@
 """``weavenomad run``'s policy: every way a job could place a task outside its tenant is refused
-with one line naming the job, group, task and field (weavenomad.jobspec.policy)."""
+with one line naming the job, group, task and field (weavenomad.jobs.policy)."""
 
 import json
 from ipaddress import IPv4Network
@@ -7,7 +7,8 @@ from ipaddress import IPv4Network
 import pytest
 
 from weavenomad.errors import ValidationError
-from weavenomad.jobspec.transform import TenantTarget, apply_tenant
+from weavenomad.jobs.transform import apply_tenant
+from weavenomad.tenancy.contract import TenantTarget
 
 ACME = TenantTarget("acme", IPv4Network("10.32.1.0/24"), IPv4Network("10.32.0.0/24"))
 DEFAULT = TenantTarget("net:default", None, IPv4Network("10.32.0.0/24"))
@@ -233,7 +234,7 @@ class RecordingNomad:
 def test_run_registers_nothing_when_the_policy_refuses(tmp_path, job, text):
     from fakes import FakeKV
 
-    from weavenomad.jobspec.submit import RunOptions, run
+    from weavenomad.jobs.submit import RunOptions, run
     from weavenomad.tenancy.model import Cluster
     from weavenomad.tenancy.registry import TenantRegistry
 

@@ -2,7 +2,7 @@ import subprocess
 import sys
 import time
 
-from weavenomad.lab.process import Daemon, _alive
+from weavenomad_lab.process import Daemon, _alive
 
 
 def test_zombie_counts_as_dead():

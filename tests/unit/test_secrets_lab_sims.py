@@ -15,13 +15,13 @@ import pytest
 import requests
 from test_consul_sim_support import running_sim
 from test_nomad_sim_support import Cluster
+from weavenomad_lab import core, security
+from weavenomad_lab.layout import LabLayout, LabSecurity
+from weavenomad_lab.nomad import agentconfig, agentself
+from weavenomad_lab.nomad.component import agent_security
+from weavenomad_lab.nomad.http import NomadAPI, Request
 
 from weavenomad.errors import ConfigError, ConflictError
-from weavenomad.lab import core, security
-from weavenomad.lab.layout import LabLayout, LabSecurity
-from weavenomad.lab.nomad import agentconfig, agentself
-from weavenomad.lab.nomad.component import agent_security
-from weavenomad.lab.nomad.http import NomadAPI, Request
 
 MANAGEMENT = "0b9c5d02-4a51-4f5e-8a3c-6f1d5b0e7a11"
 SECURED = LabSecurity(acl=True, tls=True, verify_client=True)
@@ -172,7 +172,7 @@ def test_consul_serves_https_only_and_wants_the_client_certificate(secured_lab):
 
 
 def test_nomad_answers_plain_http_on_its_tls_port_as_go_does(secured_lab):
-    from weavenomad.lab.nomad.server import _Listener
+    from weavenomad_lab.nomad.server import _Listener
 
     cluster = Cluster(1)
     sock = socket.socket()

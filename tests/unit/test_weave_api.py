@@ -7,9 +7,8 @@ from ipaddress import IPv4Interface, IPv4Network
 from pathlib import Path
 
 import pytest
-
-from weavenomad.lab.weave import api, status
-from weavenomad.lab.weave.ipam import EXPOSE_IDENT, Ipam
+from weavenomad_lab.weave import api, status
+from weavenomad_lab.weave.ipam import EXPOSE_IDENT, Ipam
 
 RECORDED = Path(__file__).resolve().parents[1] / "fixtures" / "recorded"
 C1 = "e6542df8b707b9d42fdd440e1f4b2eca1b928f64bcb1bd4314fe1b8694036f09"

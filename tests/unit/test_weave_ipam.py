@@ -5,9 +5,9 @@ from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from weavenomad_lab.weave.ipam import EXPOSE_IDENT, Ipam, load
 
 from weavenomad.errors import ConflictError, ValidationError
-from weavenomad.lab.weave.ipam import EXPOSE_IDENT, Ipam, load
 
 SUBNET = IPv4Network("10.32.1.0/24")
 DEFAULT = IPv4Network("10.32.0.0/24")

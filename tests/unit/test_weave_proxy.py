@@ -7,9 +7,9 @@ import json
 from pathlib import Path
 
 import pytest
+from weavenomad_lab.weave import proxy, wire
 
 from weavenomad.errors import ValidationError
-from weavenomad.lab.weave import proxy, wire
 
 IMAGE = {"Config": {"Entrypoint": None, "Cmd": ["/bin/httpd", "-f"]}}
 

@@ -3,9 +3,8 @@ them, exit codes as its ``exit 1``. The daemon's answers are given; the shim's p
 formatting are what is tested."""
 
 import pytest
-
-from weavenomad.errors import LabError
-from weavenomad.lab.weave import shim
+from weavenomad_lab.errors import LabError
+from weavenomad_lab.weave import shim
 
 
 def test_launch_flags_of_the_real_script():

@@ -4,8 +4,8 @@ from ipaddress import IPv4Interface, IPv4Network
 
 import pytest
 
-from weavenomad import weavecidr
 from weavenomad.errors import ValidationError
+from weavenomad.tenancy import weavecidr
 
 
 def test_net_subnet():

@@ -21,7 +21,7 @@ from weavenomad.bootstrap.reset import plan_reset
 from weavenomad.errors import ExitCode, PrivilegeError, ValidationError, WeavenomadError
 from weavenomad.nodeconfig import files as config_files
 from weavenomad.tenancy.model import Cluster
-from weavenomad.weavecidr import parse_subnet
+from weavenomad.tenancy.weavecidr import parse_subnet
 
 Say = Callable[[str], None]
 

@@ -20,10 +20,8 @@ from weavenomad.errors import ExitCode, WeavenomadError
 COMMANDS: dict[str, str] = {
     "bootstrap": "weavenomad.cli.node:bootstrap",
     "config": "weavenomad.cli.config_cmd:config",
-    "demo": "weavenomad.cli.demo:demo",
     "doctor": "weavenomad.cli.node:doctor",
     "guard": "weavenomad.cli.guard:guard",
-    "lab": "weavenomad.cli.lab:lab",
     "reconciler": "weavenomad.cli.reconciler:reconciler",
     "render": "weavenomad.cli.run:render",
     "reset": "weavenomad.cli.node:reset",
@@ -33,26 +31,65 @@ COMMANDS: dict[str, str] = {
 }
 
 
+#: entry point group through which other distributions add commands (weavenomad-lab adds
+#: ``lab`` and ``demo``); the product never imports them by name
+PLUGIN_GROUP = "weavenomad.commands"
+#: commands that only the lab distribution provides, and how to get them
+LAB_COMMANDS = ("demo", "lab")
+LAB_HINT = ("install the local lab to get them: scripts/install-deps in a checkout of "
+            "weavenomad, or pip install ./lab")
+
+
+def plugin_commands() -> dict[str, str]:
+    """Commands that installed distributions add through :data:`PLUGIN_GROUP`."""
+    from importlib.metadata import entry_points
+
+    return {entry.name: entry.value for entry in entry_points(group=PLUGIN_GROUP)}
+
+
 class LazyGroup(click.Group):
-    """A group whose subcommands are imported only when they run or are listed."""
+    """A group whose subcommands are imported only when they run or are listed. Besides its
+    own, it offers those of :data:`PLUGIN_GROUP`, looked up only when a name is not its own
+    (so ``weavenomad reconciler run`` never scans the installed distributions)."""
 
     def __init__(self, *args, lazy: dict[str, str] | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.lazy = dict(lazy or {})
+        self._plugins: dict[str, str] | None = None
+
+    @property
+    def plugins(self) -> dict[str, str]:
+        if self._plugins is None:
+            self._plugins = {name: target for name, target in plugin_commands().items()
+                             if name not in self.lazy}
+        return self._plugins
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted(set(super().list_commands(ctx)) | set(self.lazy))
+        return sorted(set(super().list_commands(ctx)) | set(self.lazy) | set(self.plugins))
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
-        if name in self.lazy:
-            module_name, attribute = self.lazy[name].split(":")
+        target = self.lazy.get(name) or (None if name in self.commands else
+                                         self.plugins.get(name))
+        if target is not None:
+            module_name, attribute = target.split(":")
             return getattr(importlib.import_module(module_name), attribute)
         return super().get_command(ctx, name)
+
+    def resolve_command(self, ctx: click.Context, args: list[str]):
+        if args and args[0] in LAB_COMMANDS and self.get_command(ctx, args[0]) is None:
+            raise click.UsageError(f"'weavenomad {args[0]}' comes with the local lab, which is "
+                                   f"not installed: {LAB_HINT}", ctx)
+        return super().resolve_command(ctx, args)
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         # Listing needs each command's short help, hence its module. The modules import only
         # click at the top, so this stays cheap.
         super().format_commands(ctx, formatter)
+        missing = [name for name in LAB_COMMANDS if name not in self.list_commands(ctx)]
+        if missing:
+            with formatter.section("Not installed"):
+                formatter.write_text(f"{', '.join(missing)}: the local lab and its demo; "
+                                     f"{LAB_HINT}.")
 
 
 @click.group(cls=LazyGroup, lazy=COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})

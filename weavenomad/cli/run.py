@@ -62,7 +62,7 @@ def run(jobfile, tenant_spec, variables, var_files, check_index, detach, dry_run
     failed deployment, 1 error.
     """
     from weavenomad.clients import nomad_client
-    from weavenomad.jobspec import submit
+    from weavenomad.jobs import submit
     from weavenomad.tenancy.operations import registry_for
 
     app = app_context()
@@ -96,7 +96,7 @@ def render(jobfile, tenant_spec, output_format, variables, var_files):
     and line; Nomad's runtime interpolation (${NOMAD_...}, ${attr...}) stays as text, as Nomad
     keeps it. net:CIDR and net:default need no server; a tenant name is looked up in Consul.
     """
-    from weavenomad.jobspec import render as render_job
+    from weavenomad.jobs import render as render_job
 
     app = app_context()
     click.echo(render_job.render(

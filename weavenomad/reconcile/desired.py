@@ -30,7 +30,7 @@ from weavenomad.reconcile.model import (
     twin_check_id,
     twin_id,
 )
-from weavenomad.weavecidr import parse_subnet
+from weavenomad.tenancy.weavecidr import parse_subnet
 
 #: check types the reconciler re-aims at the Weave address
 REAIMABLE = ("tcp", "http", "grpc")

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Interface, IPv4Network
 from types import MappingProxyType
 
-from weavenomad.jobspec.transform import META_SUBNET, META_TENANT
+from weavenomad.tenancy.contract import META_SUBNET, META_TENANT
 
 NOMAD_TASK_PREFIX = "_nomad-task-"
 #: every service and check ID the reconciler creates starts with this

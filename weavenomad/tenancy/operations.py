@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from weavenomad.errors import ConflictError, ValidationError
-from weavenomad.jobspec.transform import META_SUBNET, META_TENANT
+from weavenomad.tenancy.contract import META_SUBNET, META_TENANT
 from weavenomad.tenancy.model import Cluster, Tenant
 from weavenomad.tenancy.registry import TenantRegistry
 from weavenomad.tenancy.subnets import parse_subnet

@@ -18,7 +18,7 @@ from ipaddress import IPv4Network
 from typing import TypeVar
 
 from weavenomad.errors import ConflictError, ValidationError
-from weavenomad.jobspec.transform import TenantTarget
+from weavenomad.tenancy.contract import TenantTarget
 from weavenomad.tenancy.model import (
     Cluster,
     Registry,

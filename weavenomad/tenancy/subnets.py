@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from ipaddress import IPv4Network
 
 from weavenomad.errors import ConflictError, ValidationError
-from weavenomad.weavecidr import parse_subnet  # noqa: F401  (one parser for every CIDR)
+from weavenomad.tenancy.weavecidr import parse_subnet  # noqa: F401  (one parser for every CIDR)
 
 #: smallest sensible tenant subnet: /30 leaves 2 usable addresses, Weave needs room to expose
 MAX_PREFIX_LEN = 30

@@ -1,0 +1,290 @@
+"""``weavenomad demo``: the seed's story end to end on the local lab, narrated and checked.
+
+Three nodes are bootstrapped the way an operator would, on each node (``lab exec``), with the
+other two as Weave peers. Tenants acme and globex each run the seed's httpbackend job. Consul
+first advertises Docker-bridge addresses (the problem), then, with a reconciler running on every
+node, only Weave addresses (the fix). Traffic passes within a tenant and fails between tenants.
+Every step runs the real ``weavenomad`` commands and is checked; the exit code is 0 only when
+every check held.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import shlex
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from weavenomad_lab.layout import LabLayout
+
+NODES = 3
+LAB_NAME = "wndemo"
+SERVICE = "httpbackend"
+SERVICE_PORT = 8081
+TENANTS = ("acme", "globex")
+JOB_FILE = Path(__file__).resolve().parents[2] / "jobs" / "httpbackend.nomad"
+NOMAD_ALLOC_LABEL = "com.hashicorp.nomad.alloc_id"
+
+
+@dataclass
+class Story:
+    """Narration and the tally of checks."""
+
+    out: Callable[[str], None]
+    failed: list[str] = field(default_factory=list)
+    passed: int = 0
+
+    def chapter(self, title: str) -> None:
+        self.out(f"\n== {title}")
+
+    def note(self, text: str) -> None:
+        self.out(f"   {text}")
+
+    def check(self, what: str, held: bool) -> bool:
+        self.out(f"   {'ok  ' if held else 'FAIL'}  {what}")
+        if held:
+            self.passed += 1
+        else:
+            self.failed.append(what)
+        return held
+
+
+class Demo:
+    def __init__(self, state_dir: Path, story: Story, *, timeout: float = 120.0):
+        self.state_dir = state_dir
+        self.story = story
+        self.timeout = timeout
+        self.lab: LabLayout | None = None
+        self.reconcilers: list[subprocess.Popen] = []
+
+    # -- running things ----------------------------------------------------------------------
+
+    def weavenomad(self, *args: str, node: str | None = None) -> subprocess.CompletedProcess:
+        """Run ``weavenomad ARGS``, on ``node`` (inside its namespace) when given."""
+        argv = [sys.executable, "-m", "weavenomad"]
+        if node is not None:
+            argv += ["lab", "exec", "--state-dir", str(self.state_dir), node, "--",
+                     sys.executable, "-m", "weavenomad"]
+        return subprocess.run(argv + list(args), capture_output=True, text=True,
+                              timeout=self.timeout)
+
+    def must(self, what: str, done: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
+        if not self.story.check(what, done.returncode == 0):
+            detail = (done.stderr or done.stdout).strip().splitlines()
+            self.story.note(detail[-1] if detail else f"exit {done.returncode}")
+            raise DemoStopped(what)
+        return done
+
+    def consul(self, path: str) -> list | dict:
+        import requests
+
+        node = self.lab.nodes[0]
+        answer = requests.get(node.url("consul") + path, timeout=10)
+        answer.raise_for_status()
+        return answer.json()
+
+    def wait(self, probe: Callable[[], object], timeout: float | None = None):
+        stop = threading.Event()
+        deadline = time.monotonic() + (timeout or self.timeout)
+        value = probe()
+        while not value and time.monotonic() < deadline:
+            stop.wait(0.25)
+            value = probe()
+        return value
+
+    def containers(self, job_id: str) -> list:
+        import docker
+
+        found = []
+        for node in self.lab.nodes:
+            client = docker.DockerClient(base_url=node.docker_host, timeout=30)
+            for container in client.containers.list(
+                    ignore_removed=True, filters={"label": NOMAD_ALLOC_LABEL}):
+                if f"NOMAD_JOB_ID={job_id}" in (container.attrs["Config"]["Env"] or []):
+                    found.append(container)
+        return found
+
+    # -- the story ---------------------------------------------------------------------------
+
+    def run(self, keep: bool) -> bool:
+        try:
+            self.bring_up()
+            self.bootstrap()
+            jobs = self.tenants_and_jobs()
+            weave_ips = self.weave_addresses(jobs)
+            self.before(weave_ips)
+            self.after(weave_ips)
+            self.isolation(jobs, weave_ips)
+        except DemoStopped as stopped:
+            self.story.note(f"stopped at: {stopped}")
+        finally:
+            self.stop_reconcilers()
+            if keep and self.lab is not None:
+                self.story.note(f"the lab stays up: weavenomad lab status --state-dir "
+                                f"{shlex.quote(str(self.state_dir))}")
+            else:
+                self.weavenomad("lab", "down", "--state-dir", str(self.state_dir))
+        return not self.story.failed
+
+    def bring_up(self) -> None:
+        self.story.chapter(f"A {NODES}-node lab: private dockerd, Weave, Consul and Nomad per node")
+        self.must("lab up", self.weavenomad("lab", "up", "--nodes", str(NODES), "--name",
+                                           LAB_NAME, "--state-dir", str(self.state_dir)))
+        self.lab = LabLayout.load(self.state_dir)
+        for node in self.lab.nodes:
+            self.story.note(f"{node.name}: host {node.host_ip}, namespace {node.netns}")
+
+    def bootstrap(self) -> None:
+        self.story.chapter("weavenomad bootstrap on every node, the other two as Weave peers")
+        for node in self.lab.nodes:
+            peers = [f"--peer={n.host_ip}" for n in self.lab.nodes if n is not node]
+            done = self.must(f"bootstrap {node.name}",
+                             self.weavenomad("bootstrap", *peers, node=node.name))
+            self.story.note(done.stdout.strip().splitlines()[-1] if done.stdout.strip() else "")
+        again = self.weavenomad("bootstrap", *[f"--peer={n.host_ip}" for n in self.lab.nodes[1:]],
+                                node=self.lab.nodes[0].name)
+        self.story.check("a second bootstrap changes nothing",
+                         again.returncode == 0 and "no changes" in again.stdout)
+
+    def tenants_and_jobs(self) -> dict[str, str]:
+        self.story.chapter("Tenants acme and globex, the seed's httpbackend job in each")
+        jobs = {}
+        for tenant in TENANTS:
+            created = self.must(f"tenant create {tenant}",
+                                self.weavenomad("tenant", "create", tenant, node="n1"))
+            self.story.note(created.stdout.strip())
+        for tenant in TENANTS:
+            job_id = SERVICE if tenant == TENANTS[0] else f"{SERVICE}-{tenant}"
+            path = self.state_dir / f"{job_id}.nomad"
+            path.write_text(JOB_FILE.read_text().replace(f'job "{SERVICE}"', f'job "{job_id}"'))
+            self.must(f"weavenomad run {job_id} --tenant {tenant}",
+                      self.weavenomad("run", str(path), "--tenant", tenant, node="n1"))
+            jobs[tenant] = job_id
+        return jobs
+
+    def weave_addresses(self, jobs: dict[str, str]) -> dict[str, list[ipaddress.IPv4Interface]]:
+        subnets = {t["name"]: ipaddress.ip_network(t["subnet"]) for t in self._tenants()}
+        found = {}
+        for tenant, job_id in jobs.items():
+            found[tenant] = [self._ethwe(c) for c in self.containers(job_id)]
+            inside = all(a.ip in subnets[tenant] for a in found[tenant])
+            self.story.check(f"{tenant}'s tasks have ethwe in {subnets[tenant]}: "
+                             f"{', '.join(str(a.ip) for a in found[tenant])}",
+                             inside and len(found[tenant]) == 2)
+        return found
+
+    def before(self, weave_ips: dict) -> None:
+        self.story.chapter("Before the reconciler: what Consul answers for httpbackend")
+        entries = self.consul(f"/v1/health/service/{SERVICE}?passing")
+        shown = sorted(f"{e['Service']['Address']}:{e['Service']['Port']}" for e in entries)
+        self.story.note(f"/v1/health/service/{SERVICE}?passing -> {', '.join(shown)}")
+        weave = {str(a.ip) for addresses in weave_ips.values() for a in addresses}
+        self.story.check("Consul advertises Docker-bridge addresses, not Weave ones (the bug)",
+                         bool(entries) and not weave & {e["Service"]["Address"] for e in entries})
+
+    def after(self, weave_ips: dict) -> None:
+        self.story.chapter("weavenomad reconciler run on every node")
+        for node in self.lab.nodes:
+            log = open(self.state_dir / f"reconciler-{node.name}.log", "ab")  # noqa: SIM115
+            argv = [sys.executable, "-m", "weavenomad", "lab", "exec", "--state-dir",
+                    str(self.state_dir), node.name, "--", sys.executable, "-m", "weavenomad",
+                    "reconciler", "run"]
+            self.reconcilers.append(subprocess.Popen(argv, stdout=log, stderr=log))
+            self.story.note(f"started on {node.name} (log {log.name})")
+        wanted = {(str(a.ip), SERVICE_PORT) for addresses in weave_ips.values() for a in addresses}
+
+        def answer():
+            entries = self.consul(f"/v1/health/service/{SERVICE}?passing")
+            got = {(e["Service"]["Address"], e["Service"]["Port"]) for e in entries}
+            return got if got == wanted and len(entries) == len(wanted) else None
+
+        started = time.monotonic()
+        got = self.wait(answer, timeout=60)
+        if not self.story.check(f"Consul's ?passing lists exactly the {len(wanted)} Weave "
+                                f"addresses after {time.monotonic() - started:.1f} s", bool(got)):
+            for node in self.lab.nodes:
+                log = (self.state_dir / f"reconciler-{node.name}.log").read_text(errors="replace")
+                for line in log.strip().splitlines()[-3:]:
+                    self.story.note(f"{node.name} reconciler: {line}")
+        self.last_answer = sorted(f"{ip}:{port}" for ip, port in (got or set()))
+
+    def isolation(self, jobs: dict[str, str], weave_ips: dict) -> None:
+        self.story.chapter("Isolation: HTTP from an acme task to its peer and to globex")
+        acme = self.containers(jobs["acme"])
+        if not acme or not weave_ips.get("globex"):
+            self.story.check("tasks to test isolation with", False)
+            return
+        source = acme[0]
+        own = [a for a in weave_ips["acme"] if a.ip != self._ethwe(source).ip]
+        same = own and "HTTP/1" in self._probe(source, own[0])
+        across = "HTTP/1" in self._probe(source, weave_ips["globex"][0])
+        self.story.check(f"acme -> acme {own[0].ip if own else '?'}:{SERVICE_PORT} answers",
+                         bool(same))
+        self.story.check(f"acme -> globex {weave_ips['globex'][0].ip}:{SERVICE_PORT} is "
+                         "unreachable", not across)
+        self.isolation_results = (bool(same), not across)
+
+    def summary(self) -> None:
+        self.story.chapter("Summary")
+        answer = getattr(self, "last_answer", None)
+        if answer:
+            self.story.note(f"Consul's health API (?passing) now answers {SERVICE} with: "
+                            f"{', '.join(answer)}")
+        self.story.note(f"{self.story.passed} checks held, {len(self.story.failed)} failed")
+        for what in self.story.failed:
+            self.story.note(f"failed: {what}")
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    def _tenants(self) -> list[dict]:
+        import json
+
+        listed = self.must("tenant list", self.weavenomad("tenant", "list", "--json", node="n1"))
+        return json.loads(listed.stdout)
+
+    @staticmethod
+    def _ethwe(container) -> ipaddress.IPv4Interface:
+        output = container.exec_run(["ip", "-4", "-o", "addr", "show", "ethwe"]).output.decode()
+        for word in output.split():
+            if "/" in word:
+                try:
+                    return ipaddress.ip_interface(word)
+                except ValueError:
+                    continue
+        raise DemoStopped(f"container {container.name} has no ethwe address")
+
+    @staticmethod
+    def _probe(container, address: ipaddress.IPv4Interface) -> str:
+        # Nomad drops NET_RAW from task containers, so TCP instead of ping
+        command = (f"printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 2 {address.ip} {SERVICE_PORT}")
+        return container.exec_run(["sh", "-c", command]).output.decode(errors="replace")
+
+    def stop_reconcilers(self) -> None:
+        for process in self.reconcilers:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in self.reconcilers:
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        self.reconcilers.clear()
+
+
+class DemoStopped(Exception):
+    """A step whose result later steps need did not hold."""
+
+
+def run_demo(state_dir: Path, keep: bool, out: Callable[[str], None]) -> bool:
+    story = Story(out)
+    demo = Demo(state_dir, story)
+    held = demo.run(keep)
+    demo.summary()
+    return held

@@ -1,0 +1,367 @@
+"""A lab node's Nomad client: it runs each allocation placed on the node as real Docker
+containers, reports task states back to the servers, registers the services in Consul and
+watches deployment health. One :class:`AllocRunner` thread per allocation, one
+:class:`TaskRunner` thread per task, like Nomad's allocrunner/taskrunner.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from weavenomad_lab.nomad import consul_sync, dockertask, lifecycle, shapes
+from weavenomad_lab.nomad.consul_client import ConsulUnavailable, ServiceSyncer
+from weavenomad_lab.nomad.dockergate import DockerGate, stop_container, wait_timed_out
+from weavenomad_lab.nomad.gostyle import SECOND, now_ns, rfc3339
+from weavenomad_lab.nomad.state import NomadState
+
+log = logging.getLogger(__name__)
+
+#: a task runner's wait on its container is cut into slices this long, only to notice the
+#: agent's own shutdown (Nomad's driver waits without end): short slices cost a request per
+#: task and slice through the Weave proxy, which a full node felt
+WAIT_SLICE = 30.0
+HEALTH_POLL = 0.5
+
+
+@dataclass
+class ClientContext:
+    state: NomadState
+    syncer: Callable[[], ServiceSyncer]
+    #: a docker.DockerClient for the node's *current* Docker endpoint (raises when none)
+    docker: Callable[[], Any]
+    node: Callable[[], dict]
+    alloc_root: Path
+    stop: threading.Event
+    #: keeps the node's container removals apart (a Docker 20.10 deadlock, see dockergate)
+    gate: DockerGate = field(default_factory=DockerGate)
+
+
+class TaskRunner(threading.Thread):
+    def __init__(self, owner: AllocRunner, task: dict):
+        super().__init__(name=f"task-{owner.alloc_id[:8]}-{task['Name']}", daemon=True)
+        self.owner = owner
+        self.task = task
+        self.name_ = task["Name"]
+        self.killed = threading.Event()
+        self.container_id: str | None = None
+        self.restart_times: list[int] = []
+
+    # -- state reporting ----------------------------------------------------------------------
+
+    def event(self, kind: str, state: str | None = None, **fields: Any) -> None:
+        self.owner.task_event(self.name_, shapes.task_event(kind, now_ns(), **fields), state)
+
+    # -- the main loop ------------------------------------------------------------------------
+
+    def run(self) -> None:
+        self.event("Received", "pending")
+        self.event("Task Setup", Message="Building Task Directory",
+                   Details={"message": "Building Task Directory"})  # fmt: skip
+        while not self.killed.is_set():
+            exit_code = self._run_once()
+            if self.killed.is_set():
+                break
+            decision = self._decide(exit_code)
+            if not decision.restart:
+                if decision.failed:
+                    self.event("Not Restarting", RestartReason=decision.reason, FailsTask=True)
+                self.owner.task_finished(self.name_, failed=decision.failed)
+                return
+            self.event("Restarting", "pending", StartDelay=decision.delay,
+                       RestartReason=decision.reason)  # fmt: skip
+            self.owner.task_restarted(self.name_)
+            self.restart_times.append(now_ns())
+            if self.killed.wait(decision.delay / SECOND):
+                break
+        self.owner.task_finished(self.name_, failed=False)
+
+    def _decide(self, exit_code: int) -> lifecycle.RestartDecision:
+        policy = self.task.get("RestartPolicy") or {}
+        interval = int(policy.get("Interval") or 0)
+        now = now_ns()
+        recent = [t for t in self.restart_times if not interval or now - t < interval]
+        left = (interval - (now - recent[0])) if recent and interval else 0
+        return lifecycle.restart_decision(policy, self.owner.job_type, exit_code, len(recent), left)
+
+    def _run_once(self) -> int:
+        """Start the container and wait for it to exit; the exit code (-1: never started)."""
+        try:
+            docker = self.owner.ctx.docker()
+            self.container_id = self._start(docker)
+        except Exception as exc:  # the driver's error, whatever the SDK raised
+            self.event("Driver Failure", DriverError=_one_line(exc))
+            return -1
+        self.event("Started", "running")
+        try:
+            self.owner.register_task_services(self.task, docker, self.container_id)
+        except consul_sync.AddressError as exc:
+            self.event("Driver Failure", DriverError=f"unable to get address for service: {exc}")
+        except Exception as exc:  # the driver could not inspect the container: a failed start
+            self.event("Driver Failure", DriverError=_one_line(exc))
+            self._remove(docker)
+            return -1
+        exit_code = self._wait(docker)
+        self.owner.deregister_task_services(self.name_)
+        if not self.killed.is_set():
+            self.event("Terminated", ExitCode=exit_code)
+            self._remove(docker)
+        return exit_code
+
+    def _start(self, docker: Any) -> str:
+        alloc_dir = self.owner.alloc_dir
+        for sub in ("alloc", f"{self.name_}/local", f"{self.name_}/secrets"):
+            (alloc_dir / sub).mkdir(parents=True, exist_ok=True)
+        spec = dockertask.container_spec(self.owner.alloc, self.task, self.owner.ctx.node(),
+                                         alloc_dir)  # fmt: skip
+        api = docker.api
+        gate = self.owner.ctx.gate
+        _remove_leftover(api, spec["name"], gate)
+        if not spec["image"]:
+            raise RuntimeError("Missing required field \"image\"")
+        try:
+            api.inspect_image(spec["image"])
+        except Exception:
+            self.event("Driver", DriverMessage=f"Downloading image {spec['image']}")
+            api.pull(spec["image"])
+        host_config = api.create_host_config(**spec.pop("host_config"))
+        with gate.starting():
+            created = api.create_container(host_config=host_config, **spec)
+            api.start(created["Id"])
+        return created["Id"]
+
+    def _wait(self, docker: Any) -> int:
+        """The container's exit code. A wait that fails (Docker, or the Weave proxy in front
+        of it, went away) counts as the task's exit, as in Nomad's Docker driver ("failed to
+        wait for container; already terminated"): the restart policy decides what follows."""
+        while True:
+            try:
+                result = docker.api.wait(self.container_id, timeout=WAIT_SLICE)
+                return int(result.get("StatusCode", -1))
+            except Exception as exc:
+                if wait_timed_out(exc) and not self.owner.ctx.stop.is_set():
+                    continue  # still running
+                if not self.owner.ctx.stop.is_set():
+                    log.warning("waiting for %s failed: %s", self.container_id, exc)
+                return -1
+
+    def kill(self, docker: Any) -> None:
+        if self.killed.is_set():
+            return
+        timeout = int(self.task.get("KillTimeout") or 5 * SECOND)
+        self.killed.set()
+        if self.container_id is None:
+            return
+        self.event("Killing", KillTimeout=timeout)
+        try:
+            stop_container(docker.api, self.container_id, self.task.get("KillSignal") or "",
+                           timeout / SECOND, self.owner.ctx.gate)
+            self.event("Killed")
+        except Exception as exc:
+            self.event("Killed", KillError=_one_line(exc))
+        self._remove(docker)
+
+    def _remove(self, docker: Any) -> None:
+        with self.owner.ctx.gate.removing():
+            try:
+                docker.api.remove_container(self.container_id, force=True)
+            except Exception as exc:
+                log.debug("removing %s: %s", self.container_id, exc)
+
+
+class AllocRunner(threading.Thread):
+    def __init__(self, ctx: ClientContext, alloc: dict):
+        super().__init__(name=f"alloc-{alloc['ID'][:8]}", daemon=True)
+        self.ctx = ctx
+        self.alloc = alloc
+        self.alloc_id = alloc["ID"]
+        self.job_type = alloc["Job"]["Type"]
+        self.alloc_dir = ctx.alloc_root / alloc["ID"]
+        self._lock = threading.Lock()
+        self._changed = threading.Event()
+        self.task_states: dict[str, dict] = {}
+        self.tasks: dict[str, TaskRunner] = {}
+        self.finished = threading.Event()
+        self._running_since: int | None = None
+        self._passing_since: int | None = None
+        self._health_reported = alloc.get("DeploymentStatus") is not None
+
+    @property
+    def group(self) -> dict:
+        job = self.alloc["Job"]
+        return next(g for g in job["TaskGroups"] if g["Name"] == self.alloc["TaskGroup"])
+
+    # -- updates from the server and from task runners ---------------------------------------
+
+    def update(self, alloc: dict) -> None:
+        with self._lock:
+            self.alloc = alloc
+        self._changed.set()
+
+    def task_event(self, task: str, event: dict, state: str | None) -> None:
+        with self._lock:
+            current = self.task_states.setdefault(task, shapes.task_state())
+            current["Events"] = (current["Events"] + [event])[-10:]
+            if state:
+                current["State"] = state
+            if state == "running":
+                current["StartedAt"] = rfc3339(event["Time"])
+        self._report()
+
+    def task_restarted(self, task: str) -> None:
+        with self._lock:
+            current = self.task_states[task]
+            current["Restarts"] += 1
+            current["LastRestart"] = rfc3339(now_ns())
+        self._report()
+
+    def task_finished(self, task: str, failed: bool) -> None:
+        with self._lock:
+            current = self.task_states.setdefault(task, shapes.task_state())
+            current.update(State="dead", Failed=failed, FinishedAt=rfc3339(now_ns()))
+        self._report()
+        self._changed.set()
+
+    def _report(self) -> None:
+        with self._lock:
+            states = {k: dict(v, Events=list(v["Events"])) for k, v in self.task_states.items()}
+        status, description = lifecycle.client_status(states)
+        self.ctx.state.update_alloc(self.alloc_id, ClientStatus=status,
+                                    ClientDescription=description, TaskStates=states)  # fmt: skip
+
+    # -- services -----------------------------------------------------------------------------
+
+    def register_task_services(self, task: dict, docker: Any, container_id: str) -> None:
+        services = task.get("Services") or []
+        if not services:
+            return
+        driver = _driver_network(docker.api.inspect_container(container_id))
+        networks = ((self.alloc["AllocatedResources"] or {}).get("Tasks") or {}).get(
+            task["Name"], {}).get("Networks") or []  # fmt: skip
+        ports = ((self.alloc["AllocatedResources"] or {}).get("Shared") or {}).get("Ports") or []
+        regs, checks = consul_sync.workload_registrations(
+            self.alloc_id, task["Name"], services, networks, driver, ports)
+        self.ctx.syncer().set_workload(self.alloc_id, task["Name"], regs, checks)
+
+    def deregister_task_services(self, task_name: str) -> None:
+        self.ctx.syncer().remove_workload(self.alloc_id, task_name)
+
+    def _register_group_services(self) -> None:
+        services = self.group.get("Services") or []
+        if not services:
+            return
+        shared = (self.alloc["AllocatedResources"] or {}).get("Shared") or {}
+        try:
+            regs, checks = consul_sync.workload_registrations(
+                self.alloc_id, f"group-{self.group['Name']}", services,
+                shared.get("Networks") or [], None, shared.get("Ports") or [])
+        except consul_sync.AddressError as exc:
+            log.warning("group services of %s: %s", self.alloc_id, exc)
+            return
+        self.ctx.syncer().set_workload(self.alloc_id, f"group-{self.group['Name']}", regs, checks)
+
+    # -- the main loop ------------------------------------------------------------------------
+
+    def run(self) -> None:
+        self._register_group_services()
+        for task in self.group.get("Tasks") or []:
+            runner = TaskRunner(self, task)
+            self.tasks[task["Name"]] = runner
+            runner.start()
+        while not self.ctx.stop.is_set():
+            if self.alloc["DesiredStatus"] != "run":
+                self._stop_tasks()
+                break
+            if all(not t.is_alive() for t in self.tasks.values()):
+                break
+            self._watch_health()
+            self._changed.wait(HEALTH_POLL)
+            self._changed.clear()
+        self.ctx.syncer().remove_workload(self.alloc_id, f"group-{self.group['Name']}")
+        self.finished.set()
+        if self.alloc["DesiredStatus"] != "run":
+            shutil.rmtree(self.alloc_dir, ignore_errors=True)
+
+    def _stop_tasks(self) -> None:
+        try:
+            docker = self.ctx.docker()
+        except Exception as exc:
+            log.warning("cannot reach Docker to stop %s: %s", self.alloc_id, exc)
+            docker = None
+        for runner in self.tasks.values():
+            if docker is not None:
+                runner.kill(docker)
+            else:
+                runner.killed.set()
+        for runner in self.tasks.values():
+            runner.join(timeout=60)
+        with self._lock:
+            for state in self.task_states.values():
+                if state["State"] != "dead":
+                    state.update(State="dead", FinishedAt=rfc3339(now_ns()))
+        self._report()
+
+    def _watch_health(self) -> None:
+        if self._health_reported or not self.alloc.get("DeploymentID"):
+            return
+        now = now_ns()
+        with self._lock:
+            all_running = bool(self.task_states) and all(
+                s["State"] == "running" for s in self.task_states.values())
+        self._running_since = (self._running_since or now) if all_running else None
+        statuses = self._check_statuses()
+        passing = all(s == "passing" for s in statuses)
+        self._passing_since = (self._passing_since or now) if passing else None
+        healthy = lifecycle.deployment_health(lifecycle.HealthInput(
+            update=self.group.get("Update") or {}, all_running=all_running,
+            running_since=self._running_since, check_statuses=statuses,
+            passing_since=self._passing_since, placed_at=self.alloc["CreateTime"], now=now))
+        if healthy is not None:
+            self._health_reported = True
+            self.ctx.state.update_alloc(self.alloc_id, DeploymentHealthy=healthy)
+
+    def _check_statuses(self) -> list[str]:
+        syncer = self.ctx.syncer()
+        wanted = syncer.workload_checks(self.alloc_id)
+        if not wanted:
+            return []
+        try:
+            checks = syncer.check_statuses()
+        except ConsulUnavailable:
+            return ["critical"]
+        return [checks.get(cid, {}).get("Status", "critical") for cid in sorted(wanted)]
+
+
+def _driver_network(inspect: dict) -> consul_sync.DriverNetwork | None:
+    """The Docker driver's ``detectIP``: the IP of the first network that has one, advertised
+    automatically only when that network is not the default bridge."""
+    networks = ((inspect.get("NetworkSettings") or {}).get("Networks")) or {}
+    for name, network in sorted(networks.items()):
+        ip = network.get("IPAddress")
+        if ip:
+            return consul_sync.DriverNetwork(ip=ip, auto_advertise=name not in ("bridge", "nat"))
+    return None
+
+
+def _remove_leftover(api: Any, name: str, gate: DockerGate) -> None:
+    """Remove a container left with the task's name by an earlier run (rare: asked first, so
+    that a start takes the gate's exclusive side only when there is one)."""
+    try:
+        api.inspect_container(name)
+    except Exception:
+        return  # none of that name: the normal case
+    with gate.removing():
+        try:
+            api.remove_container(name, force=True)
+        except Exception as exc:
+            log.debug("removing the leftover %s: %s", name, exc)
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+

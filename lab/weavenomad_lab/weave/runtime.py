@@ -1,0 +1,333 @@
+"""One launched node of the emulated Weave: its proxy, its HTTP API listeners, its Docker event
+watcher, and the attach / expose / ps work they share. Lives inside the daemon's event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from ipaddress import IPv4Interface, IPv4Network
+from typing import TYPE_CHECKING
+from urllib.parse import quote
+
+from weavenomad.errors import WeavenomadError
+from weavenomad.tenancy import weavecidr
+from weavenomad_lab import layout
+from weavenomad_lab.errors import LabError
+from weavenomad_lab.netns import listen_tcp
+from weavenomad_lab.weave import api, plumbing, proxy, status, weavewait, wire
+from weavenomad_lab.weave.ipam import EXPOSE_IDENT
+
+if TYPE_CHECKING:
+    from weavenomad_lab.weave.daemon import WeaveDaemon
+
+log = logging.getLogger(__name__)
+
+API_BODY_LIMIT = 1 << 20
+#: seconds between attempts to re-open a node's Docker event stream after it broke
+EVENTS_RETRY = 1.0
+
+
+@dataclass
+class LaunchOptions:
+    """The ``weave launch`` flags the emulation acts on (the others are accepted and ignored)."""
+
+    ipalloc_range: str | None = None
+    default_subnet: str | None = None
+    no_default_ipalloc: bool = False
+    proxy: bool = True
+    peers: list[str] = field(default_factory=list)
+    nickname: str | None = None
+    name: str | None = None
+    password: bool = False
+    trusted_subnets: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict) -> LaunchOptions:
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+
+def peer_info(lab_name: str, node: layout.NodeLayout, options: LaunchOptions) -> status.PeerInfo:
+    digest = hashlib.sha256(f"{lab_name}/{node.name}".encode()).digest()
+    # a locally administered unicast MAC, stable for the lab and node, as Weave's peer name
+    mac = bytes([digest[0] & 0xFE | 0x02]) + digest[1:6]
+    name = options.name or ":".join(f"{b:02x}" for b in mac)
+    return status.PeerInfo(
+        node=node.name, index=node.index, name=name, nickname=options.nickname or node.name,
+        host_ip=node.host_ip, uid=int.from_bytes(digest[6:14], "big") >> 1,
+        short_id=int.from_bytes(digest[14:16], "big") & 0xFFF,
+    )
+
+
+class NodeRuntime:
+    def __init__(
+        self, daemon: WeaveDaemon, node: layout.NodeLayout, options: LaunchOptions,
+        default_subnet: IPv4Network, net: plumbing.NodeNet,
+    ):
+        self.daemon = daemon
+        self.node = node
+        self.options = options
+        self.default_subnet = default_subnet
+        self.net = net
+        self.peer = peer_info(daemon.lab.name, node, options)
+        self.docker_socket = str(node.docker_sock)
+        self.servers: list[asyncio.AbstractServer] = []
+        self.tasks: list[asyncio.Task] = []
+        self.attached: dict[tuple[str, int], WeavenomadError | None] = {}
+        self.locks: dict[str, asyncio.Lock] = {}
+        self.api_tasks: set[asyncio.Task] = set()
+        self.events_since = "0"
+        self.proxy = proxy.Proxy(
+            self.docker_socket, daemon.volume_dir, self.ensure_attached,
+            no_default_ipalloc=options.no_default_ipalloc,
+        )
+
+    @property
+    def proxy_addresses(self) -> list[str]:
+        return [f"unix://{self.node.weave_sock}"] if self.options.proxy else []
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await plumbing.bring_up_node(self.net)
+        sockets = [listen_tcp("127.0.0.1", layout.WEAVE_API_PORT, netns=self.node.netns)]
+        if "weave_api" in self.node.ports:
+            sockets.append(listen_tcp("127.0.0.1", self.node.ports["weave_api"]))
+        for sock in sockets:
+            self.servers.append(await asyncio.start_server(
+                self._api_connection, sock=sock, limit=wire.HEAD_LIMIT
+            ))
+        if self.options.proxy:
+            self.servers.append(await self.proxy.serve(self.node.weave_sock))
+        # events from before the reconcile are replayed (``since``): none falls in the gap
+        self.events_since = f"{time.time():.9f}"
+        await self.reconcile()
+        self.tasks.append(asyncio.create_task(self._watch_events()))
+
+    async def stop(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        for server in self.servers:
+            server.close()
+        # long-lived streams (docker events through the proxy) must not outlive a reset
+        self.proxy.close_connections()
+        for task in list(self.api_tasks):
+            task.cancel()
+        self.servers.clear()
+        if self.options.proxy:
+            self.node.weave_sock.unlink(missing_ok=True)
+
+    async def reconcile(self) -> None:
+        """Catch up with containers that came and went while nobody watched."""
+        reply = await wire.docker_call(self.docker_socket, "GET", "/containers/json?all=1")
+        if reply.status != 200:
+            raise LabError(f"dockerd of node {self.node.name} answered {reply.status}: "
+                           f"{reply.message()}")
+        containers = reply.json()
+        ipam = self.daemon.ipam
+        ipam.forget_missing(self.node.name, [c["Id"] for c in containers])
+        for c in containers:
+            if c.get("State") == "running":
+                self.tasks.append(asyncio.create_task(self._attach_quietly(c["Id"])))
+            else:
+                ipam.mark_dead(self.node.name, c["Id"], time.time())
+        self.daemon.save_ipam()
+
+    async def _attach_quietly(self, ident: str) -> None:
+        try:
+            await self.ensure_attached(ident)
+        except WeavenomadError as exc:
+            log.warning("node %s: container %s: %s", self.node.name, ident[:12], exc.one_line())
+
+    async def _watch_events(self) -> None:
+        filters = quote(json.dumps({"type": ["container"]}))
+        while True:
+            try:
+                query = f"since={self.events_since}&filters={filters}"
+                async for event in wire.docker_events(self.docker_socket, query):
+                    if event.get("timeNano"):
+                        self.events_since = f"{int(event['timeNano']) / 1e9:.9f}"
+                    self._on_event(event)
+            except (OSError, asyncio.TimeoutError, wire.WireError, ValueError) as exc:
+                log.warning("node %s: docker events: %s", self.node.name, exc)
+            await asyncio.sleep(EVENTS_RETRY)  # a broken stream: retry, bounded by cancel()
+            with contextlib.suppress(WeavenomadError, OSError, asyncio.TimeoutError):
+                await self.reconcile()
+
+    def _on_event(self, event: dict) -> None:
+        ident = event.get("id") or event.get("Actor", {}).get("ID", "")
+        action = event.get("Action") or event.get("status")
+        ipam = self.daemon.ipam
+        if action == "start":
+            self.tasks.append(asyncio.create_task(self._attach_quietly(ident)))
+            self.tasks = [t for t in self.tasks if not t.done()]
+        elif action == "die":
+            if ipam.mark_dead(self.node.name, ident, time.time()):
+                self.daemon.save_ipam()
+                self.daemon.wake_sweeper()
+        elif action == "destroy":
+            if ipam.release(self.node.name, ident):
+                self.daemon.save_ipam()
+            self.locks.pop(ident, None)
+            for key in [k for k in self.attached if k[0] == ident]:
+                del self.attached[key]
+
+    # -- attach -------------------------------------------------------------------------------
+
+    async def ensure_attached(self, ref: str) -> None:
+        """Attach the container ``ref`` if the proxy should; once per container process.
+        On failure the container is killed (as Weave does) and the error is raised."""
+        reply = await wire.docker_call(self.docker_socket, "GET", f"/containers/{quote(ref)}/json")
+        if reply.status == 404:
+            return
+        if reply.status != 200:
+            raise LabError(f"inspecting container {ref}: {reply.message()}")
+        info = reply.json()
+        ident, pid = info["Id"], int(info["State"].get("Pid") or 0)
+        lock = self.locks.setdefault(ident, asyncio.Lock())
+        async with lock:
+            if (ident, pid) in self.attached:
+                error = self.attached[(ident, pid)]
+                if error is not None:
+                    raise error
+                return
+            started = time.monotonic()
+            try:
+                await self._attach(info)
+            except WeavenomadError as exc:
+                self.attached[(ident, pid)] = exc
+                with contextlib.suppress(OSError, asyncio.TimeoutError, wire.WireError):
+                    await wire.docker_call(self.docker_socket, "POST", f"/containers/{ident}/kill")
+                raise
+            self.attached[(ident, pid)] = None
+            log.debug("node %s: %s handled in %.0f ms", self.node.name, ident[:12],
+                      (time.monotonic() - started) * 1000)
+
+    async def _attach(self, info: dict) -> None:
+        config, state = info.get("Config") or {}, info.get("State") or {}
+        entrypoint = config.get("Entrypoint") or []
+        if not state.get("Running") or not entrypoint or entrypoint[0] != weavewait.ENTRYPOINT:
+            return
+        network_mode = (info.get("HostConfig") or {}).get("NetworkMode") or ""
+        tokens = proxy.weave_cidrs(network_mode, config.get("Env"), self.options.no_default_ipalloc)
+        if tokens is None:
+            return
+        spec = weavecidr.parse(" ".join(tokens))
+        ident, ipam, node = info["Id"], self.daemon.ipam, self.node.name
+        try:
+            addresses = [self._obtain(ident, request) for request in spec.effective_requests()]
+            await plumbing.attach(self.net, int(state["Pid"]), addresses)
+        except WeavenomadError:
+            ipam.release(node, ident)
+            raise
+        finally:
+            self.daemon.save_ipam()
+
+    def _obtain(self, ident: str, request: weavecidr.AddressRequest) -> IPv4Interface:
+        ipam = self.daemon.ipam
+        if request.address is not None:
+            return ipam.claim(self.node.name, ident, request.address)
+        return ipam.allocate(self.node.name, ident, request.subnet or self.default_subnet)
+
+    # -- weave expose / hide / ps -------------------------------------------------------------
+
+    async def expose(self, tokens: list[str]) -> list[IPv4Interface]:
+        requests = [weavecidr.parse_token(t) for t in tokens or [weavecidr.DEFAULT_TOKEN]]
+        addresses = [self._obtain(EXPOSE_IDENT, r) for r in requests]
+        self.daemon.save_ipam()
+        for address in addresses:
+            await plumbing.expose(self.net, address)
+        return addresses
+
+    async def hide(self, tokens: list[str]) -> list[IPv4Interface]:
+        ipam, node = self.daemon.ipam, self.node.name
+        hidden = []
+        for request in [weavecidr.parse_token(t) for t in tokens or [weavecidr.DEFAULT_TOKEN]]:
+            if request.address is not None:
+                found = [a for a in ipam.lookup(node, EXPOSE_IDENT) if a == request.address]
+                found = found or [request.address]
+            else:
+                found = ipam.lookup(node, EXPOSE_IDENT, request.subnet or self.default_subnet)
+            for address in found:
+                ipam.free(node, EXPOSE_IDENT, address.ip)
+                await plumbing.hide(self.net, address)
+                hidden.append(address)
+        self.daemon.save_ipam()
+        return hidden
+
+    async def ps(self, refs: list[str]) -> list[list[str]]:
+        """Rows ``[id, mac, ip/len, ...]`` as ``weave ps`` prints them."""
+        rows = []
+        if not refs:
+            bridge = await plumbing.bridge_netdev(self.net)
+            if bridge is not None:
+                rows.append([EXPOSE_IDENT, bridge.mac, *map(str, bridge.addresses)])
+            reply = await wire.docker_call(self.docker_socket, "GET", "/containers/json")
+            refs = [c["Id"][:12] for c in reply.json()] if reply.status == 200 else []
+        for ref in refs:
+            if ref == EXPOSE_IDENT:
+                bridge = await plumbing.bridge_netdev(self.net)
+                if bridge is not None:
+                    rows.append([ref, bridge.mac, *map(str, bridge.addresses)])
+                continue
+            reply = await wire.docker_call(
+                self.docker_socket, "GET", f"/containers/{quote(ref)}/json"
+            )
+            state = (reply.json().get("State") or {}) if reply.status == 200 else {}
+            pid = int(state.get("Pid") or 0)
+            netdev = await plumbing.container_netdev(pid) if pid else None
+            if netdev is not None:
+                rows.append([ref, netdev.mac, *map(str, netdev.addresses)])
+        return rows
+
+    # -- the HTTP API -------------------------------------------------------------------------
+
+    def api_context(self) -> api.ApiContext:
+        return api.ApiContext(
+            me=self.peer,
+            peers=self.daemon.peers(),
+            ipam=self.daemon.ipam,
+            default_subnet=self.default_subnet,
+            proxy_addresses=self.proxy_addresses,
+            targets=list(self.options.peers),
+            encryption=self.options.password,
+            trusted_subnets=list(self.options.trusted_subnets),
+            expose=lambda address: plumbing.expose(self.net, address),
+            save=self.daemon.save_ipam,
+        )
+
+    async def _api_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
+        task = asyncio.current_task()
+        self.api_tasks.add(task)
+        try:
+            while True:
+                head = await wire.read_head(reader)
+                if head is None:
+                    break
+                body = await wire.read_body(
+                    reader, head, wire.request_body_kind(head), API_BODY_LIMIT
+                )
+                request = api.Request(head.method, head.target, head.headers, body)
+                response = await api.handle(request, self.api_context())
+                close = (head.get("Connection") or "").lower() == "close"
+                writer.write(wire.render_response(
+                    response.status, list(response.headers), response.body, close=close
+                ))
+                await writer.drain()
+                if close:
+                    break
+        except (wire.WireError, OSError, asyncio.IncompleteReadError) as exc:
+            log.debug("weave API connection: %s", exc)
+        finally:
+            self.api_tasks.discard(task)
+            writer.close()
