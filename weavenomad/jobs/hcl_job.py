@@ -30,11 +30,11 @@ from weavenomad.jobs.hcl_literal import (
     RESERVED,
     Expression,
     blocks,
+    expressions_in,
     hcl_key,
     hcl_string,
     is_block_list,
     key_text,
-    literal_parts,
     value,
 )
 from weavenomad.tenancy import weavecidr
@@ -106,7 +106,7 @@ class _Reader:
 
     def literal(self, raw: Any, where: str, what: str) -> Any:
         result = value(raw)
-        parts = literal_parts(result)
+        parts = expressions_in(result)
         if parts:
             raise self.evaluated(where, what, parts[0])
         return result
@@ -183,7 +183,7 @@ class _Reader:
                                   "mounts or network settings weavenomad must check",
                                   hint=f"write the blocks out, or {CHECK_EVALUATED}")
         for key in sorted(CHECKED_CONFIG & (config or {}).keys()):
-            parts = literal_parts(config[key])
+            parts = expressions_in(config[key])
             if parts:
                 raise self.evaluated(where, f"config {key}", parts[0])
         if isinstance(env, Expression):
@@ -232,7 +232,9 @@ def read_job(document: dict, path: str) -> dict:
 
 def require_literal(job: dict, path: str) -> None:
     """Refuse a job that still holds expressions (offline JSON output cannot evaluate them)."""
-    for where, what, found in _expressions(job):
+    first = next(_expressions(job), None)
+    if first is not None:
+        where, what, found = first
         raise ValidationError(
             f"{path}: {where}: {what} is an expression ({_short(found.source)}) that only "
             "Nomad evaluates, so -o json cannot print it without a nomad CLI",
@@ -333,6 +335,21 @@ def _remove(body: dict, name: str, key: str) -> None:
     if isinstance(mapping, dict):
         for raw in [raw for raw in mapping if raw not in RESERVED and key_text(raw) == key]:
             del mapping[raw]
+
+
+def literal_document(document: dict) -> dict:
+    """A whole document's literal reading, block labels kept: two documents that read the
+    same here tell Nomad the same, but for the spelling of expressions."""
+    result: dict[str, Any] = {}
+    for key, item in document.items():
+        if key in RESERVED:
+            continue
+        if is_block_list(item):
+            result[key] = [{"labels": list(labels), "body": literal_document(body)}
+                           for labels, body in blocks(document, key)]
+        else:
+            result[key] = without_expressions(value(item))
+    return result
 
 
 #: stands for any expression when two readings of a job are compared

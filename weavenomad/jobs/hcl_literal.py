@@ -99,11 +99,6 @@ def blocks(body: dict, block_type: str) -> list[tuple[tuple[str, ...], dict]]:
     return [block_body(item) for item in found]  # type: ignore[misc]
 
 
-def attributes(body: dict) -> dict[str, Any]:
-    """A body's attributes (its blocks and python-hcl2's markers left out)."""
-    return {k: v for k, v in body.items() if k not in RESERVED and not is_block_list(v)}
-
-
 # -- values ------------------------------------------------------------------------------------
 
 
@@ -147,9 +142,9 @@ def key_text(key: str) -> str:
 def _scalar(raw: str) -> Any:
     if len(raw) >= 2 and raw.startswith('"') and raw.endswith('"'):
         inner = raw[1:-1]
-        content = heredoc_content(inner)
-        text = (template_text(inner, escapes=True) if content is None
-                else template_text(content, escapes=False))
+        content = _heredoc_content(inner)
+        text = (_template_text(inner, escapes=True) if content is None
+                else _template_text(content, escapes=False))
         return Expression(raw) if text is None else text
     body = _unwrap(raw)
     if _NUMBER.match(body):
@@ -163,7 +158,7 @@ def _unwrap(raw: str) -> str:
     return raw[2:-1].strip() if raw.startswith("${") and raw.endswith("}") else raw
 
 
-def heredoc_content(inner: str) -> str | None:
+def _heredoc_content(inner: str) -> str | None:
     """The template text of a heredoc (``<<EOT`` or the indented ``<<-EOT``), each line with
     its newline; None when ``inner`` is not a heredoc."""
     if not inner.startswith("<<"):
@@ -181,7 +176,7 @@ def heredoc_content(inner: str) -> str | None:
     return "".join(line[cut:] if line.strip() else line.lstrip(" \t") for line in lines)
 
 
-def template_text(raw: str, *, escapes: bool) -> str | None:
+def _template_text(raw: str, *, escapes: bool) -> str | None:
     """A template's text when it holds only literal text and runtime interpolations (kept as
     ``${…}``); None when Nomad must evaluate part of it. ``$${`` and ``%%{`` stand for ``${``
     and ``%{``; quoted strings also decode backslash escapes, heredocs do not."""
@@ -201,7 +196,7 @@ def template_text(raw: str, *, escapes: bool) -> str | None:
         elif raw.startswith("%{", index):
             return None
         elif raw.startswith("${", index):
-            end = closing_brace(raw, index + 2)
+            end = _closing_brace(raw, index + 2)
             if end is None:
                 return None
             body = raw[index + 2:end].strip()
@@ -217,7 +212,7 @@ def template_text(raw: str, *, escapes: bool) -> str | None:
     return "".join(out)
 
 
-def closing_brace(text: str, start: int) -> int | None:
+def _closing_brace(text: str, start: int) -> int | None:
     """The index of the ``}`` closing a ``${`` whose body starts at ``start``."""
     depth, index, quoted = 1, start, False
     while index < len(text):
@@ -245,14 +240,14 @@ def _is_runtime(body: str) -> bool:
     return match is not None and match.group(1) not in _EVALUATED_ROOTS
 
 
-def literal_parts(found: Any) -> list[Expression]:
+def expressions_in(found: Any) -> list[Expression]:
     """Every :class:`Expression` inside a decoded value."""
     if isinstance(found, Expression):
         return [found]
     if isinstance(found, dict):
-        return [e for item in found.values() for e in literal_parts(item)]
+        return [e for item in found.values() for e in expressions_in(item)]
     if isinstance(found, list):
-        return [e for item in found for e in literal_parts(item)]
+        return [e for item in found for e in expressions_in(item)]
     return []
 
 

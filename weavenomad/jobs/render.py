@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 from weavenomad.errors import ValidationError
 from weavenomad.jobs import hcl_job, hcl_literal, nomad_cli
-from weavenomad.jobs.submit import json_job, read_text
+from weavenomad.jobs.submit import json_job, read_text, variables_flag
 from weavenomad.jobs.transform import apply_tenant
 from weavenomad.tenancy import weavecidr
 from weavenomad.tenancy.contract import TenantTarget
@@ -71,11 +71,10 @@ def render(
     if cli is not None:
         return _as_json(nomad_cli.job_output(cli, path, variables, var_files), path, target, warn)
     if variables or var_files:
-        flag = "--var" if variables else "--var-file"
         raise ValidationError(
-            f"{flag}: -o json needs the nomad CLI to evaluate job variables, and there is none "
-            "on PATH", hint=f"{nomad_cli.INSTALL_HINT}, or use -o hcl, which keeps var.NAME "
-            "for Nomad to evaluate at submission")
+            f"{variables_flag(variables)}: -o json needs the nomad CLI to evaluate job "
+            "variables, and there is none on PATH", hint=f"{nomad_cli.INSTALL_HINT}, or use "
+            "-o hcl, which keeps var.NAME for Nomad to evaluate at submission")
     job = hcl_job.read_job(_document(text, path), path)
     hcl_job.require_literal(job, path)
     output = _as_json(job, path, target, warn)
@@ -113,14 +112,18 @@ def rendered_hcl(text: str, path: str, target: TenantTarget,
     document = _document(text, path)
     job = hcl_job.read_job(document, path)
     transformed = _transformed(job, path, target, warn)
+    edited = hcl_job.write_back(document, job, transformed)
     written = hcl_literal.tidy(hcl2.dumps(
-        hcl_job.write_back(document, job, transformed),
+        edited,
         deserializer_options=hcl2.DeserializerOptions(object_elements_trailing_comma=False)))
-    # what python-hcl2 wrote must read back as the transformed job, or nothing is printed
-    reread = hcl_job.read_job(hcl_literal.parse_document(written, path), path)
-    if hcl_job.without_expressions(reread) != hcl_job.without_expressions(transformed):
-        raise ValidationError(f"{path}: python-hcl2 did not write the tenant's changes back "
-                              "faithfully", hint="use -o json with the nomad CLI on PATH")
+    # what python-hcl2 wrote must read back as the edited document and the transformed job,
+    # or nothing is printed
+    reread = hcl_literal.parse_document(written, path)
+    same_document = hcl_job.literal_document(reread) == hcl_job.literal_document(edited)
+    if not same_document or (hcl_job.without_expressions(hcl_job.read_job(reread, path))
+                             != hcl_job.without_expressions(transformed)):
+        raise ValidationError(f"{path}: python-hcl2 did not write the job back faithfully",
+                              hint="use -o json with the nomad CLI on PATH")
     source = " ".join(path.split())
     return (f"# {source} for tenant {target.label} ({target.subnet_text}), written by "
             f"weavenomad render\n{written}")

@@ -68,9 +68,9 @@ def json_job(text: str, path: str) -> dict:
     return job
 
 
-def variables_flag(options: RunOptions) -> str:
-    """The flag that gave the job's variables, for messages."""
-    return "--var" if options.variables else "--var-file"
+def variables_flag(variables: Mapping[str, str]) -> str:
+    """The flag that gave the job's variables, for messages (``--var-file`` when only it)."""
+    return "--var" if variables else "--var-file"
 
 
 def parse_job(nomad, options: RunOptions) -> dict:
@@ -93,8 +93,8 @@ def parse_job(nomad, options: RunOptions) -> dict:
     cli = nomad_cli.find()
     if cli is None:
         raise ValidationError(
-            f"{variables_flag(options)}: this Nomad's /v1/jobs/parse ignores job variables "
-            "(Nomad 1.0 does), and there is no nomad CLI on PATH to evaluate them",
+            f"{variables_flag(options.variables)}: this Nomad's /v1/jobs/parse ignores job "
+            "variables (Nomad 1.0 does), and there is no nomad CLI on PATH to evaluate them",
             hint=f"{nomad_cli.INSTALL_HINT}, or give the variables defaults in the job file")
     return nomad_cli.job_output(cli, options.path, options.variables, options.var_files)
 
