@@ -6,33 +6,30 @@ before anything is registered. ``render -o json`` uses the CLI when there is one
 here is a stand-in executable written by the test: it records its arguments and prints the job
 Nomad 1.0.18 answered for the httpbackend job (tests/fixtures/recorded/nomad-jobs-parse.json)."""
 
-import contextlib
-import io
 import json
 import sys
 import textwrap
-from ipaddress import IPv4Network
 from pathlib import Path
 
 import pytest
-from fakes import FakeKV
+import test_jobs_run
 from test_clients_support import FakeAdapter, fake_session, recorded
+from test_jobs_render import cli as render_cli
 
-from weavenomad.cli import main
 from weavenomad.clients.nomad import VARIABLES_PROBE, NomadAPI
 from weavenomad.config import build_settings
 from weavenomad.errors import BackendError, ExitCode, ValidationError
 from weavenomad.jobs import nomad_cli
 from weavenomad.jobs.submit import RunOptions, run
-from weavenomad.tenancy.model import Cluster
-from weavenomad.tenancy.registry import TenantRegistry
 
+#: the fixture: a registry with tenant acme (10.32.1.0/24) in 10.32.0.0/16
+registry = test_jobs_run.registry
 JOB = Path(__file__).resolve().parents[2] / "jobs" / "httpbackend.nomad"
 PARSED = recorded("nomad-jobs-parse.json")["body"]
-#: Nomad 1.0's answer to a job whose variable has no value (its parser ignores Variables)
+#: a Nomad without JobsParseRequest.Variables answers the probe so (400; the text as quoted in
+#: hashicorp/terraform-provider-nomad#451)
 UNSET = ('Failed to parse job: <nil>: Unset variable "weavenomad_probe"; A used variable must '
-         "be set or have a default value; see https://www.nomadproject.io/docs/job-specification"
-         "/hcl2/variables for details.")
+         "be set or have a default value")
 
 
 class StubNomad:
@@ -77,14 +74,6 @@ def no_cli(tmp_path, monkeypatch):
     directory = tmp_path / "empty"
     directory.mkdir()
     monkeypatch.setenv("PATH", str(directory))
-
-
-@pytest.fixture
-def registry():
-    reg = TenantRegistry(FakeKV())
-    reg.record_cluster(Cluster(IPv4Network("10.32.0.0/16"), IPv4Network("10.32.0.0/24")))
-    reg.create("acme")
-    return reg
 
 
 def nomad_api(parse_status: int, parse_body) -> tuple[NomadAPI, FakeAdapter]:
@@ -251,14 +240,6 @@ def test_a_path_that_looks_like_a_flag_stays_a_path():
 
 
 # -- render -o json ----------------------------------------------------------------------------
-
-
-def render_cli(*argv):
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), \
-            pytest.raises(SystemExit) as exited:
-        main(["render", *argv], environ={})
-    return exited.value.code, out.getvalue(), err.getvalue()
 
 
 def test_render_json_is_the_complete_job_the_cli_evaluates(stub, tmp_path):
