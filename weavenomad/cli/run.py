@@ -13,7 +13,8 @@ from weavenomad.cli.options import (
     output_options,
 )
 
-TENANT_HELP = "net:CIDR (as in the seed), net:default, or a tenant name."
+TENANT_HELP = ("net:CIDR (a subnet of the Weave range), net:default (Weave's default subnet), "
+               "or a tenant name.")
 
 
 class _Reporter:
@@ -37,7 +38,7 @@ class _Reporter:
 
 
 @click.command()
-@click.argument("jobfile", type=click.Path(dir_okay=False))
+@click.argument("jobfile", type=click.Path())  # read_text names a directory in one line
 @click.option("--tenant", "tenant_spec", required=True, metavar="SPEC", help=TENANT_HELP)
 @click.option("--var", "variables", multiple=True, metavar="NAME=VALUE",
               callback=key_value_pairs, help="An HCL2 job variable (repeatable).")
@@ -60,6 +61,11 @@ def run(jobfile, tenant_spec, variables, var_files, check_index, detach, dry_run
     tenant in the job's meta, refuses tasks that would land outside the tenant, then registers
     and watches the job like 'nomad job run'. Exit codes: 0 success, 2 placement failures or a
     failed deployment, 1 error.
+
+    --var/--var-file go to Nomad's parser with the job. A Nomad whose parser ignores them
+    (Nomad 1.0) would quietly use the variables' defaults; there a local nomad CLI evaluates
+    the job instead ('nomad job run -output', no server involved), and without one the run is
+    refused before anything is registered.
     """
     from weavenomad.clients import nomad_client
     from weavenomad.jobs import submit
@@ -77,24 +83,40 @@ def run(jobfile, tenant_spec, variables, var_files, check_index, detach, dry_run
 
 
 @click.command()
-@click.argument("jobfile", type=click.Path(dir_okay=False))
+@click.argument("jobfile", type=click.Path())  # read_text names a directory in one line
 @click.option("--tenant", "tenant_spec", required=True, metavar="SPEC", help=TENANT_HELP)
 @click.option("-o", "--output", "output_format", type=click.Choice(["hcl", "json"]),
               default="hcl", show_default=True)
 @click.option("--var", "variables", multiple=True, metavar="NAME=VALUE",
-              callback=key_value_pairs, help="An HCL2 job variable (repeatable).")
+              callback=key_value_pairs,
+              help="An HCL2 job variable for -o json, evaluated by the nomad CLI (repeatable).")
 @click.option("--var-file", "var_files", multiple=True, type=click.Path(dir_okay=False),
-              help="A file of HCL2 job variables (repeatable).")
+              help="A file of HCL2 job variables for -o json, as --var (repeatable).")
 @connection_options
 @output_options
 def render(jobfile, tenant_spec, output_format, variables, var_files):
-    """Print JOBFILE transformed for a tenant, without Nomad (for GitOps).
+    """Print JOBFILE transformed for a tenant, without a Nomad server (for GitOps).
 
-    The job is read with python-hcl2 instead of Nomad's parser, so only what that parser can
-    evaluate offline works: literal values and variable blocks with --var/--var-file. HCL
-    functions, locals computed from expressions and dynamic blocks are refused with the file
-    and line; Nomad's runtime interpolation (${NOMAD_...}, ${attr...}) stays as text, as Nomad
-    keeps it. net:CIDR and net:default need no server; a tenant name is looked up in Consul.
+    The same checks and changes as 'weavenomad run': WEAVE_CIDR on every Docker task,
+    network_mode = "weave" removed, the tenant in the job's meta.
+
+    -o hcl writes JOBFILE itself back with those changes (comments and layout are not kept).
+    The file is read with python-hcl2 for what it states literally; it cannot evaluate
+    variables, locals, function calls, operators, for expressions or %{ } directives, so these
+    stay as written for Nomad to evaluate at submission, and --var/--var-file do not apply (a
+    warning says so). What decides where a task runs must therefore be literal: dynamic blocks
+    that make groups, tasks, networks, templates or Docker config, and a driver, network_mode,
+    privilege, mount, WEAVE_CIDR, network mode or env template that is an expression are
+    refused; check such jobs with -o json and a nomad CLI, or with 'weavenomad run --dry-run'.
+
+    -o json prints {"Job": ...}. With a nomad CLI on PATH it is the complete job as 'nomad job
+    run -output' evaluates it, with --var/--var-file (no server involved). Without one it holds
+    only what weavenomad reads and sets, from literal values (a warning says it is not a
+    complete job), and --var/--var-file are refused.
+
+    Nomad's runtime interpolations (${NOMAD_...}, ${attr...}, ${meta...}, ${node...}, ${env...})
+    stay verbatim. A JSON job file (.json) is read as Nomad's JSON job, for -o json. net:CIDR
+    and net:default need no server; a tenant name is looked up in Consul.
     """
     from weavenomad.jobs import render as render_job
 

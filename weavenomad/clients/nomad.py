@@ -61,6 +61,10 @@ ENFORCE_INDEX_PREFIX = "Enforcing job modify index"
 _MULTIERROR = re.compile(r"^\d+ errors? occurred:")
 _VARIABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
 _NAMESPACED = {"job", "jobs", "allocation", "evaluation", "deployment", "event/stream"}
+#: a job that parses only when ``Variables`` reach the evaluation (see parse_evaluates_variables)
+VARIABLES_PROBE_NAME = "weavenomad_probe"
+VARIABLES_PROBE = (f'variable "{VARIABLES_PROBE_NAME}" {{\n  type = string\n}}\n\n'
+                   f'job "weavenomad-probe" {{\n  datacenters = [var.{VARIABLES_PROBE_NAME}]\n}}\n')
 
 
 def nomad_backend(settings) -> Backend:
@@ -313,7 +317,7 @@ class NomadAPI:
         Nomad names the input ``input.hcl`` in syntax errors; ``filename`` puts the user's file
         name there instead. ``variables`` go into the ``Variables`` field (HCL2 variable-file
         text, after ``var_text``, the contents of variable files); a Nomad that predates the
-        field ignores it and reports unset variables.
+        field ignores it (:meth:`parse_evaluates_variables` tells).
         """
         body: dict[str, Any] = {"JobHCL": hcl_text, "Canonicalize": canonicalize}
         if variables or var_text:
@@ -328,6 +332,17 @@ class NomadAPI:
                 f"Nomad cannot parse {where}: {summarize(text)}",
                 backend="nomad", status=exc.status, body=text,
             ) from None
+
+    def parse_evaluates_variables(self) -> bool:
+        """Whether ``/v1/jobs/parse`` evaluates ``Variables``. Nomad 1.0's JobsParseRequest has
+        no such field: it ignores the values and parses with the variables' defaults, which
+        would silently replace the user's values. A job whose one variable has no default
+        tells: such a Nomad refuses it as unset."""
+        try:
+            job = self.parse_job(VARIABLES_PROBE, variables={VARIABLES_PROBE_NAME: "probe"})
+        except BackendRequestError:
+            return False
+        return isinstance(job, dict) and job.get("Datacenters") == ["probe"]
 
     def plan_job(self, job: Mapping[str, Any], diff: bool = True) -> dict:
         return self._json(self._request(

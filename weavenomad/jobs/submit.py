@@ -13,7 +13,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from weavenomad.errors import BackendRequestError, ExitCode, ValidationError
+from weavenomad.errors import ExitCode, ValidationError
+from weavenomad.jobs import nomad_cli
 from weavenomad.jobs.monitor import watch
 from weavenomad.jobs.transform import apply_tenant
 from weavenomad.tenancy.contract import TenantTarget
@@ -53,41 +54,49 @@ def read_text(path: str, what: str = "job file") -> str:
         raise ValidationError(f"{what} {path} is not UTF-8 text") from None
 
 
+def json_job(text: str, path: str) -> dict:
+    """A job already in Nomad's JSON form (``{"Job": …}`` or the job object itself)."""
+    try:
+        document = json.loads(text)
+    except ValueError as exc:
+        raise ValidationError(f"{path}: invalid JSON: {exc}") from None
+    except RecursionError:  # the decoder recurses once per nesting level
+        raise ValidationError(f"{path}: invalid JSON: nested too deeply") from None
+    job = document.get("Job", document) if isinstance(document, dict) else None
+    if not isinstance(job, dict):
+        raise ValidationError(f"{path}: expected a job object")
+    return job
 
-def _unresolved_variables(job: dict) -> bool:
-    return "${var." in json.dumps(job)
+
+def variables_flag(variables: Mapping[str, str]) -> str:
+    """The flag that gave the job's variables, for messages (``--var-file`` when only it)."""
+    return "--var" if variables else "--var-file"
 
 
 def parse_job(nomad, options: RunOptions) -> dict:
-    """The canonical JSON job, from Nomad's ``/v1/jobs/parse`` (so every construct the cluster's
-    Nomad accepts works). A ``.json`` file is taken as a job already in JSON form."""
+    """The JSON job, from Nomad's ``/v1/jobs/parse`` (so every construct the cluster's Nomad
+    accepts works). A ``.json`` file is taken as a job already in JSON form.
+
+    Variables go to Nomad with the job when its parse endpoint evaluates them; Nomad 1.0's
+    ignores them (and would quietly use the defaults), so there a local ``nomad`` CLI evaluates
+    the job instead (``nomad job run -output``, no server involved), or the run is refused.
+    """
     text = read_text(options.path)
     if options.path.endswith(".json"):
-        try:
-            document = json.loads(text)
-        except ValueError as exc:
-            raise ValidationError(f"{options.path}: invalid JSON: {exc}") from None
-        except RecursionError:  # the decoder recurses once per nesting level
-            raise ValidationError(f"{options.path}: invalid JSON: nested too deeply") from None
-        job = document.get("Job", document) if isinstance(document, dict) else None
-        if not isinstance(job, dict):
-            raise ValidationError(f"{options.path}: expected a job object")
-        return job
+        return json_job(text, options.path)
+    if not (options.variables or options.var_files):
+        return nomad.parse_job(text, filename=options.path)
     var_text = "\n".join(read_text(p, "variable file") for p in options.var_files)
-    values = dict(options.variables)
-    try:
-        job = nomad.parse_job(text, variables=values or None, var_text=var_text or None,
-                              filename=options.path)
-    except BackendRequestError as exc:
-        if not (values or var_text) or "variable" not in exc.body.lower():
-            raise
-        job = None
-    if (values or var_text) and (job is None or _unresolved_variables(job)):
-        # Nomad 1.0's parse endpoint has no Variables field: evaluate them here instead
-        from weavenomad_lab.nomad.jobspec import load_job_file
-
-        job = load_job_file(options.path, variables=values, var_files=options.var_files)
-    return job
+    if nomad.parse_evaluates_variables():
+        return nomad.parse_job(text, variables=dict(options.variables) or None,
+                               var_text=var_text or None, filename=options.path)
+    cli = nomad_cli.find()
+    if cli is None:
+        raise ValidationError(
+            f"{variables_flag(options.variables)}: this Nomad's /v1/jobs/parse ignores job "
+            "variables (Nomad 1.0 does), and there is no nomad CLI on PATH to evaluate them",
+            hint=f"{nomad_cli.INSTALL_HINT}, or give the variables defaults in the job file")
+    return nomad_cli.job_output(cli, options.path, options.variables, options.var_files)
 
 
 def prepare(nomad, registry, options: RunOptions) -> Prepared:

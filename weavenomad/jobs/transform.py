@@ -23,11 +23,6 @@ from weavenomad.jobs import policy
 from weavenomad.tenancy import weavecidr
 from weavenomad.tenancy.contract import META_SUBNET, META_TENANT, TenantTarget
 
-#: Docker network modes whose containers the Weave proxy attaches (docs/design.md)
-ATTACHED_NETWORK_MODES = policy.ATTACHED_NETWORK_MODES
-#: a named network that the Weave proxy skips; removing it is the fix the seed needed
-WEAVE_PLUGIN_NETWORK = "weave"
-
 
 @dataclass(frozen=True)
 class TransformResult:
