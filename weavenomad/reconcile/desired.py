@@ -9,9 +9,8 @@ holds.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from ipaddress import IPv4Interface, IPv4Network
 
 from weavenomad.config import ReconcilerSettings
@@ -191,7 +190,7 @@ def _twin(service: AgentService, spec: ServiceSpec, alloc: Allocation, task: Tas
     meta = {**service.meta, META_MANAGED: "true", META_SOURCE: service.id}
     wanted = Twin(twin, service.id, service.name, ip, port, tuple(service.tags), meta,
                   service.enable_tag_override, tuple(checks), container.id)
-    return dataclasses.replace(wanted, meta={**meta, META_DIGEST: digest_of(wanted)}), problems
+    return replace(wanted, meta={**meta, META_DIGEST: digest_of(wanted)}), problems
 
 
 def desire(service: AgentService, obs: Observation, settings: ReconcilerSettings,
