@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import logging
 import socket
+import subprocess
+import sys
 import threading
 import time
 from ipaddress import IPv4Interface, IPv4Network
@@ -310,3 +312,12 @@ def test_a_mirror_follows_nomads_script_check(world):
     wait_until("the mirror to pass", lambda: world.checks()[mirror]["Status"] == "passing",
                timeout=3)
     assert world.passing() == [(twin(A), "10.32.1.1", 8080)]
+
+
+def test_the_daemons_entry_point_loads_no_job_parsing_code():
+    code = ("import sys, weavenomad.reconcile.runner\n"
+            "print(' '.join(m for m in sys.modules if m.split('.')[0] in ('hcl2', 'lark')\n"
+            "               or m.startswith('weavenomad.jobs')))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True, timeout=60)
+    assert done.stdout.strip() == ""
