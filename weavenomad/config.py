@@ -97,8 +97,17 @@ class BootstrapSettings:
     default_subnet: str = "10.32.0.0/24"
 
 
+def _tuning(default: Any) -> Any:
+    """A field no flag, variable or config key sets: the daemon's own timing, which tests
+    shorten. ``config show`` leaves it out."""
+    return field(default=default, metadata={"tuning": True})
+
+
 @dataclass(frozen=True)
 class ReconcilerSettings:
+    """How the reconciler daemon runs: the operator's settings (the table below), then the
+    daemon's timings."""
+
     #: the Nomad node this reconciler serves (None: the local agent's)
     node_id: str | None = None
     #: seconds between full resyncs
@@ -106,6 +115,27 @@ class ReconcilerSettings:
     #: host:port for Prometheus metrics (None: off)
     metrics_addr: str | None = None
     log_format: str = "text"
+    #: seconds a container may run without a Weave address before that is a problem
+    address_grace: float = _tuning(10.0)
+    #: the backoff after a failed pass: from retry_base doubling to retry_cap seconds
+    retry_base: float = _tuning(0.25)
+    retry_cap: float = _tuning(2.0)
+    #: quick looks for something that should settle by itself (waiting_base doubling to
+    #: retry_cap, ~10 s in all), then events only
+    waiting_base: float = _tuning(0.05)
+    waiting_rounds: int = _tuning(10)
+    #: the blocking query wait of the watchers; well under the 10 min Nomad and Consul allow
+    watch_wait: float = _tuning(300.0)
+    #: the least time between the end of a pass and an event-driven one (bursts gather)
+    pass_gap: float = _tuning(0.05)
+    #: seconds between two reads of Weave's IPAM (it has no change feed)
+    weave_poll: float = _tuning(2.0)
+
+    @property
+    def mirror_ttl(self) -> int:
+        """Seconds a mirror check holds its status: two missed resyncs and more, so only a dead
+        reconciler lets mirrors expire."""
+        return int(self.resync * 3 + 30)
 
 
 @dataclass(frozen=True)
@@ -408,6 +438,8 @@ def describe(settings: Settings) -> dict[str, Any]:
         if hasattr(obj, "__dataclass_fields__"):
             out = {}
             for f in fields(obj):
+                if f.metadata.get("tuning"):
+                    continue
                 value = getattr(obj, f.name)
                 if f.name == "token":
                     value = "<set>" if value else None

@@ -8,17 +8,15 @@ import json
 from ipaddress import IPv4Interface, IPv4Network
 from pathlib import Path
 
+from weavenomad.reconcile.consul import check_from_agent, service_from_agent
 from weavenomad.reconcile.model import (
-    AgentCheck,
-    AgentService,
     Allocation,
     Container,
     Observation,
     Tenancy,
-    agent_check_from_api,
-    agent_service_from_api,
     allocation_from_api,
 )
+from weavenomad.reconcile.registrations import AgentCheck, AgentService
 
 RECORDED = Path(__file__).resolve().parents[1] / "fixtures" / "recorded"
 #: the recorded allocations (and their services in Consul)
@@ -45,9 +43,9 @@ def recorded_observation(addresses: dict[str, str] | None = None, **changes) -> 
     (without the recorded test mask), containers with the given ethwe addresses."""
     addresses = addresses or {ALLOC_A: "10.32.1.1/24", ALLOC_B: "10.32.1.2/24"}
     allocations = {a["ID"]: allocation_from_api(a) for a in raw_allocations()}
-    services = {k: agent_service_from_api(v)
+    services = {k: service_from_agent(v)
                 for k, v in recorded("consul-agent-services.json").items()}
-    checks = {k: agent_check_from_api(v) for k, v in recorded("consul-agent-checks.json").items()
+    checks = {k: check_from_agent(v) for k, v in recorded("consul-agent-checks.json").items()
               if not k.startswith("weavenomad-")}
     containers = {
         (alloc_id, "httpbackend"): Container(f"c-{alloc_id}", alloc_id, "httpbackend", True,

@@ -114,7 +114,7 @@ def test_ensure_once_reports_what_it_put_back(monkeypatch):
 
 def test_keeping_reports_each_put_back_and_stops_on_its_signal(monkeypatch):
     monkeypatch.setattr(system, "euid", lambda: 0)
-    monkeypatch.setattr("weavenomad.reconcile.logs.configure", lambda *a, **k: None)
+    monkeypatch.setattr("weavenomad.runtime.logs.configure", lambda *a, **k: None)
     looks = [keeper.Round(True), keeper.Round(True, (GUARDS[2],))]
 
     def keep(self, every, report):

@@ -8,12 +8,10 @@ from test_clients_support import free_port
 
 from weavenomad.clients.errors import (
     Backend,
-    backoff_delay,
     blocking_timeout,
     closed_on_stop,
     error_for_exception,
     error_for_status,
-    go_duration,
     retrying,
 )
 from weavenomad.errors import (
@@ -24,6 +22,8 @@ from weavenomad.errors import (
     BackendUnavailable,
     ConfigError,
 )
+from weavenomad.runtime.backoff import backoff_delay
+from weavenomad.runtime.durations import go_duration
 
 NOMAD = Backend("nomad", "Nomad", "http://127.0.0.1:4646", "set --nomad-addr or NOMAD_ADDR",
                 token_hint="set NOMAD_TOKEN", tls_hint="set NOMAD_CACERT",

@@ -8,7 +8,8 @@ import threading
 import pytest
 
 from weavenomad.errors import BackendNotFound, BackendServerError, BackendUnavailable
-from weavenomad.reconcile.apply import apply
+from weavenomad.reconcile.apply import apply as apply_to
+from weavenomad.reconcile.consul import ConsulAgent
 from weavenomad.reconcile.plan import (
     REGISTER_MASK,
     REGISTER_TWIN,
@@ -17,6 +18,7 @@ from weavenomad.reconcile.plan import (
     Action,
     Plan,
 )
+from weavenomad.reconcile.registrations import Mask, Twin
 
 
 class Agent:
@@ -52,12 +54,19 @@ class Agent:
         self._call(REMOVE_TWIN, service_id)
 
 
+def apply(agent: Agent, plan: Plan, **kwargs):
+    """Apply through the Consul module, whose requests the agent records."""
+    return apply_to(ConsulAgent(agent), plan, **kwargs)
+
+
 def twin(ident: str) -> Action:
-    return Action(REGISTER_TWIN, ident, {"ID": ident})
+    return Action(REGISTER_TWIN, ident, twin=Twin(ident, "_nomad-task-" + ident, "web",
+                                                  "10.32.1.1", 8080))
 
 
 def mask(ident: str, requires: str) -> Action:
-    return Action(REGISTER_MASK, ident, {"ID": ident}, requires=requires)
+    return Action(REGISTER_MASK, ident, mask=Mask(ident, "_nomad-task-" + requires, "masked"),
+                  requires=requires)
 
 
 def plan_of(*actions: Action) -> Plan:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import logging
 import socket
+import subprocess
+import sys
 import threading
 import time
 from ipaddress import IPv4Interface, IPv4Network
@@ -23,16 +25,16 @@ from test_consul_sim_support import running_sim
 from test_reconcile_ethwe import FIB_TRIE, ROUTE
 
 from weavenomad.clients.consul import ConsulAPI
+from weavenomad.config import ReconcilerSettings
 from weavenomad.reconcile.daemon import Reconciler
-from weavenomad.reconcile.settings import DaemonSettings
-from weavenomad.reconcile.systemd import Notifier
+from weavenomad.runtime.notify import Notifier
 from weavenomad.tenancy.model import Cluster
 from weavenomad.tenancy.registry import TenantRegistry
 
 A = "aaaaaaaa-0000-0000-0000-000000000001"
 B = "bbbbbbbb-0000-0000-0000-000000000002"
 C = "cccccccc-0000-0000-0000-000000000003"
-FAST = DaemonSettings(resync=30.0, watch_wait=0.5, retry_cap=0.5)
+FAST = ReconcilerSettings(resync=30.0, watch_wait=0.5, retry_cap=0.5)
 
 
 def wait_until(what: str, probe, timeout: float = 5.0):
@@ -64,14 +66,14 @@ class World:
         self.agent.ok("PUT", "/v1/agent/service/register", nomad_registration(alloc_id, name, port))
         return container
 
-    def reconciler(self, settings: DaemonSettings = FAST, notifier=None) -> Reconciler:
+    def reconciler(self, settings: ReconcilerSettings = FAST, notifier=None) -> Reconciler:
         r = Reconciler(nomad=self.nomad, consul=self.consul, docker=self.docker,
                        weave=self.weave, registry=TenantRegistry(self.consul, "test-reconcile/"),
                        settings=settings, notifier=notifier)
         self.reconcilers.append((r, None))
         return r
 
-    def start(self, settings: DaemonSettings = FAST, notifier=None) -> Reconciler:
+    def start(self, settings: ReconcilerSettings = FAST, notifier=None) -> Reconciler:
         r = self.reconciler(settings, notifier)
         thread = threading.Thread(target=r.run, daemon=True)
         thread.start()
@@ -126,7 +128,7 @@ def test_once_converges_and_consul_answers_only_weave_addresses(world):
 def test_once_reports_not_converged_while_consul_is_down(world):
     world.run_allocation(A)
     world.consul.down = True
-    r = world.reconciler(DaemonSettings(retry_cap=0.05, waiting_base=0.01))
+    r = world.reconciler(ReconcilerSettings(retry_cap=0.05, waiting_base=0.01))
     assert r.run_once(passes=3) is False
     world.consul.down = False
     assert r.run_once() is True
@@ -278,11 +280,13 @@ def test_systemd_hears_ready_status_and_watchdog(world, tmp_path):
 
 def test_a_mask_for_a_service_that_just_went_away_is_no_failure(world):
     from weavenomad.reconcile import apply as applier
+    from weavenomad.reconcile.consul import ConsulAgent
     from weavenomad.reconcile.plan import REGISTER_MASK, Action, Plan
+    from weavenomad.reconcile.registrations import Mask
 
-    mask = {"ID": "weavenomad-mask-gone", "Name": "weave address mask", "TTL": "1h",
-            "ServiceID": f"_nomad-task-{C}-web-web-8080", "Status": "critical", "Notes": "x"}
-    result = applier.apply(world.consul, Plan(actions=(Action(REGISTER_MASK, mask["ID"], mask),)))
+    mask = Mask("weavenomad-mask-gone", f"_nomad-task-{C}-web-web-8080", "x")
+    result = applier.apply(ConsulAgent(world.consul),
+                           Plan(actions=(Action(REGISTER_MASK, mask.id, mask=mask),)))
     assert result.vanished and not result.failed and result.aborted is None
 
 
@@ -308,3 +312,12 @@ def test_a_mirror_follows_nomads_script_check(world):
     wait_until("the mirror to pass", lambda: world.checks()[mirror]["Status"] == "passing",
                timeout=3)
     assert world.passing() == [(twin(A), "10.32.1.1", 8080)]
+
+
+def test_the_daemons_entry_point_loads_no_job_parsing_code():
+    code = ("import sys, weavenomad.reconcile.runner\n"
+            "print(' '.join(m for m in sys.modules if m.split('.')[0] in ('hcl2', 'lark')\n"
+            "               or m.startswith('weavenomad.jobs')))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True, timeout=60)
+    assert done.stdout.strip() == ""

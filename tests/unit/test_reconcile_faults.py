@@ -18,6 +18,7 @@ from reconcile_fakes import FakeDocker, FakeWeave, web_allocation
 from test_reconcile_daemon import FAST, A, B, twin, wait_until, world  # noqa: F401 - fixture
 
 from weavenomad.clients.weave import EXPOSE_IDENT
+from weavenomad.reconcile.consul import ConsulAgent
 from weavenomad.reconcile.observe import AllocationCache, Observer
 from weavenomad.tenancy.model import Cluster
 from weavenomad.tenancy.registry import TenantRegistry
@@ -38,8 +39,8 @@ def observer_with(container_address: str) -> tuple[Observer, FakeDocker, FakeWea
     container = docker.start(A, "web")
     weave.addresses[container] = [IPv4Interface(container_address)]
     allocations = AllocationCache().parse([web_allocation(A)])
-    return Observer(consul=NoConsul(), docker=docker, weave=weave), docker, weave, container, \
-        allocations
+    observer = Observer(agent=ConsulAgent(NoConsul()), docker=docker, weave=weave)
+    return observer, docker, weave, container, allocations
 
 
 def addresses(observation, alloc_id: str = A) -> tuple:

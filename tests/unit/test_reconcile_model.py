@@ -6,16 +6,10 @@ from datetime import datetime, timezone
 
 from reconcile_support import ALLOC_A, SID_A, raw_allocations, recorded
 
-from weavenomad.reconcile.model import (
-    agent_check_from_api,
-    agent_service_from_api,
-    alloc_of,
-    allocation_from_api,
-    container_from_summary,
-    mask_id,
-    twin_id,
-)
+from weavenomad.reconcile.consul import check_from_agent, service_from_agent
+from weavenomad.reconcile.model import allocation_from_api, container_from_summary
 from weavenomad.reconcile.observe import AllocationCache, started_at
+from weavenomad.reconcile.registrations import alloc_of, mask_id, twin_id
 
 
 def test_a_recorded_allocation_keeps_what_the_plan_needs():
@@ -55,11 +49,11 @@ def test_allocations_are_parsed_once_per_modify_index():
 
 def test_consul_agent_answers():
     services = recorded("consul-agent-services.json")
-    nomads = agent_service_from_api(services[SID_A])
+    nomads = service_from_agent(services[SID_A])
     assert nomads.nomad_task and not nomads.ours
     assert (nomads.address, nomads.port, nomads.name) == ("172.17.0.2", 8081, "httpbackend")
     assert nomads.meta == {"external-source": "nomad"} and nomads.tags == ()
-    mask = agent_check_from_api(recorded("consul-agent-checks.json")["weavenomad-mask-test"])
+    mask = check_from_agent(recorded("consul-agent-checks.json")["weavenomad-mask-test"])
     assert (mask.service_id, mask.status, mask.notes) == (SID_A, "critical", "superseded")
 
 

@@ -25,9 +25,10 @@ from reconcile_support import (
     with_services,
 )
 
+from weavenomad.config import ReconcilerSettings
 from weavenomad.reconcile import desired
-from weavenomad.reconcile.desired import DesireSettings
-from weavenomad.reconcile.model import AgentCheck, AgentService, Container, Observation
+from weavenomad.reconcile.consul import mask_definition, service_definition
+from weavenomad.reconcile.model import Container, Observation
 from weavenomad.reconcile.plan import (
     EXPOSE_SUBNET,
     REGISTER_MASK,
@@ -37,8 +38,15 @@ from weavenomad.reconcile.plan import (
     SET_TTL,
     plan,
 )
+from weavenomad.reconcile.registrations import AgentCheck, AgentService
 
 ALLOC = "11111111-2222-3333-4444-555555555555"
+
+
+def rendered(action) -> dict:
+    """The request body of a register action, as the Consul module renders it."""
+    return service_definition(action.twin) if action.twin is not None \
+        else mask_definition(action.mask)
 
 
 def converge(obs: Observation, **kwargs) -> Observation:
@@ -47,7 +55,7 @@ def converge(obs: Observation, **kwargs) -> Observation:
     services, checks = dict(obs.services), dict(obs.checks)
     for action in result.actions:
         if action.kind == REGISTER_TWIN:
-            body = action.body
+            body = rendered(action)
             services[action.id] = AgentService(body["ID"], body["Name"], body["Address"],
                                                body["Port"], tuple(body["Tags"]),
                                                dict(body["Meta"]))
@@ -56,7 +64,7 @@ def converge(obs: Observation, **kwargs) -> Observation:
                 checks[check["CheckID"]] = AgentCheck(check["CheckID"], action.id, check["Name"],
                                                       check.get("Status", "critical"))
         elif action.kind == REGISTER_MASK:
-            body = action.body
+            body = rendered(action)
             checks[action.id] = AgentCheck(action.id, body["ServiceID"], body["Name"],
                                            body["Status"], body["Notes"])
         elif action.kind == REMOVE_TWIN:
@@ -78,7 +86,7 @@ def test_the_recorded_node_gets_a_twin_and_a_mask_per_nomad_service():
     result = plan(recorded_observation())
     assert kinds(result) == [(REGISTER_TWIN, TWIN_A), (REGISTER_TWIN, TWIN_B),
                              (REGISTER_MASK, MASK_A), (REGISTER_MASK, MASK_B)]
-    twin = result.actions[0].body
+    twin = rendered(result.actions[0])
     assert twin["Name"] == "httpbackend" and twin["Address"] == "10.32.1.1"
     assert twin["Port"] == 8081 and twin["Tags"] == []
     assert twin["Meta"]["external-source"] == "nomad"
@@ -88,8 +96,8 @@ def test_the_recorded_node_gets_a_twin_and_a_mask_per_nomad_service():
                                "Name": 'service: "httpbackend" check', "Interval": "5s",
                                "Timeout": "2s", "TCP": "10.32.1.1:8081"}]
     mask = result.actions[2]
-    assert mask.body["ServiceID"] == SID_A and mask.body["Status"] == "critical"
-    assert mask.body["TTL"] and "DeregisterCriticalServiceAfter" not in mask.body
+    assert rendered(mask)["ServiceID"] == SID_A and rendered(mask)["Status"] == "critical"
+    assert rendered(mask)["TTL"] and "DeregisterCriticalServiceAfter" not in rendered(mask)
     assert mask.requires == TWIN_A  # the mask waits for its twin
     assert result.twins == 2 and result.masks == 2 and not result.converged
 
@@ -127,7 +135,7 @@ def test_a_new_weave_address_moves_the_twin():
     result = plan(Observation(obs.allocations, obs.services, obs.checks, moved.containers,
                               obs.tenancy))
     assert kinds(result) == [(REGISTER_TWIN, TWIN_A), (REGISTER_MASK, MASK_A)]
-    assert result.actions[0].body["Checks"][0]["TCP"] == "10.32.1.9:8081"
+    assert rendered(result.actions[0])["Checks"][0]["TCP"] == "10.32.1.9:8081"
 
 
 def test_a_stopped_allocation_or_dropped_service_loses_everything_of_ours():
@@ -174,7 +182,7 @@ def test_tenant_audit_hides_a_task_outside_its_tenants_subnet():
                              tenancy=tenancy(acme="10.32.1.0/24"))
     result = plan(outside)
     assert kinds(result) == [(REGISTER_MASK, f"weavenomad-mask-{ALLOC}-web-web-8080")]
-    assert "tenant violation" in result.actions[0].body["Notes"]
+    assert "tenant violation" in rendered(result.actions[0])["Notes"]
     (problem,) = result.problems
     assert problem.reason == desired.TENANT_VIOLATION and problem.tenant == "acme"
     # the registry is authoritative over the job's meta, and "default" means the default subnet
@@ -191,11 +199,11 @@ def test_several_addresses_pick_the_lowest_in_the_tenant_subnet():
     container = weave_container(ALLOC, "web", "10.32.0.9/24", "10.32.1.20/24", "10.32.1.5/24")
     result = plan(observation_of([raw], [service], [container],
                                  tenancy=tenancy(acme="10.32.1.0/24")))
-    assert result.actions[0].body["Address"] == "10.32.1.5"
+    assert rendered(result.actions[0])["Address"] == "10.32.1.5"
     no_tenant = job_allocation(ALLOC, tasks=[{"Name": "web", "Driver": "docker",
                                               "Services": [tcp_service("web", "8080")]}])
     result = plan(observation_of([no_tenant], [service], [container]))
-    assert result.actions[0].body["Address"] == "10.32.0.9"
+    assert rendered(result.actions[0])["Address"] == "10.32.0.9"
 
 
 def test_ports_resolve_to_the_container_port_never_the_host_port():
@@ -214,7 +222,7 @@ def test_ports_resolve_to_the_container_port_never_the_host_port():
         service = nomad_service(ALLOC, "web", "web", "http", "192.168.56.3", 23456)
         result = plan(observation_of([raw], [service],
                                      [weave_container(ALLOC, "web", "10.32.1.3/24")]))
-        body = result.actions[0].body
+        body = rendered(result.actions[0])
         assert (body["Port"], body["Checks"][0]["TCP"]) == (port, f"10.32.1.3:{port}")
 
 
@@ -251,8 +259,8 @@ def test_http_and_grpc_checks_are_re_aimed_and_script_checks_mirrored():
     nomads_script_check = AgentCheck("_nomad-check-abc", service.id, "script", "passing")
     obs = observation_of([raw], [service], [weave_container(ALLOC, "web", "10.32.1.3/24")],
                          checks=[nomads_script_check])
-    result = plan(obs, DesireSettings(mirror_ttl="210s"))
-    http, grpc, mirror = result.actions[0].body["Checks"]
+    result = plan(obs, ReconcilerSettings(resync=60.0))
+    http, grpc, mirror = rendered(result.actions[0])["Checks"]
     assert http["HTTP"] == "https://10.32.1.3:8443/health" and http["Method"] == "POST"
     assert http["Header"] == {"X-A": ["1"]} and http["TLSSkipVerify"] is True
     assert (http["Interval"], http["Timeout"]) == ("10s", "1500ms")
@@ -261,11 +269,11 @@ def test_http_and_grpc_checks_are_re_aimed_and_script_checks_mirrored():
     assert [p.reason for p in result.problems] == [desired.CHECK_NOT_REAIMABLE]
     assert (REGISTER_MASK, f"weavenomad-mask-{ALLOC}-web-web-8443") in kinds(result)
     # the mirror follows Nomad's check without re-registering the twin
-    done = converge(obs, settings=DesireSettings(mirror_ttl="210s"))
+    done = converge(obs, settings=ReconcilerSettings(resync=60.0))
     failing = AgentCheck("_nomad-check-abc", service.id, "script", "critical")
-    result = plan(with_checks(done, failing), DesireSettings(mirror_ttl="210s"))
+    result = plan(with_checks(done, failing), ReconcilerSettings(resync=60.0))
     assert [(a.kind, a.status) for a in result.actions] == [(SET_TTL, "critical")]
-    refreshed = plan(done, DesireSettings(mirror_ttl="210s"), refresh_mirrors=True)
+    refreshed = plan(done, ReconcilerSettings(resync=60.0), refresh_mirrors=True)
     assert [(a.kind, a.why) for a in refreshed.actions] == [(SET_TTL, "refresh")]
     assert refreshed.converged
 
@@ -278,12 +286,12 @@ def test_a_group_service_uses_the_leader_or_the_first_task_with_an_address():
     containers = [weave_container(ALLOC, "sidecar"), weave_container(ALLOC, "app", "10.32.1.8/24")]
     result = plan(observation_of([raw], [service], containers))
     assert result.actions[0].id == f"weavenomad-{ALLOC}-group-web-api-8080"
-    assert result.actions[0].body["Address"] == "10.32.1.8"
+    assert rendered(result.actions[0])["Address"] == "10.32.1.8"
     tasks[0]["Leader"] = True
     containers[0] = weave_container(ALLOC, "sidecar", "10.32.1.7/24")
     raw = job_allocation(ALLOC, tasks=tasks, group_services=[tcp_service("api", "8080")])
     result = plan(observation_of([raw], [service], containers))
-    assert result.actions[0].body["Address"] == "10.32.1.7"
+    assert rendered(result.actions[0])["Address"] == "10.32.1.7"
 
 
 def test_containers_without_a_weave_address():
@@ -292,9 +300,9 @@ def test_containers_without_a_weave_address():
                                         "Services": [tcp_service("web", "8080")]}])
     service = nomad_service(ALLOC, "web", "web", "8080")
     fresh = weave_container(ALLOC, "web", started_at=100.0)
-    waiting = plan(observation_of([raw], [service], [fresh]), DesireSettings(now=101.0))
+    waiting = plan(observation_of([raw], [service], [fresh]), now=101.0)
     assert waiting.actions == () and waiting.waiting == (service.id,) and not waiting.problems
-    late = plan(observation_of([raw], [service], [fresh]), DesireSettings(now=200.0))
+    late = plan(observation_of([raw], [service], [fresh]), now=200.0)
     assert late.actions == () and late.problems[0].reason == desired.NO_WEAVE_ADDRESS
     not_known = Container("c1", ALLOC, "web", True, None)
     assert plan(observation_of([raw], [service], [not_known])).waiting == (service.id,)
@@ -327,8 +335,8 @@ def test_interpolated_service_names_match_by_the_registered_name():
     service = nomad_service(ALLOC, "web", "shop-web", "8080", tags=["v1"])
     result = plan(observation_of([raw], [service],
                                  [weave_container(ALLOC, "web", "10.32.1.3/24")]))
-    assert result.actions[0].body["Name"] == "shop-web"
-    assert result.actions[0].body["Tags"] == ["v1"]
+    assert rendered(result.actions[0])["Name"] == "shop-web"
+    assert rendered(result.actions[0])["Tags"] == ["v1"]
 
 
 def test_the_host_is_exposed_on_every_tenant_subnet_it_has_no_address_in():

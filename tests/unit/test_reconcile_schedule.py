@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from weavenomad.reconcile.schedule import Schedule, Timing
+from weavenomad.config import ReconcilerSettings
+from weavenomad.reconcile.schedule import Schedule
 
-T = Timing(resync=60.0, retry_base=0.25, retry_cap=2.0, waiting_base=0.05, waiting_rounds=4)
+T = ReconcilerSettings(resync=60.0, retry_base=0.25, retry_cap=2.0, waiting_base=0.05,
+                       waiting_rounds=4)
 
 
 def test_idle_means_only_the_resync():

@@ -10,9 +10,11 @@ import pytest
 from reconcile_support import job_allocation, tcp_service, tenancy
 
 from weavenomad.errors import ConfigError
-from weavenomad.reconcile import logs, status
+from weavenomad.reconcile import status
+from weavenomad.reconcile.consul import instances_from_health
 from weavenomad.reconcile.metrics import parse_listen_addr
 from weavenomad.reconcile.model import allocation_from_api
+from weavenomad.runtime import logs
 
 A = "aaaaaaaa-0000-0000-0000-000000000001"
 B = "bbbbbbbb-0000-0000-0000-000000000002"
@@ -44,6 +46,11 @@ def twin(alloc_id: str, address: str, state: str = "passing") -> dict:
     return entry(tid, address, [(tid + "-check-0", state)])
 
 
+def instances(health: dict) -> dict:
+    """Consul's health answers per service name, as the Consul agent hands them to ``rows``."""
+    return {name: instances_from_health(entries) for name, entries in health.items()}
+
+
 def test_rows_tell_correct_from_wrong_advertisement():
     allocations = [(alloc(A), "n1"), (alloc(B), "n2"), (alloc(C), "n2"),
                    (alloc("dddddddd-0000-0000-0000-000000000004", meta=None), "n1"),
@@ -51,7 +58,7 @@ def test_rows_tell_correct_from_wrong_advertisement():
     health = {"web": [nomad(A, True), twin(A, "10.32.1.1"),
                       nomad(B, False),
                       nomad(C, True), twin(C, "10.32.1.3", "critical")]}
-    found = status.rows(allocations, health, tenancy(acme="10.32.1.0/24"))
+    found = status.rows(allocations, instances(health), tenancy(acme="10.32.1.0/24"))
     by_alloc = {r.alloc_id[:1]: r for r in found}
     assert set(by_alloc) == {"a", "b", "c", "d"}  # the stopped allocation is not listed
     assert by_alloc["a"].state == status.OK and by_alloc["a"].weave_address == "10.32.1.1:8080"
@@ -66,7 +73,7 @@ def test_rows_tell_correct_from_wrong_advertisement():
 
 def test_a_masked_instance_without_twin_is_not_advertised_and_outside_is_flagged():
     health = {"web": [nomad(A, True), nomad(B, True), twin(B, "10.32.2.9")]}
-    found = status.rows([(alloc(A), "n1"), (alloc(B), "n1")], health,
+    found = status.rows([(alloc(A), "n1"), (alloc(B), "n1")], instances(health),
                         tenancy(acme="10.32.1.0/24"))
     assert [r.state for r in found] == [status.NOT_ADVERTISED, status.OUTSIDE_TENANT]
 

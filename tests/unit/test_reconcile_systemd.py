@@ -13,6 +13,8 @@ from click.testing import CliRunner
 from weavenomad.cli import cli
 from weavenomad.errors import ConfigError, WeavenomadError
 from weavenomad.reconcile import systemd
+from weavenomad.runtime import units
+from weavenomad.runtime.notify import Notifier
 
 SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
 
@@ -37,10 +39,10 @@ def test_the_unit_is_ordered_restarted_notified_and_hardened():
 
 
 def test_command_prefix_prefers_the_given_then_path_then_this_python():
-    assert systemd.command_prefix("/x/weavenomad") == ["/x/weavenomad"]
-    assert systemd.command_prefix(None, which=lambda _: "/usr/bin/weavenomad") == [
+    assert units.command_prefix("/x/weavenomad") == ["/x/weavenomad"]
+    assert units.command_prefix(None, which=lambda _: "/usr/bin/weavenomad") == [
         "/usr/bin/weavenomad"]
-    prefix = systemd.command_prefix(None, which=lambda _: None)
+    prefix = units.command_prefix(None, which=lambda _: None)
     assert prefix[1:] == ["-m", "weavenomad"]
 
 
@@ -51,9 +53,10 @@ def test_install_writes_the_unit_and_enables_it(tmp_path):
         calls.append(argv)
         return subprocess.CompletedProcess(argv, 0, "", "")
 
-    path = systemd.write_unit(tmp_path, systemd.render_unit())
+    path = units.write_unit(tmp_path, systemd.render_unit(), systemd.UNIT_NAME,
+                            "weavenomad reconciler install")
     assert path == tmp_path / systemd.UNIT_NAME and oct(path.stat().st_mode)[-3:] == "644"
-    systemd.enable(run)
+    units.enable(systemd.UNIT_NAME, "weavenomad reconciler run", run=run)
     assert calls == [["systemctl", "daemon-reload"],
                      ["systemctl", "enable", "--now", systemd.UNIT_NAME]]
 
@@ -61,13 +64,13 @@ def test_install_writes_the_unit_and_enables_it(tmp_path):
         return subprocess.CompletedProcess(argv, 1, "", "Failed to connect to bus")
 
     with pytest.raises(WeavenomadError, match="Failed to connect to bus"):
-        systemd.enable(failing)
+        units.enable(systemd.UNIT_NAME, "weavenomad reconciler run", run=failing)
 
     def missing(argv, **kwargs):
         raise FileNotFoundError(argv[0])
 
     with pytest.raises(ConfigError, match="does not run systemd"):
-        systemd.enable(missing)
+        units.enable(systemd.UNIT_NAME, "weavenomad reconciler run", run=missing)
 
 
 @pytest.mark.parametrize("command,unit,exec_start", [
@@ -108,18 +111,18 @@ def test_notifier_speaks_sd_notify(tmp_path):
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     listener.bind(path)
     listener.settimeout(2)
-    notifier = systemd.Notifier.from_environ({"NOTIFY_SOCKET": path})
+    notifier = Notifier.from_environ({"NOTIFY_SOCKET": path})
     assert notifier.ready("reconciling") and notifier.watchdog() and notifier.stopping()
     assert [listener.recv(100) for _ in range(3)] == [
         b"READY=1\nSTATUS=reconciling", b"WATCHDOG=1", b"STOPPING=1"]
     listener.close()
-    assert systemd.Notifier.from_environ({}).ready() is False  # outside systemd: nothing
+    assert Notifier.from_environ({}).ready() is False  # outside systemd: nothing
 
 
 def test_watchdog_interval_is_half_the_timeout_and_only_for_us():
     env = {"WATCHDOG_USEC": "30000000"}
-    assert systemd.Notifier.from_environ(env, pid=7).watchdog_interval == 15.0
-    assert systemd.Notifier.from_environ({**env, "WATCHDOG_PID": "7"}, pid=7).watchdog_usec
-    other = systemd.Notifier.from_environ({**env, "WATCHDOG_PID": "8"}, pid=7)
+    assert Notifier.from_environ(env, pid=7).watchdog_interval == 15.0
+    assert Notifier.from_environ({**env, "WATCHDOG_PID": "7"}, pid=7).watchdog_usec
+    other = Notifier.from_environ({**env, "WATCHDOG_PID": "8"}, pid=7)
     assert other.watchdog_interval is None
-    assert systemd.Notifier.from_environ({"WATCHDOG_USEC": "x"}).watchdog_interval is None
+    assert Notifier.from_environ({"WATCHDOG_USEC": "x"}).watchdog_interval is None

@@ -53,7 +53,7 @@ def test_a_traceback_that_shows_a_token_is_redacted(secret_logger):
 
 
 def test_the_reconcilers_json_log_lines_are_redacted(secret_logger):
-    from weavenomad.reconcile.logs import JSONFormatter, TextFormatter
+    from weavenomad.runtime.logs import JSONFormatter, TextFormatter
 
     logger, handler, stream = secret_logger
     for formatter in (JSONFormatter(), TextFormatter()):

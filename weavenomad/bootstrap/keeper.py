@@ -21,7 +21,7 @@ from weavenomad.bootstrap import system
 from weavenomad.bootstrap.checks import WEAVE_BRIDGE
 from weavenomad.bootstrap.observe import DEFAULT_DOCKER_BRIDGE, bridge_name, docker_bridge_network
 from weavenomad.errors import WeavenomadError
-from weavenomad.reconcile.systemd import DEFAULT_EXEC
+from weavenomad.runtime.units import DEFAULT_EXEC
 
 log = logging.getLogger("weavenomad.guards")
 

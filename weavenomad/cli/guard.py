@@ -57,7 +57,7 @@ def ensure(every) -> None:
         if look.added:
             app.emit(said(look), lambda _: human(look))
 
-    from weavenomad.reconcile import logs
+    from weavenomad.runtime import logs
 
     logs.configure(app.settings.reconciler.log_format, app.settings.debug)
     for signum in (signal.SIGTERM, signal.SIGINT):

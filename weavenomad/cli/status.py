@@ -20,10 +20,11 @@ def status(tenant) -> None:
     """
     from weavenomad.clients import consul_client, nomad_client
     from weavenomad.reconcile import status as report
+    from weavenomad.reconcile.consul import ConsulAgent
     from weavenomad.tenancy.operations import registry_for
 
     app = app_context()
-    found = report.gather(nomad_client(app.settings), consul_client(app.settings),
+    found = report.gather(nomad_client(app.settings), ConsulAgent(consul_client(app.settings)),
                           registry_for(app.settings), tenant)
     app.emit([r.to_json() for r in found], lambda _: report.render(found))
     if any(not r.correct for r in found):

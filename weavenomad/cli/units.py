@@ -39,15 +39,15 @@ def install_unit(render: Callable[[Sequence[str]], str], unit: str, *, install_c
     """Render the unit for ``executable``, then print it, or write, enable and start it."""
     from pathlib import Path
 
-    from weavenomad.reconcile import systemd
+    from weavenomad.runtime import units
 
     app = app_context()
-    text = render(systemd.command_prefix(executable))
+    text = render(units.command_prefix(executable))
     if print_only:
         click.echo(text, nl=False)
         return
-    path = systemd.write_unit(Path(unit_dir), text, unit, install_command)
+    path = units.write_unit(Path(unit_dir), text, unit, install_command)
     if not no_enable:
-        systemd.enable(start=not no_start, unit=unit, command=run_command)
+        units.enable(unit, run_command, start=not no_start)
     state = "written" if no_enable else ("enabled" if no_start else "enabled and started")
     app.emit({"unit": str(path), "state": state}, lambda d: f"{d['unit']}: {d['state']}")

@@ -30,9 +30,9 @@ from weavenomad.clients.errors import (
     Backend,
     error_for_exception,
     error_for_status,
-    go_duration,
 )
 from weavenomad.errors import BackendError, BackendNotFound, ConfigError
+from weavenomad.runtime.durations import go_duration
 
 DEFAULT_WAIT = 30.0
 #: paths where Consul's 404 is an answer ("no such key"), not a failure

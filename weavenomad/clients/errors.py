@@ -29,6 +29,7 @@ from weavenomad.errors import (
     WeavenomadError,
     redact,
 )
+from weavenomad.runtime.backoff import backoff_delay
 
 log = logging.getLogger(__name__)
 
@@ -250,22 +251,8 @@ def blocking_timeout(http_timeout: float, wait: float) -> float:
     return http_timeout + wait + wait / 16
 
 
-def go_duration(seconds: float) -> str:
-    """Seconds as a Go duration that Nomad and Consul parse, in whole milliseconds."""
-    if seconds <= 0:
-        raise ValueError(f"a wait must be positive, got {seconds!r}")
-    return f"{max(1, round(seconds * 1000))}ms"
-
-
 # --------------------------------------------------------------------------------------------
 # Retries
-
-
-def backoff_delay(attempt: int, base_delay: float, max_delay: float, jitter: float) -> float:
-    """Delay before retry number ``attempt`` (1-based): exponential, capped, with ``jitter`` in
-    [0, 1) spreading it over its upper half so that many clients do not retry in step. Pure."""
-    ceiling = min(max_delay, base_delay * (2 ** (attempt - 1)))
-    return ceiling * (0.5 + jitter / 2)
 
 
 def retrying(

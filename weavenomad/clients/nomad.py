@@ -33,7 +33,6 @@ from weavenomad.clients.errors import (
     closed_on_stop,
     error_for_exception,
     error_for_status,
-    go_duration,
     parse_index,
     shutdown_response,
     summarize,
@@ -46,6 +45,7 @@ from weavenomad.errors import (
     CasConflict,
     ValidationError,
 )
+from weavenomad.runtime.durations import go_duration
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,9 @@ reconciler never touches them; for every such service of a task on the Weave ove
 
 A pass is ``observe`` (:mod:`.observe`) -> ``plan`` (:mod:`.plan`, pure) -> ``apply``
 (:mod:`.apply`); :mod:`.daemon` runs passes when Nomad, Docker or Consul report a change, and
-every ``--resync`` seconds. The rules the plan follows:
+every ``--resync`` seconds. The plan decides in neutral terms (:mod:`.registrations`: which
+address and port, which checks aimed where, which mask); :mod:`.consul` alone knows Consul's
+answers and request bodies. The rules the plan follows:
 
 * **Ownership**: only services whose ID starts ``weavenomad-`` *and* carry
   ``weavenomad-managed=true``, and checks whose ID starts ``weavenomad-mask-`` (or belong to such

@@ -1,11 +1,13 @@
-"""Carry out a :class:`~weavenomad.reconcile.plan.Plan` against the local Consul agent.
+"""Carry out a :class:`~weavenomad.reconcile.plan.Plan` against the local agent (a
+:class:`~weavenomad.reconcile.registrations.ServiceAgent`, Consul's in
+:mod:`weavenomad.reconcile.consul`).
 
 Each action is one agent call, so nothing is ever half-written: a twin and its checks go in one
-``agent/service/register`` with ``replace-existing-checks``. An action whose twin failed is
-skipped (its mask would hide Nomad's instance with nothing in its place). A refused action (403,
-400) is recorded and the rest go on; when Consul stops answering, the rest are left for the
-next pass. Exposing a subnet is a call to the local Weave's API; when Weave fails, the Consul
-actions still go ahead.
+registration. An action whose twin failed is skipped (its mask would hide Nomad's instance with
+nothing in its place). A refused action (403, 400) is recorded and the rest go on; when the
+agent stops answering, the rest are left for the next pass. A mask whose Nomad service went away
+meanwhile has nothing to hide: that is no failure. Exposing a subnet is a call to the local
+Weave's API; when Weave fails, the agent's actions still go ahead.
 
 The plan's kinds run one after another in its order (twins before the masks that need them,
 masks removed before twins); the actions of one kind are independent of each other and go to
@@ -31,6 +33,7 @@ from weavenomad.reconcile.plan import (
     Action,
     Plan,
 )
+from weavenomad.reconcile.registrations import CRITICAL, ServiceAgent
 
 
 @dataclass
@@ -48,28 +51,33 @@ class ApplyResult:
         return not (self.failed or self.skipped or self.aborted)
 
 
-def _call(consul, action: Action) -> None:
-    if action.kind == REGISTER_TWIN:
-        consul.service_register(action.body, replace_existing_checks=True)
-    elif action.kind == REGISTER_MASK:
-        consul.check_register(action.body)
-    elif action.kind == SET_TTL:
-        consul.check_ttl(action.id, action.status or "critical")
-    elif action.kind == REMOVE_MASK:
-        consul.check_deregister(action.id)
-    elif action.kind == REMOVE_TWIN:
-        consul.service_deregister(action.id)
-    else:  # pragma: no cover - plan only makes the kinds above
-        raise ValueError(f"unknown action kind {action.kind!r}")
-
-
 #: agent calls in flight at once within one kind of action
 WORKERS = 8
 #: an action left alone because the agent stopped answering meanwhile
 _NOT_TRIED = object()
+#: a mask not registered because its Nomad service is gone
+_VANISHED = object()
 
 
-def apply(consul, plan: Plan, progress: Callable[[], None] | None = None, *,
+def _call(agent: ServiceAgent, action: Action) -> object:
+    """None when done, or :data:`_VANISHED`."""
+    if action.kind == REGISTER_TWIN:
+        agent.register_twin(action.twin)
+    elif action.kind == REGISTER_MASK:
+        if not agent.register_mask(action.mask):
+            return _VANISHED
+    elif action.kind == SET_TTL:
+        agent.set_status(action.id, action.status or CRITICAL)
+    elif action.kind == REMOVE_MASK:
+        agent.remove_mask(action.id)
+    elif action.kind == REMOVE_TWIN:
+        agent.remove_twin(action.id)
+    else:  # pragma: no cover - plan only makes the kinds above
+        raise ValueError(f"unknown action kind {action.kind!r}")
+    return None
+
+
+def apply(agent: ServiceAgent, plan: Plan, progress: Callable[[], None] | None = None, *,
           weave=None, workers: int = WORKERS) -> ApplyResult:
     result = ApplyResult()
     failed_twins: set[str] = set()
@@ -90,7 +98,7 @@ def apply(consul, plan: Plan, progress: Callable[[], None] | None = None, *,
                 result.skipped.append(action)
             else:
                 runnable.append(action)
-        for action, outcome in _run_all(consul, runnable, workers, progress):
+        for action, outcome in _run_all(agent, runnable, workers, progress):
             _record(action, outcome, result, failed_twins)
         if result.aborted is not None:
             result.skipped.extend(actions[end:])
@@ -104,6 +112,8 @@ def _record(action: Action, outcome: object, result: ApplyResult,
         result.done.append(action)
     elif outcome is _NOT_TRIED:
         result.skipped.append(action)
+    elif outcome is _VANISHED:
+        result.vanished.append(action)
     elif isinstance(outcome, BackendNotFound):
         if action.kind in (REMOVE_MASK, REMOVE_TWIN):
             result.done.append(action)  # gone already: that is what we wanted
@@ -113,30 +123,27 @@ def _record(action: Action, outcome: object, result: ApplyResult,
     elif isinstance(outcome, BackendUnavailable):
         result.aborted = result.aborted or outcome
         result.skipped.append(action)
-    elif action.kind == REGISTER_MASK and _service_gone(outcome):
-        result.vanished.append(action)
     else:
         result.failed.append((action, outcome))
         failed_twins.add(action.id)
 
 
-def _run_all(consul, actions: Sequence[Action], workers: int,
+def _run_all(agent: ServiceAgent, actions: Sequence[Action], workers: int,
              progress: Callable[[], None] | None) -> list[tuple[Action, object]]:
-    """Each action's outcome, in the actions' order: None (done), the error, or _NOT_TRIED
-    (the agent stopped answering first). ``progress`` is called here, in the caller's
-    thread, after each action."""
+    """Each action's outcome, in the actions' order: None (done), _VANISHED, the error, or
+    _NOT_TRIED (the agent stopped answering first). ``progress`` is called here, in the
+    caller's thread, after each action."""
     stopped = threading.Event()
 
     def attempt(action: Action) -> object:
         if stopped.is_set():
             return _NOT_TRIED
         try:
-            _call(consul, action)
+            return _call(agent, action)
         except WeavenomadError as exc:
             if isinstance(exc, BackendUnavailable):
                 stopped.set()
             return exc
-        return None
 
     if len(actions) <= 1 or workers <= 1:
         outcomes = []
@@ -164,12 +171,6 @@ def _expose(weave, action: Action, result: ApplyResult) -> None:
         result.failed.append((action, exc))
     else:
         result.done.append(action)
-
-
-def _service_gone(exc: WeavenomadError) -> bool:
-    """Consul (1.4 and later) refuses a check on an unknown service with 500 and this text."""
-    text = getattr(exc, "body", "") or exc.message
-    return "does not exist" in text and "ServiceID" in text
 
 
 def _not_found(action: Action) -> WeavenomadError:

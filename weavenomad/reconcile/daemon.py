@@ -18,19 +18,15 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from weavenomad.clients.errors import backoff_delay
+from weavenomad.config import ReconcilerSettings
 from weavenomad.errors import BackendError, WeavenomadError
 from weavenomad.reconcile import apply as applier
 from weavenomad.reconcile import watch
-from weavenomad.reconcile.desired import TENANT_VIOLATION, DesireSettings
+from weavenomad.reconcile.consul import ConsulAgent
+from weavenomad.reconcile.desired import TENANT_VIOLATION
 from weavenomad.reconcile.metrics import Metrics
 from weavenomad.reconcile.model import Allocation
-from weavenomad.reconcile.observe import (
-    AllocationCache,
-    Observer,
-    consul_node_name,
-    node_id_of,
-)
+from weavenomad.reconcile.observe import AllocationCache, Observer, node_id_of
 from weavenomad.reconcile.plan import (
     EXPOSE_SUBNET,
     REGISTER_MASK,
@@ -39,9 +35,10 @@ from weavenomad.reconcile.plan import (
     REMOVE_TWIN,
     plan,
 )
+from weavenomad.reconcile.registrations import ServiceAgent
 from weavenomad.reconcile.schedule import Schedule
-from weavenomad.reconcile.settings import DaemonSettings
-from weavenomad.reconcile.systemd import Notifier
+from weavenomad.runtime.backoff import backoff_delay
+from weavenomad.runtime.notify import Notifier
 
 log = logging.getLogger("weavenomad.reconciler")
 
@@ -67,18 +64,23 @@ def _fields(**fields) -> dict:
 
 
 class Reconciler:
+    """``consul`` is the Consul adapter: the tenant registry's KV, and the service agent unless
+    ``agent`` is another."""
+
     def __init__(self, *, nomad, consul, docker, weave, registry=None,
-                 settings: DaemonSettings | None = None, metrics: Metrics | None = None,
-                 notifier: Notifier | None = None, clock: Callable[[], float] = time.time,
+                 agent: ServiceAgent | None = None, settings: ReconcilerSettings | None = None,
+                 metrics: Metrics | None = None, notifier: Notifier | None = None,
+                 clock: Callable[[], float] = time.time,
                  monotonic: Callable[[], float] = time.monotonic):
         self.nomad, self.consul, self.docker, self.weave = nomad, consul, docker, weave
         self.registry = registry
-        self.settings = settings = settings or DaemonSettings()
+        self.agent = agent or ConsulAgent(consul)
+        self.settings = settings = settings or ReconcilerSettings()
         self.metrics = metrics or Metrics()
         self.notifier = notifier or Notifier()
         self.clock, self.monotonic = clock, monotonic
-        self.observer = Observer(consul=consul, docker=docker, weave=weave, registry=registry,
-                                 clock=clock)
+        self.observer = Observer(agent=self.agent, docker=docker, weave=weave,
+                                 registry=registry, clock=clock)
         self.node_id: str | None = settings.node_id
         self._stop = threading.Event()
         self._wake = threading.Event()
@@ -91,7 +93,6 @@ class Reconciler:
         self._reported_lock = threading.Lock()
         self._advertised: set[str] = set()
         self._watchdog_due = 0.0
-        self._consul_node: str | None = None
         self._twins = self._masks = 0
         #: check statuses are watched only while some twin mirrors a Nomad check
         self._mirrors_wanted = threading.Event()
@@ -140,23 +141,18 @@ class Reconciler:
         self._report_once(("watch", backend), exc.one_line(), logging.WARNING,
                           f"watching {backend}: %s; retrying", backend=backend)
 
-    def _consul_node_name(self) -> str:
-        if self._consul_node is None:
-            self._consul_node = consul_node_name(self.consul)
-        return self._consul_node
-
     def _start_watchers(self) -> list[threading.Thread]:
-        wait = self.settings.watch_wait
+        wait, agent = self.settings.watch_wait, self.agent.backend
         threads = [
             watch.BlockingWatcher("nomad", watch.nomad_allocations(self.nomad, self.node_id),
                                   self._allocations_changed, self._stop, self._watch_error,
                                   wait=wait),
-            watch.BlockingWatcher("consul", watch.consul_catalog_node(
-                self.consul, self._consul_node_name), lambda _: self.trigger("consul"),
-                self._stop, self._watch_error, wait=wait),
-            watch.BlockingWatcher("consul", watch.consul_health_node(
-                self.consul, self._consul_node_name), lambda _: self.trigger("consul-checks"),
-                self._stop, self._watch_error, wait=wait, needed=self._mirrors_wanted),
+            watch.BlockingWatcher(agent, self.agent.watch_services,
+                                  lambda _: self.trigger(agent), self._stop,
+                                  self._watch_error, wait=wait),
+            watch.BlockingWatcher(agent, self.agent.watch_checks,
+                                  lambda _: self.trigger(f"{agent}-checks"), self._stop,
+                                  self._watch_error, wait=wait, needed=self._mirrors_wanted),
             *([watch.BlockingWatcher("consul", watch.consul_key(
                 self.consul, self.registry.tenants_key), lambda _: self.trigger("tenants"),
                 self._stop, self._watch_error, wait=wait)] if self.registry is not None else []),
@@ -222,14 +218,12 @@ class Reconciler:
             return PassOutcome(ok=False)
         self._resolve(lambda k: k[0] == "pass", set())
         self._soft_errors()
-        settings = DesireSettings(now=self.clock(), address_grace=self.settings.address_grace,
-                                  mirror_ttl=self.settings.mirror_ttl)
-        wanted = plan(observation, settings, refresh_mirrors=resync)
+        wanted = plan(observation, self.settings, now=self.clock(), refresh_mirrors=resync)
         self._problems(wanted.problems)
         for action in wanted.actions:
             if action.is_drift:
                 self.metrics.drift.labels(action.kind).inc()
-        result = applier.apply(self.consul, wanted, progress=self._ping_watchdog,
+        result = applier.apply(self.agent, wanted, progress=self._ping_watchdog,
                                weave=self.weave)
         self._record(result, observation)
         self._twins, self._masks = wanted.twins, wanted.masks
@@ -333,7 +327,7 @@ class Reconciler:
                                              self.settings.retry_cap, 0.5)):
                 return
         self._start_watchers()
-        schedule = Schedule.starting(self.settings.timing, self.monotonic())
+        schedule = Schedule.starting(self.settings, self.monotonic())
         last_pass = -float("inf")
         ready = False
         self._ping_watchdog(force=True)

@@ -1,40 +1,49 @@
-"""What Consul should hold for one Nomad service: a twin, a mask, a problem, or nothing. Pure.
+"""What the registry should hold for one Nomad service: a twin, a mask, a problem, or nothing.
+Pure, and in neutral terms (:mod:`weavenomad.reconcile.registrations`): which address and port,
+name, tags and meta, which checks aimed where, which mask saying what.
 
 :func:`desire` applies the rules of :mod:`weavenomad.reconcile` to one ``_nomad-task-`` service
-of the local agent; :mod:`weavenomad.reconcile.plan` compares the results with what Consul holds.
+of the local agent; :mod:`weavenomad.reconcile.plan` compares the results with what the agent
+holds.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from ipaddress import IPv4Interface, IPv4Network
 
+from weavenomad.config import ReconcilerSettings
 from weavenomad.reconcile.model import (
-    MASK_NAME,
-    META_DIGEST,
-    META_MANAGED,
-    META_SOURCE,
-    AgentService,
     Allocation,
     CheckSpec,
     Container,
     Observation,
     ServiceSpec,
     TaskSpec,
+)
+from weavenomad.reconcile.registrations import (
+    CRITICAL,
+    META_DIGEST,
+    META_MANAGED,
+    META_SOURCE,
+    MIRROR,
+    AgentService,
+    Mask,
+    Twin,
+    TwinCheck,
     alloc_of,
+    digest_of,
     mask_id,
     nomad_service_id,
     twin_check_id,
     twin_id,
 )
+from weavenomad.runtime.durations import NANOSECONDS_PER_SECOND
 from weavenomad.tenancy.weavecidr import parse_subnet
 
 #: check types the reconciler re-aims at the Weave address
 REAIMABLE = ("tcp", "http", "grpc")
-CRITICAL = "critical"
 
 # problem reasons (metric label values and log keys)
 PORT_UNRESOLVED = "port-unresolved"
@@ -57,38 +66,6 @@ class Problem:
 
 
 @dataclass(frozen=True)
-class Mirror:
-    """A twin's TTL check standing in for a Nomad check that cannot be re-aimed."""
-
-    check_id: str
-    status: str
-
-
-@dataclass(frozen=True)
-class Twin:
-    id: str
-    source_id: str
-    body: Mapping
-    digest: str
-    check_ids: tuple[str, ...]
-    mirrors: tuple[Mirror, ...] = ()
-    container_id: str | None = None
-
-
-@dataclass(frozen=True)
-class Mask:
-    id: str
-    service_id: str
-    notes: str
-
-    @property
-    def body(self) -> dict:
-        # never DeregisterCriticalServiceAfter here: it would deregister Nomad's service
-        return {"ID": self.id, "Name": MASK_NAME, "ServiceID": self.service_id,
-                "TTL": "8760h", "Status": CRITICAL, "Notes": self.notes}
-
-
-@dataclass(frozen=True)
 class Outcome:
     twin: Twin | None = None
     mask: Mask | None = None
@@ -97,22 +74,7 @@ class Outcome:
     waiting: bool = False
 
 
-@dataclass(frozen=True)
-class DesireSettings:
-    now: float = 0.0
-    #: seconds a container may run without a Weave address before that is a problem
-    address_grace: float = 10.0
-    #: the TTL of mirror checks (a Go duration)
-    mirror_ttl: str = "5m"
-
-
 NOTHING = Outcome()
-
-
-def go_duration(nanoseconds: int) -> str:
-    if nanoseconds % 1_000_000_000 == 0:
-        return f"{nanoseconds // 1_000_000_000}s"
-    return f"{max(1, nanoseconds // 1_000_000)}ms"
 
 
 def container_port(label: str, alloc: Allocation, task: TaskSpec | None) -> int | None:
@@ -183,47 +145,29 @@ def _group_container(alloc: Allocation, obs: Observation
     return running[0]
 
 
-def _check_body(check: CheckSpec, index: int, twin: str, ip: str, port: int) -> dict:
-    body: dict = {"CheckID": twin_check_id(twin, index), "Name": check.name or f"check {index}"}
-    if check.interval_ns:
-        body["Interval"] = go_duration(check.interval_ns)
-    if check.timeout_ns:
-        body["Timeout"] = go_duration(check.timeout_ns)
-    if check.initial_status:
-        body["Status"] = check.initial_status
-    if check.kind == "tcp":
-        body["TCP"] = f"{ip}:{port}"
-    elif check.kind == "http":
-        path = check.path or "/"
-        body["HTTP"] = f"{check.protocol or 'http'}://{ip}:{port}{'' if path.startswith('/') else '/'}{path}"  # noqa: E501
-        if check.method:
-            body["Method"] = check.method
-        if check.header:
-            body["Header"] = {k: list(v) for k, v in check.header}
-        if check.tls_skip_verify:
-            body["TLSSkipVerify"] = True
-    elif check.kind == "grpc":
-        body["GRPC"] = f"{ip}:{port}/{check.grpc_service}" if check.grpc_service else f"{ip}:{port}"
-        if check.grpc_use_tls:
-            body["GRPCUseTLS"] = True
-    return body
+def _target(check: CheckSpec, ip: str, port: int) -> str:
+    """Where a re-aimed check probes: ``ip:port``, or for http the URL."""
+    if check.kind != "http":
+        return f"{ip}:{port}"
+    path = check.path or "/"
+    return f"{check.protocol or 'http'}://{ip}:{port}{'' if path.startswith('/') else '/'}{path}"
 
 
-def digest_of(body: Mapping) -> str:
-    """A hash of a twin's definition, mirror statuses left out (they change on their own)."""
-    stable = {**body, "Checks": [{k: v for k, v in c.items() if not (k == "Status" and "TTL" in c)}
-                                 for c in body.get("Checks") or ()]}
-    stable["Meta"] = {k: v for k, v in (body.get("Meta") or {}).items() if k != META_DIGEST}
-    text = json.dumps(stable, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+def _reaimed(check: CheckSpec, check_id: str, name: str, ip: str, port: int) -> TwinCheck:
+    return TwinCheck(
+        check_id, name, check.kind, _target(check, ip, port), check.interval_ns,
+        check.timeout_ns, check.initial_status, method=check.method, header=check.header,
+        tls_skip_verify=check.tls_skip_verify, grpc_service=check.grpc_service,
+        grpc_use_tls=check.grpc_use_tls)
 
 
 def _twin(service: AgentService, spec: ServiceSpec, alloc: Allocation, task: TaskSpec | None,
-          ip: str, port: int, obs: Observation, settings: DesireSettings, container: Container
-          ) -> tuple[Twin | None, list[Problem]]:
+          ip: str, port: int, obs: Observation, settings: ReconcilerSettings,
+          container: Container) -> tuple[Twin | None, list[Problem]]:
     twin = twin_id(service.id)
-    checks, mirrors, problems = [], [], []
+    checks, problems = [], []
     for index, check in enumerate(spec.checks):
+        check_id, name = twin_check_id(twin, index), check.name or f"check {index}"
         if check.kind in REAIMABLE:
             check_port = container_port(check.port_label or spec.port_label, alloc, task)
             if not check_port:
@@ -231,34 +175,26 @@ def _twin(service: AgentService, spec: ServiceSpec, alloc: Allocation, task: Tas
                 return None, [Problem(service.id, PORT_UNRESOLVED,
                                       f"check {check.name!r}: port label {label!r} resolves to "
                                       "no container port", alloc.tenant)]
-            checks.append(_check_body(check, index, twin, ip, check_port))
+            checks.append(_reaimed(check, check_id, name, ip, check_port))
             continue
         nomad_check = next((c for c in obs.checks.values()
                             if c.service_id == service.id and c.name == check.name), None)
-        status = nomad_check.status if nomad_check else CRITICAL
-        check_id = twin_check_id(twin, index)
-        checks.append({"CheckID": check_id, "Name": check.name or f"check {index}",
-                       "TTL": settings.mirror_ttl, "Status": status,
-                       "Notes": f"mirrors Nomad's {check.kind or 'unknown'} check "
-                                f"{check.name!r}, which cannot be aimed at an address"})
-        mirrors.append(Mirror(check_id, status))
+        checks.append(TwinCheck(
+            check_id, name, MIRROR, status=nomad_check.status if nomad_check else CRITICAL,
+            ttl_ns=settings.mirror_ttl * NANOSECONDS_PER_SECOND,
+            notes=f"mirrors Nomad's {check.kind or 'unknown'} check {check.name!r}, which "
+                  "cannot be aimed at an address"))
         problems.append(Problem(service.id, CHECK_NOT_REAIMABLE,
                                 f"check {check.name!r} of type {check.kind or 'unknown'} cannot "
                                 "be re-aimed; the twin mirrors its status", alloc.tenant))
     meta = {**service.meta, META_MANAGED: "true", META_SOURCE: service.id}
-    body: dict = {"ID": twin, "Name": service.name, "Tags": list(service.tags), "Address": ip,
-                  "Port": port, "Meta": meta}
-    if service.enable_tag_override:
-        body["EnableTagOverride"] = True
-    if checks:
-        body["Checks"] = checks
-    digest = digest_of(body)
-    meta[META_DIGEST] = digest
-    return Twin(twin, service.id, body, digest, tuple(c["CheckID"] for c in checks),
-                tuple(mirrors), container.id), problems
+    wanted = Twin(twin, service.id, service.name, ip, port, tuple(service.tags), meta,
+                  service.enable_tag_override, tuple(checks), container.id)
+    return replace(wanted, meta={**meta, META_DIGEST: digest_of(wanted)}), problems
 
 
-def desire(service: AgentService, obs: Observation, settings: DesireSettings) -> Outcome:
+def desire(service: AgentService, obs: Observation, settings: ReconcilerSettings,
+           now: float) -> Outcome:
     """The twin and mask that Nomad's ``service`` calls for, with the rules of the package."""
     alloc = obs.allocations.get(alloc_of(service.id) or "")
     if alloc is None:
@@ -285,7 +221,7 @@ def desire(service: AgentService, obs: Observation, settings: DesireSettings) ->
         if not wants_overlay:
             return NOTHING  # not on the overlay: Nomad's address is the only one
         recent = container.started_at is not None and \
-            settings.now - container.started_at < settings.address_grace
+            now - container.started_at < settings.address_grace
         if recent:
             return Outcome(waiting=True)
         return Outcome(problems=(Problem(service.id, NO_WEAVE_ADDRESS,

@@ -1,8 +1,9 @@
-"""The reconciler's plain data: what one pass observes, and the names of what it owns.
+"""The reconciler's plain data: what one pass observes of Nomad, Docker and Weave, and the whole
+:class:`Observation` (the registry's part is :mod:`weavenomad.reconcile.registrations`).
 
-The ``*_from_api`` functions turn Nomad's, Consul's and Docker's JSON into these records; they
-are pure and keep only what :mod:`weavenomad.reconcile.plan` needs, so a snapshot of 200
-allocations (each with its whole job) is parsed once, not on every pass.
+The ``*_from_api`` functions turn Nomad's and Docker's JSON into these records; they are pure and
+keep only what :mod:`weavenomad.reconcile.plan` needs, so a snapshot of 200 allocations (each
+with its whole job) is parsed once, not on every pass.
 """
 
 from __future__ import annotations
@@ -12,45 +13,11 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Interface, IPv4Network
 from types import MappingProxyType
 
+from weavenomad.reconcile.registrations import AgentCheck, AgentService
 from weavenomad.tenancy.contract import META_SUBNET, META_TENANT
 
-NOMAD_TASK_PREFIX = "_nomad-task-"
-#: every service and check ID the reconciler creates starts with this
-PREFIX = "weavenomad-"
-MASK_PREFIX = "weavenomad-mask-"
-META_MANAGED = "weavenomad-managed"
-META_SOURCE = "weavenomad-source"
-META_DIGEST = "weavenomad-digest"
-MASK_NAME = "weave address mask"
 #: the label Nomad (>= 0.10.2) puts on every task container
 NOMAD_ALLOC_LABEL = "com.hashicorp.nomad.alloc_id"
-ALLOC_ID_LENGTH = 36
-
-def twin_id(nomad_service_id: str) -> str:
-    return PREFIX + nomad_service_id[len(NOMAD_TASK_PREFIX):]
-
-
-def mask_id(nomad_service_id: str) -> str:
-    return MASK_PREFIX + nomad_service_id[len(NOMAD_TASK_PREFIX):]
-
-
-def twin_check_id(twin: str, index: int) -> str:
-    return f"{twin}-check-{index}"
-
-
-def nomad_service_id(alloc_id: str, task: str, service: str, port_label: str) -> str:
-    """Nomad's ID of a task (or ``group-<group>``) service in Consul."""
-    return f"{NOMAD_TASK_PREFIX}{alloc_id}-{task}-{service}-{port_label}"
-
-
-def alloc_of(nomad_service_id: str) -> str | None:
-    """The allocation ID inside a ``_nomad-task-`` service ID, or None for other IDs."""
-    if not nomad_service_id.startswith(NOMAD_TASK_PREFIX):
-        return None
-    rest = nomad_service_id[len(NOMAD_TASK_PREFIX):]
-    if len(rest) <= ALLOC_ID_LENGTH or rest[ALLOC_ID_LENGTH] != "-":
-        return None
-    return rest[:ALLOC_ID_LENGTH]
 
 
 # --------------------------------------------------------------------------------------------
@@ -224,55 +191,6 @@ def allocation_from_api(raw: Mapping) -> Allocation:
         tasks=tuple(tasks),
         group_services=tuple(service_from_api(s) for s in group.get("Services") or ()),
         shared_ports=_ports(shared.get("Ports")) + _network_ports(shared.get("Networks")),
-    )
-
-
-# --------------------------------------------------------------------------------------------
-# Consul
-
-
-@dataclass(frozen=True)
-class AgentService:
-    id: str
-    name: str
-    address: str = ""
-    port: int = 0
-    tags: tuple[str, ...] = ()
-    meta: Mapping[str, str] = field(default_factory=dict)
-    enable_tag_override: bool = False
-
-    @property
-    def ours(self) -> bool:
-        return self.id.startswith(PREFIX) and self.meta.get(META_MANAGED) == "true"
-
-    @property
-    def nomad_task(self) -> bool:
-        return self.id.startswith(NOMAD_TASK_PREFIX)
-
-
-@dataclass(frozen=True)
-class AgentCheck:
-    id: str
-    service_id: str
-    name: str = ""
-    status: str = "critical"
-    notes: str = ""
-
-
-def agent_service_from_api(raw: Mapping) -> AgentService:
-    return AgentService(
-        id=str(raw.get("ID") or ""), name=str(raw.get("Service") or ""),
-        address=str(raw.get("Address") or ""), port=int(raw.get("Port") or 0),
-        tags=tuple(raw.get("Tags") or ()), meta=MappingProxyType(dict(raw.get("Meta") or {})),
-        enable_tag_override=bool(raw.get("EnableTagOverride")),
-    )
-
-
-def agent_check_from_api(raw: Mapping) -> AgentCheck:
-    return AgentCheck(
-        id=str(raw.get("CheckID") or ""), service_id=str(raw.get("ServiceID") or ""),
-        name=str(raw.get("Name") or ""), status=str(raw.get("Status") or ""),
-        notes=str(raw.get("Notes") or ""),
     )
 
 

@@ -1,8 +1,9 @@
-"""The I/O half of a pass before planning: read Nomad, Consul, Docker, Weave and the tenant
-registry into one :class:`~weavenomad.reconcile.model.Observation`.
+"""The I/O half of a pass before planning: read the service agent (Consul's), Docker, Weave and
+the tenant registry into one :class:`~weavenomad.reconcile.model.Observation`, with the Nomad
+allocations the daemon's watcher holds.
 
 A container's Weave addresses rarely change while it lives, so they are cached by container ID
-(cleared at every full resync); an event-driven pass then costs two Consul reads, a registry
+(cleared at every full resync); an event-driven pass then costs two agent reads, a registry
 read, one Docker list and Weave's ``GET /ip``. That one answer (every address this peer owns)
 gives the host's exposed addresses and the addresses of all new containers at once; a
 container it does not list, or every container while Weave is down, is read from ``ethwe``
@@ -34,11 +35,10 @@ from weavenomad.reconcile.model import (
     Container,
     Observation,
     Tenancy,
-    agent_check_from_api,
-    agent_service_from_api,
     allocation_from_api,
     container_from_summary,
 )
+from weavenomad.reconcile.registrations import ServiceAgent
 
 log = logging.getLogger(__name__)
 
@@ -53,14 +53,6 @@ def node_id_of(nomad, configured: str | None) -> str:
         raise NotFoundError("the local Nomad agent runs no client, so it has no node",
                             hint="pass --node-id, or point NOMAD_ADDR at the node's own agent")
     return str(node_id)
-
-
-def consul_node_name(consul) -> str:
-    me = consul.agent_self()
-    name = ((me.get("Config") or {}).get("NodeName"))
-    if not name:
-        raise BackendError("Consul's /v1/agent/self has no Config.NodeName", backend="consul")
-    return str(name)
 
 
 def _listing(owned: Mapping[str, list[IPv4Interface]], ident: str) -> tuple[IPv4Interface, ...]:
@@ -99,9 +91,9 @@ class AllocationCache:
 
 
 class Observer:
-    def __init__(self, *, consul, docker, weave, registry=None, proc: Path = Path("/proc"),
-                 clock: Callable[[], float] = time.time):
-        self.consul = consul
+    def __init__(self, *, agent: ServiceAgent, docker, weave, registry=None,
+                 proc: Path = Path("/proc"), clock: Callable[[], float] = time.time):
+        self.agent = agent
         self.docker = docker
         self.weave = weave
         self.registry = registry
@@ -158,12 +150,10 @@ class Observer:
         # four independent reads from three daemons: side by side, a pass waits for the
         # slowest instead of their sum (the agent's lists dominate on a full node)
         with ThreadPoolExecutor(max_workers=4, thread_name_prefix="observe") as pool:
-            reads = (pool.submit(self.consul.agent_services), pool.submit(self.consul.agent_checks),
+            reads = (pool.submit(self.agent.services), pool.submit(self.agent.checks),
                      pool.submit(self._weave_owned),
                      pool.submit(self.docker.nomad_containers, all=True))
-        raw_services, raw_checks, owned, listed = (read.result() for read in reads)
-        services = {s.id: s for s in map(agent_service_from_api, raw_services.values())}
-        checks = {c.id: c for c in map(agent_check_from_api, raw_checks.values())}
+        services, checks, owned, listed = (read.result() for read in reads)
         containers = self._containers(listed, allocations, owned)
         exposed = _listing(owned, EXPOSE_IDENT) if owned is not None else None
         with self._lock:

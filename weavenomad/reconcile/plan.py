@@ -1,8 +1,10 @@
-"""``plan(observation) -> Plan``: the actions that make Consul hold exactly the wanted twins and
-masks. Pure: plain data in, plain data out (docker-compose's ``convergence_plan`` habit).
+"""``plan(observation) -> Plan``: the actions that make the local agent hold exactly the wanted
+twins and masks. Pure: plain data in, plain data out (docker-compose's ``convergence_plan``
+habit), in neutral terms: an action carries the wanted twin or mask, and the registry's module
+(:mod:`weavenomad.reconcile.consul`) turns it into the agent's request.
 
-Drift is found by comparing data: a twin is re-registered (with ``replace-existing-checks``)
-when it is missing or its Name, Tags, Address, Port, digest or set of checks differs; a mask
+Drift is found by comparing data: a twin is re-registered (with exactly its checks) when it is
+missing or its name, tags, address, port, digest or set of checks differs; a mask
 when it is missing, attached elsewhere, not critical, or says something else. Whatever of ours
 is not wanted is removed. Actions come in a safe order: new twins before the masks that hide
 Nomad's instances, and a mask only once its twin is in place (``requires``), so a failed write
@@ -22,21 +24,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from ipaddress import IPv4Network
 
-from weavenomad.reconcile.desired import (
+from weavenomad.config import ReconcilerSettings
+from weavenomad.reconcile.desired import ID_TAKEN, Problem, desire
+from weavenomad.reconcile.model import Observation
+from weavenomad.reconcile.registrations import (
     CRITICAL,
-    ID_TAKEN,
-    DesireSettings,
-    Mask,
-    Problem,
-    Twin,
-    desire,
-)
-from weavenomad.reconcile.model import (
     MASK_PREFIX,
     META_DIGEST,
     AgentCheck,
     AgentService,
-    Observation,
+    Mask,
+    Twin,
 )
 
 EXPOSE_SUBNET = "expose-subnet"
@@ -54,16 +52,21 @@ class Action:
     kind: str
     #: the service or check ID; for expose-subnet the subnet
     id: str
-    #: the registration body (register-*), or None
-    body: Mapping | None = None
     #: why: "missing", "address 172.17.0.2 -> 10.32.1.1", "not wanted", …
     why: str = ""
+    #: register-twin: the twin to register
+    twin: Twin | None = None
+    #: register-mask: the mask to register
+    mask: Mask | None = None
     #: the ID of a twin that must have been registered by this plan first
     requires: str | None = None
     #: set-ttl: the status to set
     status: str | None = None
-    #: the container behind a twin (start-to-advertised latency)
-    container_id: str | None = None
+
+    @property
+    def container_id(self) -> str | None:
+        """The container behind a twin being registered (start-to-advertised latency)."""
+        return self.twin.container_id if self.twin is not None else None
 
     @property
     def is_drift(self) -> bool:
@@ -91,14 +94,13 @@ class Plan:
 
 
 def twin_drift(twin: Twin, existing: AgentService, checks_on_it: set[str]) -> str | None:
-    """What differs between the wanted twin and Consul's copy, or None."""
-    body = twin.body
+    """What differs between the wanted twin and the agent's copy, or None."""
     differences = []
     for label, wanted, have in (
-        ("name", body["Name"], existing.name),
-        ("address", body["Address"], existing.address),
-        ("port", body["Port"], existing.port),
-        ("tags", list(body.get("Tags") or []), list(existing.tags)),
+        ("name", twin.name, existing.name),
+        ("address", twin.address, existing.address),
+        ("port", twin.port, existing.port),
+        ("tags", list(twin.tags), list(existing.tags)),
         ("definition", twin.digest, existing.meta.get(META_DIGEST)),
     ):
         if wanted != have:
@@ -134,16 +136,15 @@ def _twin_actions(twin: Twin, obs: Observation, on_service: dict[str, set[str]],
     drift = "missing" if existing is None else twin_drift(twin, existing,
                                                           on_service.get(twin.id, set()))
     if drift is not None:
-        return [Action(REGISTER_TWIN, twin.id, twin.body, drift,
-                       container_id=twin.container_id)], True
+        return [Action(REGISTER_TWIN, twin.id, drift, twin=twin)], True
     actions = []
     for mirror in twin.mirrors:
-        have = obs.checks.get(mirror.check_id)
+        have = obs.checks.get(mirror.id)
         if have is None or have.status != mirror.status:
-            actions.append(Action(SET_TTL, mirror.check_id, why=f"mirror {mirror.status}",
+            actions.append(Action(SET_TTL, mirror.id, why=f"mirror {mirror.status}",
                                   status=mirror.status))
         elif refresh_mirrors:
-            actions.append(Action(SET_TTL, mirror.check_id, why="refresh", status=mirror.status))
+            actions.append(Action(SET_TTL, mirror.id, why="refresh", status=mirror.status))
     return actions, False
 
 
@@ -160,10 +161,10 @@ def unexposed_subnets(obs: Observation) -> list[IPv4Network]:
                   key=lambda subnet: (int(subnet.network_address), subnet.prefixlen))
 
 
-def plan(obs: Observation, settings: DesireSettings | None = None, *,
+def plan(obs: Observation, settings: ReconcilerSettings | None = None, *, now: float = 0.0,
          refresh_mirrors: bool = False) -> Plan:
-    """Everything one pass must change in the local Consul agent."""
-    settings = settings or DesireSettings()
+    """Everything one pass must change in the local agent, ``now`` (epoch seconds)."""
+    settings = settings or ReconcilerSettings()
     on_service = _checks_by_service(obs.checks)
     actions: list[Action] = []
     problems: list[Problem] = []
@@ -175,7 +176,7 @@ def plan(obs: Observation, settings: DesireSettings | None = None, *,
     for service in sorted(obs.services.values(), key=lambda s: s.id):
         if not service.nomad_task:
             continue
-        outcome = desire(service, obs, settings)
+        outcome = desire(service, obs, settings, now)
         problems.extend(outcome.problems)
         if outcome.waiting:
             waiting.append(service.id)
@@ -195,7 +196,7 @@ def plan(obs: Observation, settings: DesireSettings | None = None, *,
             drift = mask_drift(mask, obs.checks.get(mask.id))
             if drift is not None:
                 needs = twin.id if registering else None
-                actions.append(Action(REGISTER_MASK, mask.id, mask.body, drift, requires=needs))
+                actions.append(Action(REGISTER_MASK, mask.id, drift, mask=mask, requires=needs))
     for service in obs.services.values():
         if service.ours and service.id not in twins:
             actions.append(Action(REMOVE_TWIN, service.id, why="not wanted"))

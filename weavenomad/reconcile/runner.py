@@ -9,12 +9,11 @@ import threading
 from collections.abc import Mapping
 
 from weavenomad.errors import ExitCode
-from weavenomad.reconcile import logs
 from weavenomad.reconcile.daemon import Reconciler
 from weavenomad.reconcile.metrics import Metrics
 from weavenomad.reconcile.metrics import serve as serve_metrics
-from weavenomad.reconcile.settings import DaemonSettings
-from weavenomad.reconcile.systemd import Notifier
+from weavenomad.runtime import logs
+from weavenomad.runtime.notify import Notifier
 
 log = logging.getLogger("weavenomad.reconciler")
 
@@ -27,9 +26,8 @@ def build(settings, environ: Mapping[str, str], metrics: Metrics | None = None) 
     return Reconciler(
         nomad=nomad_client(settings), consul=consul, docker=docker_client(settings),
         weave=weave_client(settings), registry=TenantRegistry(consul, settings.kv_prefix),
-        settings=DaemonSettings(node_id=settings.reconciler.node_id,
-                                resync=settings.reconciler.resync),
-        metrics=metrics or Metrics(), notifier=Notifier.from_environ(environ),
+        settings=settings.reconciler, metrics=metrics or Metrics(),
+        notifier=Notifier.from_environ(environ),
     )
 
 

@@ -15,21 +15,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from weavenomad.clients.errors import backoff_delay
-
-
-@dataclass(frozen=True)
-class Timing:
-    resync: float = 60.0
-    retry_base: float = 0.25
-    retry_cap: float = 2.0
-    waiting_base: float = 0.05
-    waiting_rounds: int = 10
+from weavenomad.config import ReconcilerSettings
+from weavenomad.runtime.backoff import backoff_ceiling, backoff_delay
 
 
 @dataclass
 class Schedule:
-    timing: Timing
+    settings: ReconcilerSettings
     resync_due: float
     retry_at: float | None = None
     failures: int = 0
@@ -37,9 +29,9 @@ class Schedule:
     waited_for: frozenset[str] = field(default_factory=frozenset)
 
     @classmethod
-    def starting(cls, timing: Timing, now: float) -> Schedule:
+    def starting(cls, settings: ReconcilerSettings, now: float) -> Schedule:
         # the first pass comes with Nomad's first answer, and is a full one anyway
-        return cls(timing, resync_due=now + timing.resync)
+        return cls(settings, resync_due=now + settings.resync)
 
     def next_deadline(self) -> float:
         return min(self.resync_due, self.retry_at if self.retry_at is not None else math.inf)
@@ -51,13 +43,13 @@ class Schedule:
     def no_data_yet(self, now: float) -> None:
         """A pass was due but Nomad has not answered: its watcher will wake us."""
         self.retry_at = None
-        self.resync_due = max(self.resync_due, now + self.timing.retry_cap)
+        self.resync_due = max(self.resync_due, now + self.settings.retry_cap)
 
     def after(self, now: float, *, ok: bool, waiting: frozenset[str], resynced: bool,
               jitter: float = 0.5) -> None:
         if resynced:
-            self.resync_due = now + self.timing.resync
-        t = self.timing
+            self.resync_due = now + self.settings.resync
+        t = self.settings
         if not ok:
             self.failures += 1
             self.retry_at = now + backoff_delay(self.failures, t.retry_base, t.retry_cap, jitter)
@@ -67,7 +59,7 @@ class Schedule:
         if waiting and (new or self.waiting_rounds < t.waiting_rounds):
             self.waiting_rounds = 1 if new else self.waiting_rounds + 1
             self.waited_for = waiting
-            self.retry_at = now + min(t.retry_cap, t.waiting_base * 2 ** (self.waiting_rounds - 1))
+            self.retry_at = now + backoff_ceiling(self.waiting_rounds, t.waiting_base, t.retry_cap)
             return
         if not waiting:
             self.waiting_rounds, self.waited_for = 0, frozenset()

@@ -1,10 +1,11 @@
 """``weavenomad status``: per tenant and service, each running allocation with its Weave
 address and whether Consul advertises it correctly.
 
-Cluster-wide from any machine: Nomad's node allocations (with their jobs) and Consul's health
-view of each service, which holds both Nomad's instance and the reconciler's twin with their
-checks (the twin's address is the Weave address the node's reconciler found). :func:`rows` is
-pure; :func:`gather` does the reads.
+Cluster-wide from any machine: Nomad's node allocations (with their jobs) and the registry's
+health view of each service (Consul's, through its
+:class:`~weavenomad.reconcile.registrations.ServiceAgent`), which holds both Nomad's instance
+and the reconciler's twin with their checks (the twin's address is the Weave address the node's
+reconciler found). :func:`rows` is pure; :func:`gather` does the reads.
 """
 
 from __future__ import annotations
@@ -14,11 +15,11 @@ from dataclasses import asdict, dataclass
 from ipaddress import IPv4Network, ip_address
 
 from weavenomad.reconcile.desired import tenant_subnet
-from weavenomad.reconcile.model import (
+from weavenomad.reconcile.model import Allocation, Tenancy, allocation_from_api
+from weavenomad.reconcile.registrations import (
     MASK_PREFIX,
-    Allocation,
-    Tenancy,
-    allocation_from_api,
+    Instance,
+    ServiceAgent,
     nomad_service_id,
     twin_id,
 )
@@ -60,43 +61,36 @@ class Row:
         return {**asdict(self), "correct": self.correct, "explanation": _EXPLAIN[self.state]}
 
 
-def _instances(entries: Iterable[Mapping]) -> dict[str, Mapping]:
-    return {str((e.get("Service") or {}).get("ID")): e for e in entries}
-
-
-def _addr(entry: Mapping | None) -> str:
-    if entry is None:
+def _addr(instance: Instance | None) -> str:
+    if instance is None:
         return "-"
-    service = entry.get("Service") or {}
-    return f"{service.get('Address') or '?'}:{service.get('Port') or 0}"
+    return f"{instance.service.address or '?'}:{instance.service.port or 0}"
 
 
-def _state(twin: Mapping | None, nomad: Mapping | None, subnet: IPv4Network | None) -> str:
+def _masked(instance: Instance) -> bool:
+    return any(check.id.startswith(MASK_PREFIX) for check in instance.checks)
+
+
+def _state(twin: Instance | None, nomad: Instance | None, subnet: IPv4Network | None) -> str:
     if twin is not None:
-        checks = [c for c in twin.get("Checks") or () if c.get("ServiceID")]
-        address = (twin.get("Service") or {}).get("Address") or ""
         try:
-            inside = subnet is None or ip_address(address) in subnet
+            inside = subnet is None or ip_address(twin.service.address) in subnet
         except ValueError:
             inside = False
         if not inside:
             return OUTSIDE_TENANT
-        if any(c.get("Status") != "passing" for c in checks):
+        if any(check.status != "passing" for check in twin.checks):
             return TWIN_FAILING
-        masked = nomad is None or any(str(c.get("CheckID", "")).startswith(MASK_PREFIX)
-                                      for c in nomad.get("Checks") or ())
-        return OK if masked else WRONG_ADDRESS
+        return OK if nomad is None or _masked(nomad) else WRONG_ADDRESS
     if nomad is None:
         return NOT_REGISTERED
-    if any(str(c.get("CheckID", "")).startswith(MASK_PREFIX) for c in nomad.get("Checks") or ()):
-        return NOT_ADVERTISED
-    return WRONG_ADDRESS
+    return NOT_ADVERTISED if _masked(nomad) else WRONG_ADDRESS
 
 
-def rows(allocations: Iterable[tuple[Allocation, str]], health: Mapping[str, list],
-         tenancy: Tenancy) -> list[Row]:
-    """One row per service of every active allocation. ``health`` maps a service name to
-    Consul's ``/v1/health/service/<name>`` answer. Pure."""
+def rows(allocations: Iterable[tuple[Allocation, str]],
+         health: Mapping[str, Mapping[str, Instance]], tenancy: Tenancy) -> list[Row]:
+    """One row per service of every active allocation. ``health`` maps a service name to its
+    instances in the registry's health view, by service ID. Pure."""
     found = []
     for alloc, node in allocations:
         if not alloc.active:
@@ -105,7 +99,7 @@ def rows(allocations: Iterable[tuple[Allocation, str]], health: Mapping[str, lis
         services = [(f"group-{alloc.group}", s) for s in alloc.group_services]
         services += [(t.name, s) for t in alloc.tasks for s in t.services]
         for task, spec in services:
-            instances = _instances(health.get(spec.name) or ())
+            instances = health.get(spec.name) or {}
             sid = nomad_service_id(alloc.id, task, spec.name, spec.port_label)
             twin, nomad = instances.get(twin_id(sid)), instances.get(sid)
             found.append(Row(
@@ -118,8 +112,9 @@ def rows(allocations: Iterable[tuple[Allocation, str]], health: Mapping[str, lis
     return found
 
 
-def gather(nomad, consul, registry=None, tenant: str | None = None) -> list[Row]:
-    """Read Nomad, Consul and the tenant registry, and build the rows (of one tenant)."""
+def gather(nomad, agent: ServiceAgent, registry=None, tenant: str | None = None) -> list[Row]:
+    """Read Nomad, the service agent and the tenant registry, and build the rows (of one
+    tenant)."""
     allocations = []
     for node in nomad.nodes():
         _, raw = nomad.node_allocations(node["ID"])
@@ -129,7 +124,7 @@ def gather(nomad, consul, registry=None, tenant: str | None = None) -> list[Row]
         allocations = [(a, n) for a, n in allocations if a.tenant == tenant]
     names = {s.name for a, _ in allocations if a.active
              for s in [*a.group_services, *(s for t in a.tasks for s in t.services)]}
-    health = {name: consul.health_service(name)[1] for name in sorted(names) if "${" not in name}
+    health = {name: agent.instances(name) for name in sorted(names) if "${" not in name}
     tenancy = Tenancy()
     if registry is not None:
         cluster = registry.cluster()

@@ -1,19 +1,20 @@
-"""The daemon's ears: threads that block on Nomad, Consul and Docker and report changes.
+"""The daemon's ears: threads that block on Nomad, the service agent and Docker and report
+changes.
 
 * Nomad: a blocking query on the node's allocations; each new index publishes a parsed snapshot.
-* Consul: blocking queries on ``/v1/catalog/node/<node>`` (services registered or dropped,
-  e.g. by Nomad after an agent restart) and, only while some twin mirrors a script check,
-  ``/v1/health/node/<node>`` (check statuses). Consul only moves these indexes on real
-  changes, so an idle node costs a request per ``wait``; a burst of changes is read once
-  (``QUIET``), because every answer is the whole node.
+* The service agent (:meth:`~weavenomad.reconcile.registrations.ServiceAgent.watch_services`,
+  Consul's node catalog): services registered or dropped, e.g. by Nomad after an agent restart;
+  and, only while some twin mirrors a script check, check statuses (``watch_checks``). Consul
+  only moves these indexes on real changes, so an idle node costs a request per ``wait``; a
+  burst of changes is read once (``QUIET``), because every answer is the whole node.
 * Consul KV: a blocking query on the tenant registry, so a new tenant's subnet is exposed on
   this host at once.
 * Docker: the event stream of Nomad's task containers (start, die, destroy).
 * Weave: it has no change feed (no events, no blocking queries), and a relaunched Weave that
   lost its IPAM re-attaches running containers with new addresses without a Docker event. So
-  its ``GET /ip`` (one local request) is read every ``WEAVE_POLL`` seconds and handed to the
-  daemon, which starts a pass only when the answer contradicts what the last pass used, or
-  when Weave answers again after an outage.
+  its ``GET /ip`` (one local request) is read every ``weave_poll`` seconds (the daemon's
+  settings) and handed to the daemon, which starts a pass only when the answer contradicts what
+  the last pass used, or when Weave answers again after an outage.
 
 Apart from that one cheap local read, none of them polls. On a failure a watcher reports it,
 waits a capped backoff (on the stop event) and starts again from a fresh, non-blocking read,
@@ -27,22 +28,18 @@ import random
 import threading
 from collections.abc import Callable
 
-from weavenomad.clients.errors import backoff_delay, go_duration
 from weavenomad.errors import WeavenomadError
 from weavenomad.reconcile.model import NOMAD_ALLOC_LABEL
+from weavenomad.runtime.backoff import backoff_delay
 
 log = logging.getLogger(__name__)
 
-#: how long a blocking query waits; well under the 10 min both servers allow
-BLOCKING_WAIT = 300.0
 #: the least time between two reads of a watch (a burst of changes is read once)
 QUIET = 0.05
 RETRY_BASE = 0.25
 #: the longest pause between attempts; keeps convergence within seconds of a backend's return
 RETRY_CAP = 2.0
 CONTAINER_EVENTS = ("start", "die", "destroy")
-#: seconds between two reads of Weave's IPAM (keeps a relaunched Weave's moves within seconds)
-WEAVE_POLL = 2.0
 
 OnError = Callable[[str, WeavenomadError], None]
 
@@ -52,11 +49,10 @@ class Watcher(threading.Thread):
 
     backend = "?"
 
-    def __init__(self, stop: threading.Event, on_error: OnError, *, wait: float = BLOCKING_WAIT):
+    def __init__(self, stop: threading.Event, on_error: OnError):
         super().__init__(name=f"weavenomad-watch-{self.backend}", daemon=True)
         self.stop_event = stop
         self.on_error = on_error
-        self.wait = wait
         self.failures = 0
         #: told the backend's name when a read succeeds after failures
         self.on_healthy: Callable[[str], None] | None = None
@@ -87,14 +83,15 @@ class Watcher(threading.Thread):
 
 
 class BlockingWatcher(Watcher):
-    """Repeats ``read(index, wait) -> (index, data)`` and calls ``changed(data)`` on news."""
+    """Repeats ``read(index, wait) -> (index, data)`` and calls ``changed(data)`` on news;
+    ``wait`` is how long one blocking query may wait."""
 
     def __init__(self, backend: str, read: Callable[[int | None, float | None], tuple[int, object]],
                  changed: Callable[[object], None], stop: threading.Event, on_error: OnError,
-                 *, wait: float = BLOCKING_WAIT, quiet: float = QUIET,
-                 needed: threading.Event | None = None):
+                 *, wait: float, quiet: float = QUIET, needed: threading.Event | None = None):
         self.backend = backend
-        super().__init__(stop, on_error, wait=wait)
+        super().__init__(stop, on_error)
+        self.wait = wait
         self.read = read
         self.changed = changed
         self.quiet = quiet
@@ -130,26 +127,8 @@ def nomad_allocations(nomad, node_id: str) -> Callable[[int | None, float | None
     return lambda index, wait: nomad.node_allocations(node_id, index=index, wait=wait)
 
 
-def consul_catalog_node(consul, node_name: Callable[[], str]) -> Callable:
-    def read(index, wait):
-        kwargs = {"index": index, "wait": go_duration(wait)} if index else {}
-        found, data = consul.client.catalog.node(node_name(), **kwargs)
-        return int(found), data
-
-    return read
-
-
 def consul_key(consul, key: str) -> Callable:
     return lambda index, wait: consul.kv_get(key, index=index, wait=wait)
-
-
-def consul_health_node(consul, node_name: Callable[[], str]) -> Callable:
-    def read(index, wait):
-        kwargs = {"index": index, "wait": go_duration(wait)} if index else {}
-        found, data = consul.client.health.node(node_name(), **kwargs)
-        return int(found), data
-
-    return read
 
 
 class DockerWatcher(Watcher):
@@ -186,7 +165,7 @@ class WeaveWatcher(Watcher):
     backend = "weave"
 
     def __init__(self, read: Callable[[], dict], seen: Callable[[dict, bool], None],
-                 stop: threading.Event, on_error: OnError, *, every: float = WEAVE_POLL):
+                 stop: threading.Event, on_error: OnError, *, every: float):
         super().__init__(stop, on_error)
         self.read = read
         self.seen = seen

@@ -1,4 +1,5 @@
-"""The daemon's logs: text for people, JSON lines for collectors (``--log-format``).
+"""The daemons' logs (the reconciler's, the guard keeper's): text for people, JSON lines for
+collectors (``--log-format``).
 
 Fields given through ``extra={"fields": {...}}`` (service ID, reason, backend …) become JSON keys,
 or ``key=value`` pairs at the end of a text line, so both formats carry the same facts.
