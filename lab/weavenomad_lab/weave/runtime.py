@@ -15,12 +15,11 @@ from ipaddress import IPv4Interface, IPv4Network
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
-from weavenomad.errors import WeavenomadError
-from weavenomad.tenancy import weavecidr
+from weavenomad.errors import ValidationError, WeavenomadError
 from weavenomad_lab import layout
 from weavenomad_lab.errors import LabError
 from weavenomad_lab.netns import listen_tcp
-from weavenomad_lab.weave import api, plumbing, proxy, status, weavewait, wire
+from weavenomad_lab.weave import api, cidr, plumbing, proxy, status, weavewait, wire
 from weavenomad_lab.weave.ipam import EXPOSE_IDENT
 
 if TYPE_CHECKING:
@@ -222,10 +221,10 @@ class NodeRuntime:
         tokens = proxy.weave_cidrs(network_mode, config.get("Env"), self.options.no_default_ipalloc)
         if tokens is None:
             return
-        spec = weavecidr.parse(" ".join(tokens))
         ident, ipam, node = info["Id"], self.daemon.ipam, self.node.name
-        try:
-            addresses = [self._obtain(ident, request) for request in spec.effective_requests()]
+        try:  # token by token, as Weave's proxy: a bad token fails after the ones before it
+            addresses = [self._obtain_for_proxy(ident, cidr.proxy_request(token))
+                         for token in tokens or [cidr.DEFAULT_NET]]
             await plumbing.attach(self.net, int(state["Pid"]), addresses)
         except WeavenomadError:
             ipam.release(node, ident)
@@ -233,7 +232,13 @@ class NodeRuntime:
         finally:
             self.daemon.save_ipam()
 
-    def _obtain(self, ident: str, request: weavecidr.AddressRequest) -> IPv4Interface:
+    def _obtain_for_proxy(self, ident: str, request: cidr.AddressRequest) -> IPv4Interface:
+        try:
+            return self._obtain(ident, request)
+        except WeavenomadError as exc:
+            raise cidr.ipam_refusal(request, exc) from None
+
+    def _obtain(self, ident: str, request: cidr.AddressRequest) -> IPv4Interface:
         ipam = self.daemon.ipam
         if request.address is not None:
             return ipam.claim(self.node.name, ident, request.address)
@@ -241,27 +246,42 @@ class NodeRuntime:
 
     # -- weave expose / hide / ps -------------------------------------------------------------
 
-    async def expose(self, tokens: list[str]) -> list[IPv4Interface]:
-        requests = [weavecidr.parse_token(t) for t in tokens or [weavecidr.DEFAULT_TOKEN]]
-        addresses = [self._obtain(EXPOSE_IDENT, r) for r in requests]
-        self.daemon.save_ipam()
+    async def expose(self, args: list[str]) -> list[IPv4Interface]:
+        """``weave expose`` of the script's collected arguments. As the script, each is asked
+        of the IPAM in turn (what was granted before a refusal stays granted) and the bridge
+        gets the addresses only when all were granted."""
+        addresses = []
+        try:
+            for arg in args or [cidr.DEFAULT_NET]:
+                addresses.append(self._obtain(EXPOSE_IDENT, cidr.script_request(arg)))
+        finally:
+            self.daemon.save_ipam()
         for address in addresses:
             await plumbing.expose(self.net, address)
         return addresses
 
-    async def hide(self, tokens: list[str]) -> list[IPv4Interface]:
+    async def hide(self, args: list[str]) -> list[str]:
+        """``weave hide`` of the script's collected arguments: ``net:`` ones are looked up in
+        the IPAM and freed; a plain address is taken off the bridge but stays claimed in the
+        IPAM, as the script leaves it (it frees only what it looked up)."""
         ipam, node = self.daemon.ipam, self.node.name
-        hidden = []
-        for request in [weavecidr.parse_token(t) for t in tokens or [weavecidr.DEFAULT_TOKEN]]:
-            if request.address is not None:
-                found = [a for a in ipam.lookup(node, EXPOSE_IDENT) if a == request.address]
-                found = found or [request.address]
-            else:
+        hidden: list[str] = []
+        for arg in args or [cidr.DEFAULT_NET]:
+            if arg == cidr.DEFAULT_NET or arg.startswith("net:"):
+                request = cidr.script_request(arg)
                 found = ipam.lookup(node, EXPOSE_IDENT, request.subnet or self.default_subnet)
-            for address in found:
-                ipam.free(node, EXPOSE_IDENT, address.ip)
+                for address in found:
+                    await plumbing.hide(self.net, address)
+                    ipam.free(node, EXPOSE_IDENT, address.ip)
+                hidden += map(str, found)
+                continue
+            try:
+                address = cidr.parse_cidr(arg)
+            except ValidationError:
+                address = None  # not an address (10.32.1.300/24): the bridge has no such one
+            if address is not None:
                 await plumbing.hide(self.net, address)
-                hidden.append(address)
+            hidden.append(arg)
         self.daemon.save_ipam()
         return hidden
 
