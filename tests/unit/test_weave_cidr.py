@@ -81,7 +81,7 @@ def test_first_weave_cidr_entry_wins_and_only_exactly_none_means_none():
 
 
 def test_proxy_tokens():
-    assert cidr.proxy_request("net:default").is_default
+    assert cidr.proxy_request("net:default") == cidr.AddressRequest("net:default")
     assert cidr.proxy_request("net:10.32.1.0/24").subnet == IPv4Network("10.32.1.0/24")
     assert cidr.proxy_request("ip:10.32.1.7/24").address == IPv4Interface("10.32.1.7/24")
     assert cidr.proxy_request("10.32.1.7/24").address == IPv4Interface("10.32.1.7/24")
@@ -135,7 +135,7 @@ def test_collect_cidr_args_as_the_script():
 
 
 def test_script_requests_meet_the_ipams_strict_parse():
-    assert cidr.script_request("net:default").is_default
+    assert cidr.script_request("net:default") == cidr.AddressRequest("net:default")
     assert cidr.script_request("net:10.32.1.0/24").subnet == IPv4Network("10.32.1.0/24")
     assert cidr.script_request("10.32.1.7/24").address == IPv4Interface("10.32.1.7/24")
     with pytest.raises(ValidationError, match="bits after network prefix are not all zero"):
@@ -200,3 +200,21 @@ def test_expose_keeps_what_the_ipam_granted_before_a_refusal(node):
         asyncio.run(node.expose(["net:10.32.2.0/24", "net:10.32.3.5/24"]))
     assert node.done == []  # nothing reached the bridge
     assert node.daemon.ipam.lookup("n1", EXPOSE_IDENT) == [IPv4Interface("10.32.2.1/24")]
+
+
+def test_expose_refusals_read_as_the_apis_answer(node):
+    asyncio.run(node.expose(["10.32.1.9/24"]))
+    node.daemon.ipam.allocate("n1", "c1", IPv4Network("10.32.2.0/24"))
+    with pytest.raises(ConflictError) as caught:
+        asyncio.run(node.expose(["10.32.2.1/24"]))
+    assert caught.value.one_line().startswith("Unable to claim: address 10.32.2.1 is already "
+                                              "owned by container c1 on node n1")
+
+
+def test_hide_changes_nothing_when_a_lookup_is_refused(node):
+    asyncio.run(node.expose(["net:default"]))
+    node.done.clear()
+    with pytest.raises(ValidationError, match="bits after network prefix"):
+        asyncio.run(node.hide(["net:default", "net:10.32.1.5/24"]))
+    assert node.done == []
+    assert node.daemon.ipam.lookup("n1", EXPOSE_IDENT) == [IPv4Interface("10.32.0.1/24")]

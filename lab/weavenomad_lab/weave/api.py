@@ -211,16 +211,16 @@ async def _ip(request, ctx, params, query) -> Response:
 
 @route("/ip/{id}/{ip}/{prefixlen}", "GET", "POST", "PUT")
 async def _ip_in_subnet(request, ctx, params, query) -> Response:
-    ident = params["id"]
+    ident, given = params["id"], _cidr_text(params)
     if request.method == "PUT":
-        address = cidr.parse_cidr(_cidr_text(params))
+        claim = cidr.AddressRequest(given, address=cidr.parse_cidr(given))
         try:
-            ctx.ipam.claim(ctx.me.node, ident, address)
+            ctx.ipam.claim(ctx.me.node, ident, claim.address)
         except WeavenomadError as exc:
-            return go_error(400, f"Unable to claim: {exc.one_line()}")
+            return go_error(400, cidr.api_answer(claim, exc))
         ctx.save()
         return Response(204)
-    subnet = cidr.parse_subnet(_cidr_text(params))
+    subnet = cidr.parse_subnet(given)
     if request.method == "GET":
         return text(200, _addresses(ctx.ipam.lookup(ctx.me.node, ident, subnet)))
     address = ctx.ipam.allocate(ctx.me.node, ident, subnet)

@@ -69,10 +69,6 @@ class AddressRequest:
     subnet: IPv4Network | None = None
     address: IPv4Interface | None = None
 
-    @property
-    def is_default(self) -> bool:
-        return self.subnet is None and self.address is None
-
 
 # -- Weave's parsers ------------------------------------------------------------------------
 
@@ -187,12 +183,16 @@ def proxy_request(token: str) -> AddressRequest:
         raise ValidationError(for_token(token, BAD_REQUEST + exc.message)) from None
 
 
+def api_answer(request: AddressRequest, exc: WeavenomadError) -> str:
+    """The body of the IPAM's HTTP answer refusing ``request`` (a full subnet, a taken
+    address): the refusal, for a claim after ``Unable to claim:`` as Weave's handler words it."""
+    return f"Unable to claim: {exc.one_line()}" if request.address else exc.one_line()
+
+
 def ipam_refusal(request: AddressRequest, exc: WeavenomadError) -> WeavenomadError:
-    """The IPAM's refusal of ``request`` (a full subnet, a taken address) as the proxy reports
-    it: the HTTP API's answer, for a claim prefixed ``Unable to claim:`` as Weave's handler
-    does. Same error class, so exit codes stay what the IPAM chose."""
-    answer = f"Unable to claim: {exc.one_line()}" if request.address else exc.one_line()
-    return type(exc)(for_token(request.token, BAD_REQUEST + answer))
+    """The IPAM's refusal of ``request`` as the proxy reports it. Same error class, so exit
+    codes stay what the IPAM chose."""
+    return type(exc)(for_token(request.token, BAD_REQUEST + api_answer(request, exc)))
 
 
 # -- the weave script: expose / hide arguments ----------------------------------------------

@@ -248,12 +248,16 @@ class NodeRuntime:
 
     async def expose(self, args: list[str]) -> list[IPv4Interface]:
         """``weave expose`` of the script's collected arguments. As the script, each is asked
-        of the IPAM in turn (what was granted before a refusal stays granted) and the bridge
-        gets the addresses only when all were granted."""
+        of the IPAM in turn (what was granted before a refusal stays granted; the refusal
+        reads as the API's answer) and the bridge gets the addresses only when all were."""
         addresses = []
         try:
             for arg in args or [cidr.DEFAULT_NET]:
-                addresses.append(self._obtain(EXPOSE_IDENT, cidr.script_request(arg)))
+                request = cidr.script_request(arg)
+                try:
+                    addresses.append(self._obtain(EXPOSE_IDENT, request))
+                except WeavenomadError as exc:
+                    raise type(exc)(cidr.api_answer(request, exc)) from None
         finally:
             self.daemon.save_ipam()
         for address in addresses:
@@ -261,29 +265,34 @@ class NodeRuntime:
         return addresses
 
     async def hide(self, args: list[str]) -> list[str]:
-        """``weave hide`` of the script's collected arguments: ``net:`` ones are looked up in
-        the IPAM and freed; a plain address is taken off the bridge but stays claimed in the
-        IPAM, as the script leaves it (it frees only what it looked up)."""
+        """``weave hide`` of the script's collected arguments. As the script: first every
+        ``net:`` one is looked up in the IPAM (a refusal stops it before any change), then the
+        addresses leave the bridge, then those looked up are freed. A plain address is not
+        looked up, so it stays claimed in the IPAM; one that is no address at all
+        (10.32.1.300/24) is only echoed."""
         ipam, node = self.daemon.ipam, self.node.name
-        hidden: list[str] = []
+        shown: list[str] = []
+        on_bridge: list[IPv4Interface] = []
+        looked_up: list[IPv4Interface] = []
         for arg in args or [cidr.DEFAULT_NET]:
             if arg == cidr.DEFAULT_NET or arg.startswith("net:"):
                 request = cidr.script_request(arg)
                 found = ipam.lookup(node, EXPOSE_IDENT, request.subnet or self.default_subnet)
-                for address in found:
-                    await plumbing.hide(self.net, address)
-                    ipam.free(node, EXPOSE_IDENT, address.ip)
-                hidden += map(str, found)
+                looked_up += found
+                on_bridge += found
+                shown += map(str, found)
                 continue
             try:
-                address = cidr.parse_cidr(arg)
+                on_bridge.append(cidr.parse_cidr(arg))
             except ValidationError:
-                address = None  # not an address (10.32.1.300/24): the bridge has no such one
-            if address is not None:
-                await plumbing.hide(self.net, address)
-            hidden.append(arg)
+                pass  # the script's grep finds no such address on the bridge
+            shown.append(arg)
+        for address in on_bridge:
+            await plumbing.hide(self.net, address)
+        for address in looked_up:
+            ipam.free(node, EXPOSE_IDENT, address.ip)
         self.daemon.save_ipam()
-        return hidden
+        return shown
 
     async def ps(self, refs: list[str]) -> list[list[str]]:
         """Rows ``[id, mac, ip/len, ...]`` as ``weave ps`` prints them."""
