@@ -10,8 +10,8 @@ Weave's parsers, as the lab reproduces them:
 
 * Go's ``net.ParseCIDR`` (the proxy, before it calls the IPAM): ``<ip>/<n>``, ``n`` decimal
   digits up to the address length (``/024`` is ``/24``), host bits allowed; IPv6 parses too.
-  Failure: ``invalid CIDR address: <text>``. Octets with leading zeros are refused, as Go has
-  done since 1.17.
+  Failure: ``invalid CIDR address: <text>``. Octets with leading zeros are refused, as Go
+  does since 1.17 (a Weave built with an older Go read them as decimal; nothing relies on it).
 * ``address.ParseCIDR`` (the IPAM's HTTP handlers): the same, IPv4 only:
   ``invalid Non-IPv4 address not supported: <text>``.
 * ``ipam.ParseCIDRSubnet`` (a subnet to allocate in, ``--ipalloc-range``): no host bits
