@@ -146,7 +146,7 @@ def test_a_plugin_that_cannot_load_is_listed_and_explains_itself(monkeypatch, ca
     out = capsys.readouterr().out
     assert "Cannot be loaded: ModuleNotFoundError" in " ".join(out.split())
     assert "demo: the local lab and its demo" in " ".join(out.split())
-    assert _run(["lab", "up", "--nodes", "2"]) == ExitCode.USAGE
+    assert _run(["lab", "up", "--nodes", "2"]) == ExitCode.ERROR
     (line,) = capsys.readouterr().err.splitlines()
     assert line.startswith("weavenomad: error: 'weavenomad lab' is installed "
                            "(no_such_module_for_the_lab:lab) but cannot be loaded: "

@@ -42,7 +42,7 @@ LAB_HINT = ("install the local lab to get them: scripts/install-deps in a checko
 
 
 class CommandNotInstalled(WeavenomadError):
-    """A command another distribution provides is missing, or cannot be loaded."""
+    """A command another distribution provides is missing: as good as no such command."""
 
     exit_code = ExitCode.USAGE
 
@@ -66,7 +66,7 @@ def _unloadable(name: str, target: str, error: Exception) -> click.Command:
     reason = " ".join(f"{type(error).__name__}: {error}".split())
 
     def refuse() -> None:
-        raise CommandNotInstalled(
+        raise WeavenomadError(
             f"'weavenomad {name}' is installed ({target}) but cannot be loaded: {reason}",
             hint=f"reinstall it; {LAB_HINT}" if name in LAB_COMMANDS else None,
         )
