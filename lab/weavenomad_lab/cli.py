@@ -219,13 +219,14 @@ def nomad_restart(node: str, state_dir: Path | None) -> None:
               help="Where the demo's lab lives [default: the user's state directory, "
                    "e.g. ~/.local/state/weavenomad/demo].")
 def demo(keep: bool, state_dir: Path | None) -> None:
-    """Replay the seed's story on a 3-node local lab (root needed).
+    """Show Consul answering with Weave addresses and tenants isolated, on a 3-node lab
+    (root needed).
 
     Bootstraps every node with the other two as Weave peers, creates tenants acme and globex,
-    runs the seed's httpbackend job in each, shows Consul advertising Docker-bridge addresses,
-    starts the reconciler on every node and shows Consul answering with Weave addresses only,
-    then proves isolation: same-tenant traffic passes, cross-tenant traffic fails. Exit code 0
-    only if every check held.
+    runs the httpbackend job (jobs/httpbackend.nomad of the checkout) in each, shows Consul
+    advertising Docker-bridge addresses, starts the reconciler on every node and shows Consul
+    answering with Weave addresses only, then proves isolation: same-tenant traffic passes,
+    cross-tenant traffic fails. Exit code 0 only if every check held.
     """
     from weavenomad_lab.demo import run_demo
     from weavenomad_lab.layout import default_state_dir

@@ -1,7 +1,8 @@
-"""``weavenomad demo``: the seed's story end to end on the local lab, narrated and checked.
+"""``weavenomad demo``: the problem and its fix end to end on the local lab, narrated and checked.
 
 Three nodes are bootstrapped the way an operator would, on each node (``lab exec``), with the
-other two as Weave peers. Tenants acme and globex each run the seed's httpbackend job. Consul
+other two as Weave peers. Tenants acme and globex each run the httpbackend job of
+``jobs/httpbackend.nomad`` (read from the checkout the lab is installed from). Consul
 first advertises Docker-bridge addresses (the problem), then, with a reconciler running on every
 node, only Weave addresses (the fix). Traffic passes within a tenant and fails between tenants.
 Every step runs the real ``weavenomad`` commands and is checked; the exit code is 0 only when
@@ -21,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from weavenomad_lab.errors import LabError
 from weavenomad_lab.layout import LabLayout
 
 NODES = 3
@@ -28,6 +30,8 @@ LAB_NAME = "wndemo"
 SERVICE = "httpbackend"
 SERVICE_PORT = 8081
 TENANTS = ("acme", "globex")
+#: the job the demo runs, from the checkout beside the lab's sources (an editable install of
+#: ./lab from a checkout, as scripts/install-deps makes it)
 JOB_FILE = Path(__file__).resolve().parents[2] / "jobs" / "httpbackend.nomad"
 NOMAD_ALLOC_LABEL = "com.hashicorp.nomad.alloc_id"
 
@@ -153,7 +157,7 @@ class Demo:
                          again.returncode == 0 and "no changes" in again.stdout)
 
     def tenants_and_jobs(self) -> dict[str, str]:
-        self.story.chapter("Tenants acme and globex, the seed's httpbackend job in each")
+        self.story.chapter(f"Tenants acme and globex, the {SERVICE} job in each")
         jobs = {}
         for tenant in TENANTS:
             created = self.must(f"tenant create {tenant}",
@@ -282,7 +286,19 @@ class DemoStopped(Exception):
     """A step whose result later steps need did not hold."""
 
 
+def require_job_file(job_file: Path = JOB_FILE) -> Path:
+    """The demo's job file; checked before anything starts, not minutes into the story."""
+    if not job_file.is_file():
+        raise LabError(
+            f"the demo's job file {job_file} is missing: the demo runs from a checkout of "
+            "weavenomad",
+            hint="in a checkout, install the lab with scripts/install-deps or pip install -e ./lab",
+        )
+    return job_file
+
+
 def run_demo(state_dir: Path, keep: bool, out: Callable[[str], None]) -> bool:
+    require_job_file()
     story = Story(out)
     demo = Demo(state_dir, story)
     held = demo.run(keep)

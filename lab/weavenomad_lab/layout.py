@@ -16,9 +16,9 @@ A lab called ``NAME`` with state directory ``S`` and nodes ``n1..nN``::
 
 Network namespaces (``ip netns``): ``NAME-n1`` … one per node (its "host"), and ``NAME-fab``,
 which holds the two shared segments: the underlay bridge (the nodes' ``eth0``, addresses
-192.168.56.3, .4, … as the seed's u1, u2, u3) and the Weave fabric bridge that joins every
-node's ``weave`` bridge into one L2, as Weave's router does. The root namespace gets no
-interface at all, so nothing of the host's network is touched.
+192.168.56.3, .4, … as the recorded cluster's u1, u2, u3) and the Weave fabric bridge that
+joins every node's ``weave`` bridge into one L2, as Weave's router does. The root namespace
+gets no interface at all, so nothing of the host's network is touched.
 
 Each simulated agent listens twice per node: inside the node's namespace on its usual port
 (127.0.0.1:6784 Weave, :4646 Nomad, :8500 Consul), where a real node has it, and on a free port
@@ -44,7 +44,7 @@ from weavenomad_lab.errors import LabError
 LAB_FILE_VERSION = 1
 DEFAULT_LAB_NAME = "wn"
 UNDERLAY_CIDR = "192.168.56.0/24"
-#: node n1 gets 192.168.56.3, as the seed's u1
+#: node n1 gets 192.168.56.3, as u1 of the recorded cluster (tests/fixtures/recorded)
 UNDERLAY_FIRST_HOST = 3
 FABRIC_BRIDGE = "wfab"
 UNDERLAY_BRIDGE = "ufab"

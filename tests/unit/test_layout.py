@@ -320,3 +320,14 @@ def test_status_table_lines_up():
     assert lines[0].split() == ["PART", "NODE", "STATE", "ADDRESS", "DETAIL"]
     assert lines[2].split() == ["dockerd", "n1", "FAIL", "unix:///s", "not", "running"]
     assert len({line.index(line.split()[2]) for line in lines}) == 1, "columns line up"
+
+
+def test_the_demo_needs_its_job_file_and_says_so_before_starting(tmp_path):
+    from weavenomad_lab import demo
+
+    assert demo.require_job_file().name == "httpbackend.nomad"  # this checkout has it
+    missing = tmp_path / "jobs" / "httpbackend.nomad"
+    with pytest.raises(LabError) as caught:
+        demo.require_job_file(missing)
+    line = caught.value.one_line()
+    assert str(missing) in line and "pip install -e ./lab" in line and "\n" not in line

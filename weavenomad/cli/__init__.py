@@ -3,6 +3,7 @@ so ``weavenomad --help`` does not pay for docker, requests or hcl2."""
 
 from __future__ import annotations
 
+import functools
 import importlib
 import logging
 import os
@@ -40,11 +41,40 @@ LAB_HINT = ("install the local lab to get them: scripts/install-deps in a checko
             "weavenomad, or pip install ./lab")
 
 
-def plugin_commands() -> dict[str, str]:
-    """Commands that installed distributions add through :data:`PLUGIN_GROUP`."""
+class CommandNotInstalled(WeavenomadError):
+    """A command another distribution provides is missing: as good as no such command."""
+
+    exit_code = ExitCode.USAGE
+
+
+@functools.cache
+def _installed_plugins() -> tuple[tuple[str, str], ...]:
     from importlib.metadata import entry_points
 
-    return {entry.name: entry.value for entry in entry_points(group=PLUGIN_GROUP)}
+    return tuple((entry.name, entry.value) for entry in entry_points(group=PLUGIN_GROUP))
+
+
+def plugin_commands() -> dict[str, str]:
+    """Commands that installed distributions add through :data:`PLUGIN_GROUP` (scanned once
+    a process)."""
+    return dict(_installed_plugins())
+
+
+def _unloadable(name: str, target: str, error: Exception) -> click.Command:
+    """Stands in for a plugin command whose module fails to import: ``--help`` still lists the
+    others, and running it says why in one line."""
+    reason = " ".join(f"{type(error).__name__}: {error}".split())
+
+    def refuse() -> None:
+        raise WeavenomadError(
+            f"'weavenomad {name}' is installed ({target}) but cannot be loaded: {reason}",
+            hint=f"reinstall it; {LAB_HINT}" if name in LAB_COMMANDS else None,
+        )
+
+    return click.Command(
+        name, callback=refuse, add_help_option=False, help=f"Cannot be loaded: {reason}",
+        context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+    )
 
 
 class LazyGroup(click.Group):
@@ -55,30 +85,34 @@ class LazyGroup(click.Group):
     def __init__(self, *args, lazy: dict[str, str] | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.lazy = dict(lazy or {})
-        self._plugins: dict[str, str] | None = None
 
     @property
     def plugins(self) -> dict[str, str]:
-        if self._plugins is None:
-            self._plugins = {name: target for name, target in plugin_commands().items()
-                             if name not in self.lazy}
-        return self._plugins
+        return {name: target for name, target in plugin_commands().items()
+                if name not in self.lazy}
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(set(super().list_commands(ctx)) | set(self.lazy) | set(self.plugins))
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
-        target = self.lazy.get(name) or (None if name in self.commands else
-                                         self.plugins.get(name))
-        if target is not None:
-            module_name, attribute = target.split(":")
-            return getattr(importlib.import_module(module_name), attribute)
-        return super().get_command(ctx, name)
+        if name in self.lazy:
+            return _load(self.lazy[name])
+        if name in self.commands:
+            return super().get_command(ctx, name)
+        target = self.plugins.get(name)
+        if target is None:
+            return None
+        try:
+            return _load(target)
+        except Exception as exc:  # a broken plugin must not break the rest of the command
+            return _unloadable(name, target, exc)
 
     def resolve_command(self, ctx: click.Context, args: list[str]):
         if args and args[0] in LAB_COMMANDS and self.get_command(ctx, args[0]) is None:
-            raise click.UsageError(f"'weavenomad {args[0]}' comes with the local lab, which is "
-                                   f"not installed: {LAB_HINT}", ctx)
+            raise CommandNotInstalled(
+                f"'weavenomad {args[0]}' comes with the local lab, which is not installed",
+                hint=LAB_HINT,
+            )
         return super().resolve_command(ctx, args)
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
@@ -90,6 +124,11 @@ class LazyGroup(click.Group):
             with formatter.section("Not installed"):
                 formatter.write_text(f"{', '.join(missing)}: the local lab and its demo; "
                                      f"{LAB_HINT}.")
+
+
+def _load(target: str) -> click.Command:
+    module_name, attribute = target.split(":")
+    return getattr(importlib.import_module(module_name), attribute)
 
 
 @click.group(cls=LazyGroup, lazy=COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})

@@ -15,11 +15,11 @@ import json
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from ipaddress import AddressValueError, IPv4Address, IPv4Interface, IPv4Network
+from ipaddress import IPv4Interface, IPv4Network
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from weavenomad.errors import WeavenomadError
-from weavenomad.tenancy.weavecidr import parse_address, parse_subnet
+from weavenomad_lab.weave import cidr
 from weavenomad_lab.weave import ipam as ipam_mod
 from weavenomad_lab.weave import status as status_mod
 
@@ -126,8 +126,8 @@ async def handle(request: Request, ctx: ApiContext) -> Response:
     return NOT_FOUND
 
 
-def _subnet(params: dict) -> IPv4Network:
-    return parse_subnet(f"{params['ip']}/{params['prefixlen']}")
+def _cidr_text(params: dict) -> str:
+    return f"{params['ip']}/{params['prefixlen']}"
 
 
 def _addresses(interfaces: list[IPv4Interface]) -> str:
@@ -211,16 +211,16 @@ async def _ip(request, ctx, params, query) -> Response:
 
 @route("/ip/{id}/{ip}/{prefixlen}", "GET", "POST", "PUT")
 async def _ip_in_subnet(request, ctx, params, query) -> Response:
-    ident = params["id"]
+    ident, given = params["id"], _cidr_text(params)
     if request.method == "PUT":
-        address = parse_address(f"{params['ip']}/{params['prefixlen']}")
+        claim = cidr.AddressRequest(given, address=cidr.parse_cidr(given))
         try:
-            ctx.ipam.claim(ctx.me.node, ident, address)
+            ctx.ipam.claim(ctx.me.node, ident, claim.address)
         except WeavenomadError as exc:
-            return go_error(400, f"Unable to claim: {exc.one_line()}")
+            return go_error(400, cidr.api_answer(claim, exc))
         ctx.save()
         return Response(204)
-    subnet = _subnet(params)
+    subnet = cidr.parse_subnet(given)
     if request.method == "GET":
         return text(200, _addresses(ctx.ipam.lookup(ctx.me.node, ident, subnet)))
     address = ctx.ipam.allocate(ctx.me.node, ident, subnet)
@@ -230,10 +230,7 @@ async def _ip_in_subnet(request, ctx, params, query) -> Response:
 
 @route("/ip/{id}/{ip}", "DELETE")
 async def _free_one(request, ctx, params, query) -> Response:
-    try:
-        address = IPv4Address(params["ip"])
-    except AddressValueError as exc:
-        return go_error(400, str(exc))
+    address = cidr.parse_ip(params["ip"])
     if not ctx.ipam.free(ctx.me.node, params["id"], address):
         return go_error(400, f"Unable to free: {address} not owned by {params['id']}")
     ctx.save()
@@ -246,7 +243,7 @@ async def _free_one(request, ctx, params, query) -> Response:
 @route("/expose/{ip}/{prefixlen}", "POST")
 async def _expose(request, ctx, params, query) -> Response:
     try:
-        address = parse_address(f"{params['ip']}/{params['prefixlen']}")
+        address = cidr.parse_cidr(_cidr_text(params))
     except WeavenomadError as exc:
         return go_error(400, f"unable to parse ip addr: {exc.one_line()}")
     if ctx.expose is None:

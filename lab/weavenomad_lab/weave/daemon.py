@@ -27,12 +27,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from weavenomad.errors import ConflictError, ValidationError, WeavenomadError
-from weavenomad.tenancy.weavecidr import parse_subnet
 from weavenomad_lab import layout, netns, process
 from weavenomad_lab.errors import LabError
 from weavenomad_lab.weave import (
     COMPONENT_NAME,
     api,
+    cidr,
     control_call,
     control_socket,
     plumbing,
@@ -138,10 +138,10 @@ class WeaveDaemon:
         if not netns.exists(node.netns) or not netns.exists(self.lab.fabric_netns):
             raise LabError(f"the namespaces of node {node.name} do not exist",
                            hint="run 'weavenomad lab up'")
-        universe = parse_subnet(options.ipalloc_range or str(ipam_mod.DEFAULT_RANGE),
-                                what="--ipalloc-range")
-        default = (parse_subnet(options.default_subnet, what="--ipalloc-default-subnet")
-                   if options.default_subnet else universe)
+        # Weave's router reads both with ParseCIDRSubnet and dies with its bare error
+        universe = cidr.parse_subnet(options.ipalloc_range or str(ipam_mod.DEFAULT_RANGE))
+        default = (cidr.parse_subnet(options.default_subnet) if options.default_subnet
+                   else universe)
         if not default.subnet_of(universe):
             raise ValidationError(f"--ipalloc-default-subnet {default} is not inside "
                                   f"--ipalloc-range {universe}")

@@ -33,8 +33,7 @@ from pathlib import Path
 from urllib.parse import quote, urlsplit
 
 from weavenomad.errors import WeavenomadError
-from weavenomad.tenancy import weavecidr
-from weavenomad_lab.weave import weavewait, wire
+from weavenomad_lab.weave import cidr, weavewait, wire
 
 log = logging.getLogger(__name__)
 
@@ -61,12 +60,13 @@ def weave_cidrs(
     network_mode: str, env: list[str] | None, no_default_ipalloc: bool
 ) -> list[str] | None:
     """The ``WEAVE_CIDR`` tokens of a container the proxy attaches, or None when it leaves the
-    container alone (Weave's ``weaveCIDRs``). An empty list means "the default subnet"."""
+    container alone (Weave's ``weaveCIDRs``). An empty list means "the default subnet".
+    Only the exact value ``none`` means none (`` none`` is a token Weave fails to parse)."""
     if network_mode not in ATTACHED_MODES:
         return None
-    value = weavecidr.from_env(env)
+    value = cidr.weave_cidr_value(env)
     if value is not None:
-        return None if value == weavecidr.NONE else value.split()
+        return None if value == cidr.NONE else value.split()
     return None if no_default_ipalloc else []
 
 

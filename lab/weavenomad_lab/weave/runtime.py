@@ -15,12 +15,11 @@ from ipaddress import IPv4Interface, IPv4Network
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
-from weavenomad.errors import WeavenomadError
-from weavenomad.tenancy import weavecidr
+from weavenomad.errors import ValidationError, WeavenomadError
 from weavenomad_lab import layout
 from weavenomad_lab.errors import LabError
 from weavenomad_lab.netns import listen_tcp
-from weavenomad_lab.weave import api, plumbing, proxy, status, weavewait, wire
+from weavenomad_lab.weave import api, cidr, plumbing, proxy, status, weavewait, wire
 from weavenomad_lab.weave.ipam import EXPOSE_IDENT
 
 if TYPE_CHECKING:
@@ -222,10 +221,10 @@ class NodeRuntime:
         tokens = proxy.weave_cidrs(network_mode, config.get("Env"), self.options.no_default_ipalloc)
         if tokens is None:
             return
-        spec = weavecidr.parse(" ".join(tokens))
         ident, ipam, node = info["Id"], self.daemon.ipam, self.node.name
-        try:
-            addresses = [self._obtain(ident, request) for request in spec.effective_requests()]
+        try:  # token by token, as Weave's proxy: a bad token fails after the ones before it
+            addresses = [self._obtain_for_proxy(ident, cidr.proxy_request(token))
+                         for token in tokens or [cidr.DEFAULT_NET]]
             await plumbing.attach(self.net, int(state["Pid"]), addresses)
         except WeavenomadError:
             ipam.release(node, ident)
@@ -233,7 +232,13 @@ class NodeRuntime:
         finally:
             self.daemon.save_ipam()
 
-    def _obtain(self, ident: str, request: weavecidr.AddressRequest) -> IPv4Interface:
+    def _obtain_for_proxy(self, ident: str, request: cidr.AddressRequest) -> IPv4Interface:
+        try:
+            return self._obtain(ident, request)
+        except WeavenomadError as exc:
+            raise cidr.ipam_refusal(request, exc) from None
+
+    def _obtain(self, ident: str, request: cidr.AddressRequest) -> IPv4Interface:
         ipam = self.daemon.ipam
         if request.address is not None:
             return ipam.claim(self.node.name, ident, request.address)
@@ -241,29 +246,53 @@ class NodeRuntime:
 
     # -- weave expose / hide / ps -------------------------------------------------------------
 
-    async def expose(self, tokens: list[str]) -> list[IPv4Interface]:
-        requests = [weavecidr.parse_token(t) for t in tokens or [weavecidr.DEFAULT_TOKEN]]
-        addresses = [self._obtain(EXPOSE_IDENT, r) for r in requests]
-        self.daemon.save_ipam()
+    async def expose(self, args: list[str]) -> list[IPv4Interface]:
+        """``weave expose`` of the script's collected arguments. As the script, each is asked
+        of the IPAM in turn (what was granted before a refusal stays granted; the refusal
+        reads as the API's answer) and the bridge gets the addresses only when all were."""
+        addresses = []
+        try:
+            for arg in args or [cidr.DEFAULT_NET]:
+                request = cidr.script_request(arg)
+                try:
+                    addresses.append(self._obtain(EXPOSE_IDENT, request))
+                except WeavenomadError as exc:
+                    raise type(exc)(cidr.api_answer(request, exc)) from None
+        finally:
+            self.daemon.save_ipam()
         for address in addresses:
             await plumbing.expose(self.net, address)
         return addresses
 
-    async def hide(self, tokens: list[str]) -> list[IPv4Interface]:
+    async def hide(self, args: list[str]) -> list[str]:
+        """``weave hide`` of the script's collected arguments. As the script: first every
+        ``net:`` one is looked up in the IPAM (a refusal stops it before any change), then the
+        addresses leave the bridge, then those looked up are freed. A plain address is not
+        looked up, so it stays claimed in the IPAM; one that is no address at all
+        (10.32.1.300/24) is only echoed."""
         ipam, node = self.daemon.ipam, self.node.name
-        hidden = []
-        for request in [weavecidr.parse_token(t) for t in tokens or [weavecidr.DEFAULT_TOKEN]]:
-            if request.address is not None:
-                found = [a for a in ipam.lookup(node, EXPOSE_IDENT) if a == request.address]
-                found = found or [request.address]
-            else:
+        shown: list[str] = []
+        on_bridge: list[IPv4Interface] = []
+        looked_up: list[IPv4Interface] = []
+        for arg in args or [cidr.DEFAULT_NET]:
+            if arg == cidr.DEFAULT_NET or arg.startswith("net:"):
+                request = cidr.script_request(arg)
                 found = ipam.lookup(node, EXPOSE_IDENT, request.subnet or self.default_subnet)
-            for address in found:
-                ipam.free(node, EXPOSE_IDENT, address.ip)
-                await plumbing.hide(self.net, address)
-                hidden.append(address)
+                looked_up += found
+                on_bridge += found
+                shown += map(str, found)
+                continue
+            try:
+                on_bridge.append(cidr.parse_cidr(arg))
+            except ValidationError:
+                pass  # the script's grep finds no such address on the bridge
+            shown.append(arg)
+        for address in on_bridge:
+            await plumbing.hide(self.net, address)
+        for address in looked_up:
+            ipam.free(node, EXPOSE_IDENT, address.ip)
         self.daemon.save_ipam()
-        return hidden
+        return shown
 
     async def ps(self, refs: list[str]) -> list[list[str]]:
         """Rows ``[id, mac, ip/len, ...]`` as ``weave ps`` prints them."""

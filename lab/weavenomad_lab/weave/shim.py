@@ -22,9 +22,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from weavenomad_lab.errors import LabError
-from weavenomad_lab.weave import COMPONENT_NAME, control_call
+from weavenomad_lab.weave import COMPONENT_NAME, cidr, control_call
 
 SCRIPT_VERSION = "2.8.1+lab"
+ADDR_FORMS = "[ip:]<cidr> | net:<cidr> | net:default"
 
 USAGE = """Usage:
 
@@ -130,14 +131,18 @@ def parse_launch(args: list[str], environ: dict[str, str]) -> dict:
 
 
 def split_expose_args(args: list[str]) -> list[str]:
-    """``[<addr> ...] [-h <fqdn>]``: the addresses (the fqdn is for weaveDNS, which the lab
-    does not have)."""
-    if "-h" in args:
-        at = args.index("-h")
-        if at + 2 != len(args):
-            raise UsageError("-h takes exactly one fqdn, after the addresses")
-        return args[:at]
-    return args
+    """``expose [<addr> ...] [-h <fqdn>]``: the addresses as the script collects them (the
+    fqdn is for weaveDNS, which the lab does not have)."""
+    addresses, rest = cidr.collect_cidr_args(args)
+    if rest and (len(rest) != 2 or rest[0] != "-h"):
+        raise UsageError(f"expose takes addresses ({ADDR_FORMS}), then -h <fqdn>: {rest[0]}")
+    return addresses
+
+
+def split_hide_args(args: list[str]) -> list[str]:
+    """``hide [<addr> ...]``: the addresses as the script collects them; like the script, the
+    arguments after them are ignored."""
+    return cidr.collect_cidr_args(args)[0]
 
 
 class Shim:
@@ -216,7 +221,7 @@ class Shim:
         self.out(" ".join(a.split("/")[0] for a in addresses) + "\n")
 
     def cmd_hide(self, args):
-        addresses = self.call("hide", args=args)["addresses"]
+        addresses = self.call("hide", args=split_hide_args(args))["addresses"]
         self.out(" ".join(a.split("/")[0] for a in addresses) + "\n")
 
     def cmd_status(self, args):
