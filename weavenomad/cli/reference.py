@@ -3,16 +3,15 @@
 Every command and subcommand (the lazy ones of :data:`weavenomad.cli.COMMANDS` included) gets its
 usage line, help text and options with their help, defaults, ranges and environment variables.
 The layout is this module's own, built from what each command and option declares, not click's
-``--help`` formatting, which changes between click releases; so the reference reads the same under
-every click the declared range allows. The connection and output options that most commands share are listed
-once, under the top-level command, and named by group elsewhere; the config file's settings
-follow as a table built from :data:`weavenomad.config.FIELDS`.
+``--help`` formatting, which changes between click releases: the reference reads the same under
+every click the declared range allows. The connection and output options that most commands
+share are listed once, under the top-level command, and named by group elsewhere; the config
+file's settings follow as a table built from :data:`weavenomad.config.FIELDS`.
 
 The README holds the text between :data:`BEGIN` and :data:`END`; ``scripts/render-docs`` runs
 ``python -m weavenomad.cli.reference --write README.md`` and ``tests/unit/test_docs.py`` checks
 that the README is current. This is deliberately not a ``weavenomad`` subcommand: one would
-change the reference it generates. Pure except :func:`main`.
-"""
+change the reference it generates. Pure except :func:`main`."""
 
 from __future__ import annotations
 
