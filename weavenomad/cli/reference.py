@@ -11,7 +11,8 @@ file's settings follow as a table built from :data:`weavenomad.config.FIELDS`.
 The README holds the text between :data:`BEGIN` and :data:`END`; ``scripts/render-docs`` runs
 ``python -m weavenomad.cli.reference --write README.md`` and ``tests/unit/test_docs.py`` checks
 that the README is current. This is deliberately not a ``weavenomad`` subcommand: one would
-change the reference it generates. Pure except :func:`main`."""
+change the reference it generates. Pure except :func:`main`.
+"""
 
 from __future__ import annotations
 
@@ -132,14 +133,16 @@ def _choices(param: click.Parameter) -> str | None:
 
 
 def _argument_metavar(param: click.Argument) -> str:
-    """``NAME``, ``[NAME]`` when optional, ``NAME...`` when it takes many, ``{a|b}`` for a
-    required choice."""
+    """``NAME``, ``[NAME]`` when optional, ``NAME...`` when it takes many; a choice is
+    ``{a|b}``, or ``[a|b]`` when optional."""
     choices = _choices(param)
-    metavar = param.metavar or (f"{{{choices}}}" if choices and param.required else None)
-    if metavar is None:
-        metavar = f"[{choices}]" if choices else (param.name or "").upper()
-        if not param.required:
-            metavar = f"[{metavar}]"
+    if param.metavar:
+        metavar = param.metavar
+    elif choices:
+        metavar = f"{{{choices}}}" if param.required else f"[{choices}]"
+    else:
+        name = (param.name or "").upper()
+        metavar = name if param.required else f"[{name}]"
     return metavar + ("..." if param.nargs != 1 else "")
 
 
