@@ -52,10 +52,10 @@ def test_https_ca_and_client_cert_are_passed():
     consul, fake = api({"CONSUL_HTTP_ADDR": "consul.example:8501", "CONSUL_HTTP_SSL": "true",
                         "CONSUL_CACERT": "/ca.pem", "CONSUL_CLIENT_CERT": "/c.pem",
                         "CONSUL_CLIENT_KEY": "/k.pem"})
-    fake.add("GET", "/v1/status/leader", body='"10.0.0.1:8300"')
-    assert consul.status_leader() == "10.0.0.1:8300"
+    fake.add_recorded("consul-agent-services.json")
+    consul.agent_services()
     sent = fake.sent[0]
-    assert sent.url == "https://consul.example:8501/v1/status/leader"
+    assert sent.url == "https://consul.example:8501/v1/agent/services"
     assert sent.verify == "/ca.pem" and sent.cert == ("/c.pem", "/k.pem")
 
 
@@ -87,13 +87,6 @@ def test_blocking_health_query_waits_less_than_the_timeout():
     assert fake.sent[0].timeout > 5 + 5 / 16
 
 
-def test_catalog_lists_every_instance():
-    consul, fake = api()
-    fake.add_recorded("consul-catalog-service.json")
-    index, nodes = consul.catalog_service("httpbackend")
-    assert index == 35 and {n["ServiceAddress"] for n in nodes}
-
-
 def test_kv_get_decodes_the_value_and_keeps_the_modify_index():
     consul, fake = api()
     fake.add_recorded("consul-kv-get.json")
@@ -103,19 +96,6 @@ def test_kv_get_decodes_the_value_and_keeps_the_modify_index():
     assert consul.kv_get("weavenomad/missing") == (98, None)
 
 
-def test_kv_get_recurse_of_nothing_is_an_empty_list():
-    consul, fake = api()
-    fake.add("GET", "/v1/kv/weavenomad/tenants/", status=404, headers={"X-Consul-Index": "4"},
-             query={"recurse": "1"})
-    assert consul.kv_get("weavenomad/tenants/", recurse=True) == (4, [])
-
-
-def test_kv_keys():
-    consul, fake = api()
-    fake.add_recorded("consul-kv-keys.json")
-    assert consul.kv_keys("weavenomad/") == ["weavenomad/test"]
-
-
 def test_kv_put_with_cas_reports_a_lost_race_as_false():
     consul, fake = api()
     fake.add_recorded("consul-kv-put-cas-conflict.json")
@@ -123,12 +103,10 @@ def test_kv_put_with_cas_reports_a_lost_race_as_false():
     assert fake.sent[0].query == {"cas": ["1"]} and fake.sent[0].body == b"v"
 
 
-def test_kv_put_and_delete_succeed():
+def test_kv_put_succeeds():
     consul, fake = api()
     fake.add("PUT", "/v1/kv/weavenomad/a", body="true", query={"cas": "0"})
-    fake.add("DELETE", "/v1/kv/weavenomad/a", body="true", query={"cas": "9"})
     assert consul.kv_put("weavenomad/a", b"{}", cas=0) is True
-    assert consul.kv_delete("weavenomad/a", cas=9) is True
 
 
 def test_service_register_sends_the_definition_verbatim():
@@ -164,10 +142,10 @@ def test_ttl_of_an_unknown_check_is_not_found_not_a_server_error():
     assert not caught.value.temporary
 
 
-def test_ttl_states_and_note():
+def test_ttl_states():
     consul, fake = api()
-    fake.add("PUT", "/v1/agent/check/fail/mask", query={"note": "masked"})
-    consul.check_ttl("mask", "critical", note="masked")
+    fake.add("PUT", "/v1/agent/check/fail/mask")
+    consul.check_ttl("mask", "critical")
     with pytest.raises(ValueError):
         consul.check_ttl("mask", "maybe")
 
@@ -194,9 +172,9 @@ def test_denied_names_the_request_and_the_variable():
 
 def test_server_errors_are_temporary():
     consul, fake = api()
-    fake.add("GET", "/v1/catalog/service/web", status=500, body="No cluster leader")
+    fake.add("GET", "/v1/health/service/web", status=500, body="No cluster leader")
     with pytest.raises(BackendServerError) as caught:
-        consul.catalog_service("web")
+        consul.health_service("web")
     assert caught.value.temporary
 
 

@@ -76,11 +76,9 @@ def test_inspect_returns_the_engines_answer_with_the_timeout_set():
 def test_nomad_containers_filter_on_the_alloc_label():
     docker_api, fake = api()
     fake.add("GET", "/v1.41/containers/json", body=[{"Id": CONTAINER}])
-    assert docker_api.nomad_containers("496e93a7") == [{"Id": CONTAINER}]
     assert docker_api.nomad_containers() == [{"Id": CONTAINER}]
     filters = [json.loads(sent.query["filters"][0]) for sent in fake.sent]
-    assert filters == [{"label": ["com.hashicorp.nomad.alloc_id=496e93a7"]},
-                       {"label": ["com.hashicorp.nomad.alloc_id"]}]
+    assert filters == [{"label": ["com.hashicorp.nomad.alloc_id"]}]
     assert fake.sent[0].query["all"] == ["1"]
 
 
@@ -103,7 +101,7 @@ def test_missing_container_is_not_found():
 def test_unreachable_daemon_is_unavailable_even_during_version_negotiation():
     docker_api = DockerAPI({"base_url": f"tcp://127.0.0.1:{free_port()}", "timeout": 2})
     with pytest.raises(BackendUnavailable) as caught:
-        docker_api.ping()
+        docker_api.version()
     assert "cannot reach Docker at tcp://127.0.0.1:" in caught.value.one_line()
     assert "connection refused" in caught.value.one_line()
 
@@ -158,12 +156,11 @@ def test_events_stop_promptly_on_the_stop_event():
         server.close()
 
 
-def test_events_until_end_quietly_but_a_broken_stream_is_unavailable():
+def test_a_broken_event_stream_is_unavailable():
     server, closing = events_server(keep_open=False)
     try:
         docker_api = DockerAPI({"base_url": server.url.replace("http://", "tcp://"),
                                 "timeout": 5})
-        assert [e["id"] for e in docker_api.events(since=0, until=10)] == ["c1", "c2"]
         with pytest.raises(BackendUnavailable, match="closed the event stream"):
             list(docker_api.events())
     finally:

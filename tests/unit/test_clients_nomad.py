@@ -1,17 +1,8 @@
-import json
 import threading
 import time
 
 import pytest
-from test_clients_support import (
-    FakeAdapter,
-    StreamServer,
-    chunk,
-    fake_session,
-    recorded,
-    recorded_ndjson,
-    tls_files,
-)
+from test_clients_support import FakeAdapter, StreamServer, fake_session, recorded, tls_files
 
 from weavenomad.clients.nomad import NomadAPI, hcl_variables
 from weavenomad.config import build_settings
@@ -98,10 +89,10 @@ def test_missing_job_is_not_found_with_nomads_words():
 
 def test_unknown_endpoint_is_not_found():
     nomad, fake = api()
-    fake.add("GET", "/v1/allocation/x", status=404, body=recorded(
+    fake.add("GET", "/v1/node/x", status=404, body=recorded(
         "error-nomad-unknown-endpoint.json")["body"])
     with pytest.raises(BackendNotFound):
-        nomad.allocation("x")
+        nomad.node("x")
 
 
 def test_denied_request_hints_at_the_token_and_never_shows_it():
@@ -164,63 +155,10 @@ def test_register_with_check_index_enforces_it_and_maps_a_lost_race():
     assert caught.value.temporary
 
 
-def test_plan_and_deregister():
-    nomad, fake = api()
-    fake.add("POST", "/v1/job/web/plan", body={"Diff": {"Type": "Added"}})
-    fake.add("DELETE", "/v1/job/web", body={"EvalID": "e1"}, query={"purge": "true"})
-    assert nomad.plan_job({"ID": "web"})["Diff"]["Type"] == "Added"
-    assert fake.sent[0].json() == {"Job": {"ID": "web"}, "Diff": True}
-    assert nomad.deregister_job("web", purge=True) == {"EvalID": "e1"}
-
-
 def test_ids_are_quoted_into_one_path_segment():
     nomad, fake = api()
     fake.add("GET", "/v1/job/a%2Fb", body={"ID": "a/b"})
     assert nomad.job("a/b")["ID"] == "a/b"
-
-
-def test_event_stream_yields_frames_and_skips_heartbeats():
-    nomad, fake = api()
-    lines = recorded_ndjson("nomad-event-stream-allocation-job.ndjson").splitlines()
-    body = b"{}\n" + b"\n{}\n".join(lines) + b"\n"
-    fake.add("GET", "/v1/event/stream", body=body, query={"topic": None, "index": "64"})
-    stream = nomad.event_stream(["Allocation", "Job"], index=64)
-    frames = []
-    with pytest.raises(BackendUnavailable, match="closed the event stream"):
-        for frame in stream:
-            frames.append(frame)
-    assert [index for index, _ in frames] == [65, 65, 66, 68, 69, 70, 73, 74, 75, 76, 77, 78]
-    assert frames[2][1][0]["Type"] == "PlanResult"
-    assert fake.sent[0].query["topic"] == ["Allocation", "Job"]
-    assert fake.sent[0].stream is True
-
-
-def stream_forever(handler):
-    handler.send_response(200)
-    handler.send_header("Content-Type", "application/json")
-    handler.send_header("Transfer-Encoding", "chunked")
-    handler.end_headers()
-    chunk(handler, json.dumps({"Index": 7, "Events": [{"Topic": "Job"}]}).encode() + b"\n")
-    while not handler.server.closing.wait(0.05):
-        pass
-
-
-def test_event_stream_stops_promptly_on_the_stop_event():
-    server = StreamServer(stream_forever)
-    server.server.closing = threading.Event()
-    try:
-        nomad = NomadAPI(server.url, timeout=5)
-        stop = threading.Event()
-        started = time.monotonic()
-        frames = []
-        for frame in nomad.event_stream(["Job"], stop_event=stop):
-            frames.append(frame)
-            stop.set()
-        assert frames == [(7, [{"Topic": "Job"}])]
-        assert time.monotonic() - started < 3
-    finally:
-        server.server.closing.set()
-        server.close()
 
 
 def test_a_silent_server_times_out_as_unavailable():

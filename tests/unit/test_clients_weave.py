@@ -3,16 +3,9 @@ import time
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 
 import pytest
-from test_clients_support import FakeAdapter, fake_session, recorded
+from test_clients_support import FakeAdapter, fake_session
 
-from weavenomad.clients.weave import (
-    WeaveAPI,
-    WeaveCommand,
-    WeaveEndpoint,
-    parse_host_addresses,
-    parse_ps,
-    parse_version,
-)
+from weavenomad.clients.weave import WeaveAPI, WeaveCommand, parse_host_addresses, parse_version
 from weavenomad.config import build_settings
 from weavenomad.errors import BackendError, BackendRequestError, BackendUnavailable
 
@@ -23,29 +16,6 @@ def api():
     adapter = FakeAdapter()
     settings = build_settings({}, {"WEAVE_HTTP_ADDR": "127.0.0.1:6784"})
     return WeaveAPI.from_settings(settings, session=fake_session(adapter)), adapter
-
-
-def test_container_ips_default_subnet_finds_nothing_for_a_tenant_container():
-    weave, fake = api()
-    fake.add_recorded("weave-ip-container-default-subnet.json")
-    assert weave.container_ips(CONTAINER) == []
-    assert fake.sent[0].url == f"http://127.0.0.1:6784/ip/{CONTAINER}"
-    assert fake.sent[0].timeout == 10.0
-
-
-def test_container_ips_in_a_subnet():
-    weave, fake = api()
-    fake.add_recorded("weave-ip-container-in-subnet.json")
-    assert weave.container_ips(CONTAINER, "10.32.1.0/24") == [IPv4Interface("10.32.1.1/24")]
-    assert weave.container_ips(CONTAINER, IPv4Network("10.32.1.0/24")) == [
-        IPv4Interface("10.32.1.1/24")]
-
-
-def test_several_addresses_are_space_separated():
-    weave, fake = api()
-    fake.add("GET", "/ip/c1", body="10.32.0.5/24 10.32.0.6/24")
-    assert weave.container_ips("c1") == [IPv4Interface("10.32.0.5/24"),
-                                         IPv4Interface("10.32.0.6/24")]
 
 
 def test_owned_lists_every_address_by_container():
@@ -73,11 +43,10 @@ def test_report_without_json_accept_is_a_request_error():
         weave.report()
 
 
-def test_texts_subnet_and_proxy_addresses():
+def test_default_subnet_and_proxy_addresses():
     weave, fake = api()
-    for name in ("weave-status.json", "weave-ipinfo-defaultsubnet.json", "weave-proxyaddrs.json"):
+    for name in ("weave-ipinfo-defaultsubnet.json", "weave-proxyaddrs.json"):
         fake.add_recorded(name)
-    assert weave.status_text() == recorded("weave-status.json")["body"]
     assert weave.default_subnet() == IPv4Network("10.32.0.0/24")
     assert weave.proxy_addrs() == ["unix:///var/run/weave/weave.sock"]
 
@@ -99,15 +68,6 @@ def test_expose_subnet_allocates_for_the_host_then_exposes_that_address():
 
 
 def test_parsers():
-    ps = ("weave:expose 7a:c4:8b:a1:e6:ad 10.32.1.3/24 10.32.0.2/24\n"
-          "b07565b06c53 ae:e3:07:9c:8c:d4\n"
-          "e6542df8b707 ce:15:34:a9:b5:6d 10.32.1.1/24\n")
-    assert parse_ps(ps) == [
-        WeaveEndpoint("weave:expose", "7a:c4:8b:a1:e6:ad",
-                      (IPv4Interface("10.32.1.3/24"), IPv4Interface("10.32.0.2/24"))),
-        WeaveEndpoint("b07565b06c53", "ae:e3:07:9c:8c:d4", ()),
-        WeaveEndpoint("e6542df8b707", "ce:15:34:a9:b5:6d", (IPv4Interface("10.32.1.1/24"),)),
-    ]
     assert parse_host_addresses("10.32.0.2\n10.32.1.3/24\n") == [IPv4Address("10.32.0.2"),
                                                                  IPv4Address("10.32.1.3")]
     assert parse_version("weave script 2.8.1\nweave 2.8.1\n") == {"weave script": "2.8.1",
@@ -118,9 +78,7 @@ FAKE_WEAVE = """#!/bin/sh
 printf '%s\\n' "$*" >> "{log}"
 case "$1" in
   expose) echo 10.32.0.2; echo 10.32.1.3 ;;
-  ps) echo "weave:expose 7a:c4:8b:a1:e6:ad 10.32.0.2/24" ;;
   version) echo "weave script 2.8.1"; echo "weave 2.8.1" ;;
-  status) echo "        Service: router" ;;
   launch) echo 1a2b3c ;;
   hang) sleep 30 & exec sleep 30 ;;
   stop) echo "weave container is not present; have you launched it?" >&2; exit 1 ;;
@@ -157,10 +115,8 @@ def test_expose_returns_one_host_address_per_subnet(weave_command):
     assert calls(weave_command) == ["expose net:default net:10.32.1.0/24"]
 
 
-def test_ps_version_status(weave_command):
-    assert weave_command.ps()[0].container == "weave:expose"
+def test_version(weave_command):
     assert weave_command.version()["weave"] == "2.8.1"
-    assert "router" in weave_command.status()
 
 
 def test_failure_is_one_line_with_stderr(weave_command):

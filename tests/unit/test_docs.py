@@ -2,11 +2,13 @@
 picture was rendered from its current source, the first lines' commands exist, and every
 relative link resolves. No graphviz needed."""
 
+import difflib
 import hashlib
 import os
 import re
 from pathlib import Path
 
+import click
 import pytest
 
 from weavenomad.cli import reference
@@ -31,8 +33,62 @@ def readme() -> str:
 def test_command_reference_is_current(readme):
     current = reference.current_section(readme)
     assert current is not None, f"README.md lacks the {reference.BEGIN} / {reference.END} markers"
-    assert current == reference.generate().strip(), (
-        f"README.md's command reference is out of date: {RENDER}")
+    generated = reference.generate().strip()
+    changes = "".join(list(difflib.unified_diff(
+        current.splitlines(True), generated.splitlines(True), "README.md", "generated", n=0))[:40])
+    assert current == generated, (
+        f"README.md's command reference is out of date: {RENDER}\n{changes}")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def sample():
+    """A sample group.
+
+    \b
+    sample run --fast
+    """
+
+
+@sample.command(name="run")
+@click.argument("target")
+@click.argument("extra", nargs=-1, required=False)
+@click.option("--count", type=click.IntRange(1, 16), default=3, show_default=True,
+              help="How many   times,\n   at most 16.")
+@click.option("--every", type=click.FloatRange(min=1.0), metavar="SECONDS",
+              help="Seconds between <runs>.")
+@click.option("--fast/--slow", default=True, show_default=True, help="Speed.")
+@click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text",
+              show_default=True)
+@click.option("--label", multiple=True, help="A label (repeatable).")
+@click.option("--token", envvar="SAMPLE_TOKEN", required=True, help="The ``token``.")
+@click.option("--quiet", is_flag=True, help="Say less.")
+@click.option("--secret", hidden=True)
+def sample_run(**_):
+    """Run TARGET."""
+
+
+def test_reference_entries_come_from_what_the_options_declare():
+    """The layout is the reference's own, the same under every click release: spellings (short
+    first, a metavar or the type's name), help on one line, then the shown default, the range
+    and 'required' in one bracket, then the environment variable; the help option is only
+    listed for the top-level command, hidden options never."""
+    entries = list(reference.walk(sample, reference.context(sample, "weavenomad")))
+    top, run = (reference.render_entry(entry, ()) for entry in entries)
+    assert "```\nweavenomad [OPTIONS] COMMAND [ARGS]...\n```" in top
+    assert "```sh\nsample run --fast\n```" in top
+    assert "- `-h, --help`: Show this message and exit." in top
+    assert "Subcommands: [`run`](#weavenomad-run)." in top
+    assert run.split("Options:\n\n", 1)[1].splitlines()[:7] == [
+        "- `--count INTEGER RANGE`: How many times, at most 16. [default: 3; 1&lt;=x&lt;=16]",
+        "- `--every SECONDS`: Seconds between &lt;runs>. [x>=1.0]",
+        "- `--fast / --slow`: Speed. [default: fast]",
+        "- `-o, --output [text|json]`: [default: text]",
+        "- `--label TEXT`: A label (repeatable).",
+        "- `--token TEXT`: The `token`. [required] [env: SAMPLE_TOKEN]",
+        "- `--quiet`: Say less.",
+    ]
+    assert "```\nweavenomad run [OPTIONS] TARGET [EXTRA]...\n```" in run
+    assert "--help" not in run and "--secret" not in run
 
 
 def test_reference_covers_every_command():

@@ -5,11 +5,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from weavenomad.errors import ConflictError, ValidationError
-from weavenomad.tenancy.subnets import (
-    allocate_subnet,
-    check_tenant_subnet,
-    parse_subnet,
-)
+from weavenomad.tenancy.subnets import allocate_subnet, check_tenant_subnet
+from weavenomad.tenancy.weavecidr import parse_subnet
 
 RANGE = IPv4Network("10.32.0.0/16")
 DEFAULT = IPv4Network("10.32.0.0/24")

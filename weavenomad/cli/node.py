@@ -59,7 +59,8 @@ dry_run_option = click.option("--dry-run", is_flag=True,
               help="Another node's Weave peer address, HOST[:PORT] (repeatable) "
                    "[env WEAVENOMAD_PEERS; config bootstrap.peers].")
 @click.option("--ipalloc-range", metavar="CIDR",
-              help="Weave's allocation range [default: 10.32.0.0/16, as in the seed].")
+              help="Weave's allocation range, the same on every node; the default subnet and "
+                   "every tenant subnet lie inside it [default: 10.32.0.0/16].")
 @click.option("--default-subnet", metavar="CIDR",
               help="Weave's default subnet, inside the range [default: 10.32.0.0/24].")
 @nomad_config_option

@@ -1,5 +1,5 @@
-"""The Consul adapter: agent services and checks, catalog and health reads, KV with
-check-and-set, over py-consul.
+"""The Consul adapter: agent services and checks, health reads, KV reads and check-and-set
+writes, over py-consul.
 
 py-consul does the endpoint work (paths, parameters, decoding, ``(index, data)`` for blocking
 queries, a timeout that grows with the query's ``wait``). We give it our own transport, a
@@ -259,58 +259,37 @@ class ConsulAPI:
     def check_deregister(self, check_id: str) -> bool:
         return self.client.agent.check.deregister(check_id)
 
-    def check_ttl(self, check_id: str, status: str, note: str | None = None) -> None:
+    def check_ttl(self, check_id: str, status: str) -> None:
         """Set a TTL check to pass/warn/fail (or passing/warning/critical). A check the agent
         does not know raises :class:`BackendNotFound`."""
         state = _TTL_STATES.get(status)
         if state is None:
             raise ValueError(f"unknown TTL check status {status!r}")
         update = getattr(self.client.agent.check, f"ttl_{state}")
-        update(check_id, notes=note)
+        update(check_id)
 
-    # ---------------------------------------------------------------------------- catalog
-
-    def catalog_service(
-        self, name: str, tag: str | None = None, index: int | None = None,
-        wait: float | None = None,
-    ) -> tuple[int, list[dict]]:
-        found, data = self.client.catalog.service(name, tag=tag, **self._blocking_args(index, wait))
-        return int(found), data or []
+    # ---------------------------------------------------------------------------- health
 
     def health_service(
-        self, name: str, passing: bool = False, tag: str | None = None,
-        index: int | None = None, wait: float | None = None,
+        self, name: str, passing: bool = False, index: int | None = None,
+        wait: float | None = None,
     ) -> tuple[int, list[dict]]:
         found, data = self.client.health.service(
-            name, passing=passing, tag=tag, **self._blocking_args(index, wait)
+            name, passing=passing, **self._blocking_args(index, wait)
         )
         return int(found), data or []
-
-    def status_leader(self) -> str:
-        return self.client.status.leader()
 
     # ---------------------------------------------------------------------------- KV
 
     def kv_get(
-        self, key: str, recurse: bool = False, index: int | None = None,
-        wait: float | None = None,
+        self, key: str, index: int | None = None, wait: float | None = None
     ) -> tuple[int, Any]:
         """``(index, entry)``, entry being Consul's dict (``Value`` decoded to bytes,
-        ``ModifyIndex`` for check-and-set) or None when the key is missing; with ``recurse``
-        a list of entries (empty when nothing matches)."""
-        found, data = self.client.kv.get(key, recurse=recurse, **self._blocking_args(index, wait))
-        if recurse:
-            data = data or []
+        ``ModifyIndex`` for check-and-set) or None when the key is missing."""
+        found, data = self.client.kv.get(key, **self._blocking_args(index, wait))
         return int(found), data
-
-    def kv_keys(self, prefix: str) -> list[str]:
-        _, keys = self.client.kv.get(prefix, keys=True)
-        return keys or []
 
     def kv_put(self, key: str, value: str | bytes, cas: int | None = None) -> bool:
         """Write ``key``; with ``cas`` only if its ModifyIndex still equals it (0: only if it
         does not exist). False means the check-and-set lost: Consul answers 200 ``false``."""
         return bool(self.client.kv.put(key, value, cas=cas))
-
-    def kv_delete(self, key: str, recurse: bool = False, cas: int | None = None) -> bool:
-        return bool(self.client.kv.delete(key, recurse=recurse or None, cas=cas))

@@ -134,21 +134,16 @@ class DockerAPI:
 
     # ---------------------------------------------------------------------------- calls
 
-    def ping(self) -> bool:
-        with self.mapped():
-            return bool(self.sdk.api.ping())
-
     def version(self) -> dict:
         """``GET /version`` unversioned: ``Version``, ``ApiVersion``, ``MinAPIVersion`` …"""
         with self.mapped():
             return self.sdk.api.version(api_version=False)
 
-    def nomad_containers(self, alloc_id: str | None = None, all: bool = True) -> list[dict]:
-        """Summaries (``/containers/json``) of the containers Nomad started, or of one
-        allocation's; ``all`` includes stopped ones."""
-        label = f"{NOMAD_ALLOC_LABEL}={alloc_id}" if alloc_id else NOMAD_ALLOC_LABEL
+    def nomad_containers(self, all: bool = True) -> list[dict]:
+        """Summaries (``/containers/json``) of the containers Nomad started; ``all`` includes
+        stopped ones."""
         with self.mapped():
-            return self.sdk.api.containers(all=all, filters={"label": label})
+            return self.sdk.api.containers(all=all, filters={"label": NOMAD_ALLOC_LABEL})
 
     def inspect(self, container_id: str) -> dict:
         with self.mapped():
@@ -158,15 +153,14 @@ class DockerAPI:
         self,
         filters: Mapping[str, Any] | None = None,
         since: int | float | None = None,
-        until: int | float | None = None,
         stop_event: threading.Event | None = None,
     ) -> Iterator[dict]:
-        """Yield decoded events. Ends when ``until`` is reached or ``stop_event`` is set; a
-        stream the daemon breaks off raises :class:`BackendUnavailable` (resume with
-        ``since`` = the last event's ``time``)."""
+        """Yield decoded events until ``stop_event`` is set; a stream the daemon breaks off
+        raises :class:`BackendUnavailable` (resume with ``since`` = the last event's
+        ``time``)."""
         with self.mapped():
-            stream = self.sdk.api.events(since=since, until=until,
-                                         filters=dict(filters) if filters else None, decode=True)
+            stream = self.sdk.api.events(since=since, filters=dict(filters) if filters else None,
+                                         decode=True)
         with closed_on_stop(stop_event, stream.close):
             try:
                 for event in stream:
@@ -182,7 +176,7 @@ class DockerAPI:
                 raise error from None
             finally:
                 _close_quietly(stream)
-        if (stop_event is not None and stop_event.is_set()) or until is not None:
+        if stop_event is not None and stop_event.is_set():
             return
         raise BackendUnavailable(f"Docker at {self.backend.addr} closed the event stream",
                                  backend="docker", hint="resume with since = the last event time")

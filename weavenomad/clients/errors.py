@@ -326,18 +326,3 @@ def closed_on_stop(
         yield
     finally:
         finished.set()
-
-
-def shutdown_response(response) -> None:
-    """Wake a thread that is reading a streamed requests response, from another thread."""
-    import socket
-
-    connection = getattr(getattr(response, "raw", None), "connection", None)
-    sock = getattr(connection, "sock", None)
-    if sock is None:
-        response.close()
-        return
-    try:
-        sock.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass

@@ -1,12 +1,11 @@
-"""The Nomad adapter: the calls later features need, over python-nomad's transport.
+"""The Nomad adapter: the calls the product makes, over python-nomad's transport.
 
 Requests go through python-nomad's endpoint objects (``nomad.api.Job`` …), which build the URL,
 add ``namespace``/``region`` and send the token as ``X-Nomad-Token``. We construct them directly,
 not through ``nomad.Nomad``, because that class fills unset values from ``os.environ`` and
 defaults to ``verify=False``; our settings are already resolved and verify TLS by default. We use
 their raw ``request()`` rather than the convenience methods, because those drop the
-``X-Nomad-Index`` header that blocking queries need, and the library's event stream retries
-forever on a thread.
+``X-Nomad-Index`` header that blocking queries need.
 
 Blocking queries return ``(index, data)``; their ``wait`` is sent as a Go duration and the HTTP
 timeout is ``wait`` plus Nomad's jitter plus the normal timeout, so the client never gives up on
@@ -18,8 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
@@ -30,18 +28,14 @@ from nomad.api import exceptions as nomad_errors
 from weavenomad.clients.errors import (
     Backend,
     blocking_timeout,
-    closed_on_stop,
     error_for_exception,
     error_for_status,
     parse_index,
-    shutdown_response,
     summarize,
 )
 from weavenomad.errors import (
     BackendError,
     BackendRequestError,
-    BackendServerError,
-    BackendUnavailable,
     CasConflict,
     ValidationError,
 )
@@ -53,14 +47,12 @@ log = logging.getLogger(__name__)
 DEFAULT_WAIT = 30.0
 #: Nomad caps a blocking query's wait at 10 minutes
 MAX_WAIT = 600.0
-#: Nomad sends ``{}`` on an idle event stream every 10 s; silence beyond that means it is gone
-EVENT_HEARTBEAT = 10.0
 #: Nomad's prefix for a lost check-and-set on register (api/jobs.go RegisterEnforceIndexErrPrefix)
 ENFORCE_INDEX_PREFIX = "Enforcing job modify index"
 #: job validation failures come back as 500 with a hashicorp/go-multierror text
 _MULTIERROR = re.compile(r"^\d+ errors? occurred:")
 _VARIABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
-_NAMESPACED = {"job", "jobs", "allocation", "evaluation", "deployment", "event/stream"}
+_NAMESPACED = {"job", "jobs"}
 #: a job that parses only when ``Variables`` reach the evaluation (see parse_evaluates_variables)
 VARIABLES_PROBE_NAME = "weavenomad_probe"
 VARIABLES_PROBE = (f'variable "{VARIABLES_PROBE_NAME}" {{\n  type = string\n}}\n\n'
@@ -109,8 +101,7 @@ def nomad_error_for_status(
             body=text,
             hint="read the job again and resubmit",
         )
-    is_job_write = method == "POST" and (path == "/v1/jobs" or path.endswith("/plan"))
-    if status == 500 and is_job_write and _MULTIERROR.match(text):
+    if status == 500 and method == "POST" and path == "/v1/jobs" and _MULTIERROR.match(text):
         return BackendRequestError(
             f"Nomad rejected the job: {summarize(text)}",
             backend=backend.key,
@@ -176,9 +167,8 @@ class NomadAPI:
             address=self.addr, token=token, region=region, namespace=namespace, verify=verify,
             cert=cert or (), timeout=timeout, session=self.session,
         )
-        endpoints = (nomad_api.Agent, nomad_api.Nodes, nomad_api.Node, nomad_api.Allocation,
-                     nomad_api.Job, nomad_api.Jobs, nomad_api.Evaluation, nomad_api.Deployment,
-                     nomad_api.event.stream)
+        endpoints = (nomad_api.Agent, nomad_api.Nodes, nomad_api.Node, nomad_api.Job,
+                     nomad_api.Jobs)
         self._requesters = {cls.ENDPOINT: cls(**common) for cls in endpoints}
 
     @classmethod
@@ -199,8 +189,7 @@ class NomadAPI:
         method: str = "GET",
         params: Mapping[str, Any] | None = None,
         body: Any = None,
-        timeout: float | tuple[float, float] | None = None,
-        stream: bool = False,
+        timeout: float | None = None,
     ):
         quoted = [quote(str(part), safe="") for part in parts]
         path = "/v1/" + "/".join([endpoint, *quoted])
@@ -210,7 +199,7 @@ class NomadAPI:
         try:
             return self._requesters[endpoint].request(
                 *quoted, method=method.lower(), params=query, json=body, headers={},
-                timeout=timeout or self.timeout, stream=stream,
+                timeout=timeout or self.timeout,
             )
         except nomad_errors.BaseNomadException as exc:
             answer = exc.nomad_resp
@@ -237,8 +226,8 @@ class NomadAPI:
                 hint=f"check that {self.addr} is a Nomad agent",
             ) from None
 
-    def _get(self, endpoint: str, *parts: str, params: Mapping[str, Any] | None = None) -> Any:
-        return self._json(self._request(endpoint, *parts, params=params))
+    def _get(self, endpoint: str, *parts: str) -> Any:
+        return self._json(self._request(endpoint, *parts))
 
     def _blocking(
         self, endpoint: str, *parts: str, index: int | None, wait: float | None
@@ -272,11 +261,8 @@ class NomadAPI:
     ) -> tuple[int, list[dict]]:
         return self._blocking("node", node_id, "allocations", index=index, wait=wait)
 
-    def allocation(self, alloc_id: str) -> dict:
-        return self._get("allocation", alloc_id)
-
-    def jobs(self, prefix: str | None = None) -> list[dict]:
-        return self._get("jobs", params={"prefix": prefix})
+    def jobs(self) -> list[dict]:
+        return self._get("jobs")
 
     def job(self, job_id: str) -> dict:
         return self._get("job", job_id)
@@ -295,12 +281,6 @@ class NomadAPI:
         self, job_id: str, index: int | None = None, wait: float | None = None
     ) -> tuple[int, list[dict]]:
         return self._blocking("job", job_id, "deployments", index=index, wait=wait)
-
-    def evaluation(self, eval_id: str) -> dict:
-        return self._get("evaluation", eval_id)
-
-    def deployment(self, deployment_id: str) -> dict:
-        return self._get("deployment", deployment_id)
 
     # ---------------------------------------------------------------------------- jobs
 
@@ -344,11 +324,6 @@ class NomadAPI:
             return False
         return isinstance(job, dict) and job.get("Datacenters") == ["probe"]
 
-    def plan_job(self, job: Mapping[str, Any], diff: bool = True) -> dict:
-        return self._json(self._request(
-            "job", _job_id(job), "plan", method="POST", body={"Job": job, "Diff": diff}
-        ))
-
     def register_job(self, job: Mapping[str, Any], check_index: int | None = None) -> dict:
         """Submit ``job``; with ``check_index`` only if the job's JobModifyIndex still equals it
         (0: only if the job does not exist yet). A lost race raises :class:`CasConflict`."""
@@ -356,67 +331,3 @@ class NomadAPI:
         if check_index is not None:
             body.update(EnforceIndex=True, JobModifyIndex=check_index)
         return self._json(self._request("jobs", method="POST", body=body))
-
-    def deregister_job(self, job_id: str, purge: bool = False) -> dict:
-        params = {"purge": "true"} if purge else None
-        return self._json(self._request("job", job_id, method="DELETE", params=params))
-
-    # ---------------------------------------------------------------------------- events
-
-    def event_stream(
-        self,
-        topics: Sequence[str],
-        index: int = 0,
-        stop_event: threading.Event | None = None,
-    ) -> Iterator[tuple[int, list[dict]]]:
-        """Yield ``(index, events)`` per frame of ``/v1/event/stream`` (Nomad >= 1.0), skipping
-        heartbeats. Ends quietly when ``stop_event`` is set; a stream that breaks or falls
-        silent for longer than the heartbeat raises :class:`BackendUnavailable`, and the caller
-        resumes from the last index it saw."""
-        path = "/v1/event/stream"
-        read_timeout = EVENT_HEARTBEAT + self.timeout
-        response = self._request(
-            "event/stream", params={"index": index, "topic": list(topics)},
-            timeout=(self.timeout, read_timeout), stream=True,
-        )
-        with response, closed_on_stop(stop_event, lambda: shutdown_response(response)):
-            try:
-                for line in response.iter_lines():
-                    if stop_event is not None and stop_event.is_set():
-                        return
-                    frame = _decode_frame(line, path)
-                    if frame is not None:
-                        yield frame
-            except requests.RequestException as exc:
-                if stop_event is not None and stop_event.is_set():
-                    return
-                raise error_for_exception(self.backend, exc, "GET", path) from None
-            if stop_event is not None and stop_event.is_set():
-                return
-        raise BackendUnavailable(
-            f"Nomad at {self.addr} closed the event stream", backend="nomad",
-            hint="resume from the last index seen",
-        )
-
-
-def _decode_frame(line: bytes, path: str) -> tuple[int, list[dict]] | None:
-    if not line.strip():
-        return None
-    try:
-        frame = json.loads(line)
-    except ValueError:
-        raise BackendError(f"Nomad sent a line that is not JSON on {path}",
-                           backend="nomad", body=line[:500].decode("utf-8", "replace")) from None
-    if not frame:
-        return None  # heartbeat
-    if frame.get("Error"):
-        raise BackendServerError(f"Nomad's event stream failed: {summarize(str(frame['Error']))}",
-                                 backend="nomad")
-    return int(frame.get("Index", 0)), list(frame.get("Events") or [])
-
-
-def _job_id(job: Mapping[str, Any]) -> str:
-    job_id = job.get("ID")
-    if not job_id:
-        raise ValidationError("the job has no ID", hint="parse it with Nomad first")
-    return str(job_id)

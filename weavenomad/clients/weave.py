@@ -2,11 +2,9 @@
 (``WeaveCommand``).
 
 HTTP API facts (weave 2.8.1 ``ipam/http.go``, ``router/http.go``; recorded in
-``fixtures/recorded/weave-*.json``): ``GET /ip/<id>`` looks in the *default* subnet only and
-answers an empty body for a container addressed elsewhere; ``GET /ip/<id>/<net>/<len>`` looks in
-one subnet; both answer space-separated CIDRs. ``GET /ip`` lists every owned address as JSON,
-``GET /report`` answers JSON only with ``Accept: application/json``, ``POST /expose/<ip>/<len>``
-answers 204.
+``fixtures/recorded/weave-*.json``): ``POST /ip/<id>/<net>/<len>`` allocates in one subnet and
+answers space-separated CIDRs; ``GET /ip`` lists every owned address as JSON, ``GET /report``
+answers JSON only with ``Accept: application/json``, ``POST /expose/<ip>/<len>`` answers 204.
 """
 
 from __future__ import annotations
@@ -16,7 +14,6 @@ import re
 import signal
 import subprocess
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network, ip_interface, ip_network
 
 import requests
@@ -47,31 +44,9 @@ def weave_backend(settings) -> Backend:
     )
 
 
-@dataclass(frozen=True)
-class WeaveEndpoint:
-    """One line of ``weave ps``: a container (12-char ID, or ``weave:expose`` for the host)
-    with its MAC and Weave addresses."""
-
-    container: str
-    mac: str
-    addresses: tuple[IPv4Interface, ...]
-
-
 def parse_cidrs(text: str) -> list[IPv4Interface]:
     """Addresses as the HTTP API writes them: ``10.32.1.1/24 10.32.2.1/24`` or nothing. Pure."""
     return [IPv4Interface(token) for token in text.split()]
-
-
-def parse_ps(text: str) -> list[WeaveEndpoint]:
-    """Rows of ``weave ps``: ``<id> <mac> [<ip/len> ...]``. Pure."""
-    rows = []
-    for line in text.splitlines():
-        fields = line.split()
-        if len(fields) < 2:
-            continue
-        addresses = tuple(IPv4Interface(f) for f in fields[2:] if _ADDRESS.match(f))
-        rows.append(WeaveEndpoint(fields[0], fields[1], addresses))
-    return rows
 
 
 def parse_host_addresses(text: str) -> list[IPv4Address]:
@@ -136,16 +111,6 @@ class WeaveAPI:
     def _text(self, path: str) -> str:
         return self._request("GET", path).text
 
-    def container_ips(
-        self, container_id: str, subnet: str | IPv4Network | None = None
-    ) -> list[IPv4Interface]:
-        """The container's Weave addresses in ``subnet``, or in the default subnet."""
-        path = f"/ip/{container_id}"
-        if subnet is not None:
-            network = ip_network(subnet)
-            path += f"/{network.network_address}/{network.prefixlen}"
-        return parse_cidrs(self._text(path))
-
     def owned(self) -> dict[str, list[IPv4Interface]]:
         """Every address this peer's IPAM owns, by container ID (``weave:expose`` for the
         host)."""
@@ -157,9 +122,6 @@ class WeaveAPI:
 
     def report(self) -> dict:
         return self._json("/report", accept="application/json")
-
-    def status_text(self) -> str:
-        return self._text("/status")
 
     def default_subnet(self) -> IPv4Network:
         return IPv4Network(self._text("/ipinfo/defaultsubnet").strip())
@@ -285,19 +247,12 @@ class WeaveCommand:
         ipalloc_range: str | IPv4Network,
         default_subnet: str | IPv4Network,
         peers: Sequence[str] = (),
-        *,
-        no_default_ipalloc: bool = True,
-        no_dns: bool = True,
-        extra_args: Iterable[str] = (),
     ) -> str:
-        """Start the Weave peer (router and Docker API proxy)."""
-        args = ["launch"]
-        if no_dns:
-            args.append("--no-dns")
-        if no_default_ipalloc:
-            args.append("--no-default-ipalloc")
-        args += ["--ipalloc-range", str(ipalloc_range),
-                 "--ipalloc-default-subnet", str(default_subnet), *extra_args, *peers]
+        """Start the Weave peer (router and Docker API proxy) without WeaveDNS and without
+        default allocation: a container gets a Weave address only when it asks (WEAVE_CIDR)."""
+        args = ["launch", "--no-dns", "--no-default-ipalloc",
+                "--ipalloc-range", str(ipalloc_range),
+                "--ipalloc-default-subnet", str(default_subnet), *peers]
         return self.run(*args, timeout=self.launch_timeout)
 
     def expose(self, specs: Iterable[str | IPv4Network | IPv4Interface]) -> list[IPv4Address]:
@@ -307,12 +262,6 @@ class WeaveCommand:
 
     def hide(self, specs: Iterable[str | IPv4Network | IPv4Interface]) -> list[IPv4Address]:
         return parse_host_addresses(self.run("hide", *map(cidr_spec, specs)))
-
-    def status(self, *sub: str) -> str:
-        return self.run("status", *sub)
-
-    def ps(self, *containers: str) -> list[WeaveEndpoint]:
-        return parse_ps(self.run("ps", *containers))
 
     def version(self) -> dict[str, str]:
         return parse_version(self.run("version"))

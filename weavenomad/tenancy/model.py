@@ -21,7 +21,8 @@ from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Network
 
 from weavenomad.errors import ConflictError, NotFoundError, ValidationError
-from weavenomad.tenancy.subnets import allocate_subnet, check_tenant_subnet, parse_subnet
+from weavenomad.tenancy.subnets import allocate_subnet, check_tenant_subnet
+from weavenomad.tenancy.weavecidr import parse_subnet
 
 REGISTRY_VERSION = 1
 _TENANT_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")

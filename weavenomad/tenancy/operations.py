@@ -8,7 +8,7 @@ from weavenomad.errors import ConflictError, ValidationError
 from weavenomad.tenancy.contract import META_SUBNET, META_TENANT
 from weavenomad.tenancy.model import Cluster, Tenant
 from weavenomad.tenancy.registry import TenantRegistry
-from weavenomad.tenancy.subnets import parse_subnet
+from weavenomad.tenancy.weavecidr import parse_subnet
 
 #: allocation client states that still hold an address in the tenant's subnet
 LIVE_STATES = ("pending", "running")

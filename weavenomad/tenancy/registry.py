@@ -30,7 +30,8 @@ from weavenomad.tenancy.model import (
     plan_delete,
     plan_record_cluster,
 )
-from weavenomad.tenancy.subnets import check_tenant_subnet, parse_subnet
+from weavenomad.tenancy.subnets import check_tenant_subnet
+from weavenomad.tenancy.weavecidr import parse_subnet
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -1,4 +1,5 @@
-"""Pure subnet arithmetic for tenants: parse, validate and allocate subnets of the Weave range.
+"""Pure subnet arithmetic for tenants: validate and allocate subnets of the Weave range (parsing
+is weavecidr.parse_subnet, one parser for every CIDR).
 
 Rules (the tenant registry enforces them with these functions):
 - a tenant subnet lies inside the Weave allocation range;
@@ -13,7 +14,6 @@ from collections.abc import Iterable, Mapping
 from ipaddress import IPv4Network
 
 from weavenomad.errors import ConflictError, ValidationError
-from weavenomad.tenancy.weavecidr import parse_subnet  # noqa: F401  (one parser for every CIDR)
 
 #: smallest sensible tenant subnet: /30 leaves 2 usable addresses, Weave needs room to expose
 MAX_PREFIX_LEN = 30
