@@ -69,7 +69,10 @@ def plain(tmp_path_factory) -> PlainInstall:
     venv, env = work / "venv", _clean_env()
     steps = [
         [sys.executable, "-m", "venv", str(venv)],
-        [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", str(source)],
+        # the pinned versions, as scripts/install-deps takes them: the test is about which
+        # distributions come along, and must not change with a release made today
+        [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet",
+         "-c", str(ROOT / "constraints.txt"), str(source)],
     ]
     for argv in steps:
         done = subprocess.run(argv, cwd=work, env=env, capture_output=True, text=True,
