@@ -63,7 +63,7 @@ class WeaveDaemon:
         self.runtimes: dict[str, NodeRuntime] = {}
         self._stop = asyncio.Event()
         self._sweep_wake = asyncio.Event()
-        self._changes = asyncio.Lock()  # launch/reset/expose/hide one at a time
+        self.changes = asyncio.Lock()  # launch/reset/expose/hide one at a time
 
     # -- shared state -------------------------------------------------------------------------
 
@@ -235,7 +235,7 @@ class WeaveDaemon:
                 for name, rt in self.runtimes.items()
             }}
         if op in ("launch", "reset", "stop", "expose", "hide"):
-            async with self._changes:
+            async with self.changes:
                 if op == "launch":
                     rt = await self.launch(node, LaunchOptions.from_json(request["options"]))
                     return {"id": hashlib.sha256(rt.peer.name.encode()).hexdigest()}

@@ -331,9 +331,16 @@ class NodeRuntime:
             targets=list(self.options.peers),
             encryption=self.options.password,
             trusted_subnets=list(self.options.trusted_subnets),
-            expose=lambda address: plumbing.expose(self.net, address),
+            expose=self._expose_for_api,
             save=self.daemon.save_ipam,
         )
+
+    async def _expose_for_api(self, address) -> None:
+        # one change of the bridge at a time, with the weave command's expose and hide: the real
+        # script checks the bridge and adds an address within milliseconds, a window that
+        # the emulator's awaits would otherwise widen into a race real nodes do not see
+        async with self.daemon.changes:
+            await plumbing.expose(self.net, address)
 
     async def _api_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
         task = asyncio.current_task()
