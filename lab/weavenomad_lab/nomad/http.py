@@ -208,6 +208,23 @@ class NomadAPI:
                                          int(body.get("JobModifyIndex") or 0))  # fmt: skip
         return self._json(answer, request, answer["Index"], query=False)
 
+    def _plan(self, request: Request, job_id: str) -> Response:
+        """``command/agent/job_endpoint.go`` ``jobPlan``: the job must be given, with its ID,
+        and the ID must be the one in the path."""
+        self._methods(request, "PUT", "POST")
+        body = self._body(request)
+        job = body.get("Job") if isinstance(body, dict) else None
+        if not isinstance(job, dict):
+            raise NomadError(400, "Job must be specified")
+        if not job.get("ID"):
+            raise NomadError(400, "Job must have a valid ID")
+        if job["ID"] != job_id:
+            raise NomadError(400, "Job ID does not match")
+        if request.arg("namespace") and not job.get("Namespace"):
+            job["Namespace"] = request.arg("namespace")
+        answer = self.state.plan_job(job, bool(body.get("Diff")))
+        return self._json(answer, request, answer["Index"], query=False)
+
     def _parse(self, request: Request) -> Response:
         self._methods(request, "PUT", "POST")
         body = self._body(request)
@@ -228,6 +245,8 @@ class NomadAPI:
         key = (self._namespace(request), job_id)
         if sub == "" and request.method in ("PUT", "POST"):
             return self._register(request, job_id)
+        if sub == "plan":
+            return self._plan(request, job_id)
         if sub == "" and request.method == "DELETE":
             purge = request.arg("purge").lower() in ("1", "true", "t")
             answer = self.state.deregister_job(key[0], job_id, purge)
