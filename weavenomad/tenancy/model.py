@@ -81,8 +81,12 @@ class Registry:
         return next((t for t in self.tenants.values() if t.subnet == subnet), None)
 
 
+def is_tenant_name(name: str) -> bool:
+    return isinstance(name, str) and _TENANT_NAME.fullmatch(name) is not None
+
+
 def check_tenant_name(name: str) -> str:
-    if not isinstance(name, str) or not _TENANT_NAME.fullmatch(name):
+    if not is_tenant_name(name):
         raise ValidationError(
             f"invalid tenant name {name!r}: lowercase letters, digits and '-', at most 63, "
             "starting and ending with a letter or digit"
