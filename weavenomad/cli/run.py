@@ -107,7 +107,7 @@ RUN_VARIABLES = variable_options("An HCL2 job variable (repeatable).",
 
 
 def _run(jobfile, tenant_spec, variables, var_files, *, check_index=None, detach=False,
-         dry_run=False, timeout=600.0) -> None:
+         dry_run=False, timeout=600.0, verbose=False) -> None:
     from weavenomad.clients import nomad_client
     from weavenomad.errors import WeavenomadError
     from weavenomad.jobs import plan as plan_view
@@ -118,7 +118,8 @@ def _run(jobfile, tenant_spec, variables, var_files, *, check_index=None, detach
     try:
         options = submit.RunOptions(
             path=jobfile, tenant=tenant_spec, variables=variables, var_files=var_files,
-            check_index=check_index, detach=detach, dry_run=dry_run, timeout=timeout)
+            check_index=check_index, detach=detach, dry_run=dry_run, timeout=timeout,
+            verbose=verbose)
         printer = EventPrinter(app, bool(app.flags.get("json_output")))
         code = submit.run(nomad_client(app.settings), registry_for(app.settings), options,
                           printer)
@@ -175,9 +176,11 @@ def run(jobfile, tenant_spec, variables, var_files, check_index, detach, dry_run
 @click.command()
 @job_options
 @RUN_VARIABLES
+@click.option("-v", "--verbose", is_flag=True, help="Show the fields of added and deleted "
+              "jobs, groups and tasks too, as nomad job plan -verbose does.")
 @connection_options
 @output_options
-def plan(jobfile, tenant_spec, variables, var_files):
+def plan(jobfile, tenant_spec, variables, var_files, verbose):
     """Show what 'weavenomad run' would change, as 'nomad job plan' does; register nothing.
 
     Nomad's own plan endpoint dry-runs the job as the tenant transform leaves it: the diff
@@ -192,7 +195,7 @@ def plan(jobfile, tenant_spec, variables, var_files):
     replaced (in-place updates included), 1 some would, 255 error; 64 bad flags, 130
     interrupted.
     """
-    _run(jobfile, tenant_spec, variables, var_files, dry_run=True)
+    _run(jobfile, tenant_spec, variables, var_files, dry_run=True, verbose=verbose)
 
 
 @click.command()

@@ -245,7 +245,10 @@ def watch(
             report(Event("deployment", summary, tuple(fresh), PROGRESS, table))
         done = judge_deployment(deployment)
         if done is not None:
-            report(Event("deployment", summary, done.lines, RESULT, table))
+            style = "green" if done.exit_code == ExitCode.OK else "red"
+            report(Event("deployment", summary, done.lines, RESULT, table,
+                         styler=lambda paint, lines=done.lines, style=style: tuple(
+                             paint(line, style) for line in lines)))
             return done.exit_code
         _check_deadline(deadline, stop, "deployment", outcome.deployment_id)
 

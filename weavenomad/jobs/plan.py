@@ -229,13 +229,27 @@ def dry_run_text(answer: Mapping, job_type: str = "service", paint: Paint = plai
     return "\n".join(lines).rstrip("\n")
 
 
+def transform_text(changes: Iterable[Change], tenant: str, paint: Paint = plain) -> str:
+    """What the tenant transform set in the job file (the diff shows it only where Nomad's
+    diff lists the field: edited jobs, groups and tasks)."""
+    changes = list(changes)
+    if not changes:
+        return ""
+    title = paint(f"Set by weavenomad for tenant {tenant}:", "bold")
+    return "\n".join([title, *(f"  {c.describe()}" for c in changes)])
+
+
 def plan_text(answer: Mapping, changes: Iterable[Change] = (), *, job_type: str = "service",
-              paint: Paint = plain, verbose: bool = False) -> str:
+              tenant: str = "", paint: Paint = plain, verbose: bool = False) -> str:
     """What ``weavenomad plan`` prints on stdout: the diff ("no changes" when the job and its
-    allocations would stay as they are), the scheduler's dry run, the job modify index."""
+    allocations would stay as they are), what the transform set, the scheduler's dry run, the
+    job modify index."""
+    changes = list(changes)
     parts = [diff_text(answer, changes, paint, verbose)]
     if unchanged(answer):
         parts.append(paint("no changes", "green"))
+    if tenant:
+        parts.append(transform_text(changes, tenant, paint))
     parts.append(paint("Scheduler dry-run:", "bold") + "\n" + dry_run_text(answer, job_type,
                                                                           paint))
     parts.append(paint(f"Job Modify Index: {int(answer.get('JobModifyIndex') or 0)}", "bold"))

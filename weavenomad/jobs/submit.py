@@ -31,6 +31,8 @@ class RunOptions:
     detach: bool = False
     dry_run: bool = False
     timeout: float = 600.0
+    #: a plan shows the fields of added and deleted parts too
+    verbose: bool = False
 
     def __post_init__(self) -> None:
         if not self.timeout > 0:  # also refuses NaN
@@ -150,8 +152,10 @@ class PlanResult:
                 "potentially invalid.")
 
     def text(self, paint: plan_view.Paint = plan_view.plain, verbose: bool = False) -> str:
+        target = self.prepared.target
         return plan_view.plan_text(self.answer, self.prepared.changes,
                                    job_type=str(self.prepared.job.get("Type") or "service"),
+                                   tenant=f"{target.label} ({target.subnet_text})",
                                    paint=paint, verbose=verbose)
 
     def to_json(self) -> dict:
@@ -190,8 +194,10 @@ def run(nomad, registry, options: RunOptions, report: Report) -> ExitCode | int:
         result = plan(nomad, registry, options)
         for warning in result.warnings():
             report(_warning(warning))
-        report(Event("plan", result.to_json(), tuple(result.text().splitlines()), RESULT,
-                     styler=lambda paint: tuple(result.text(paint).splitlines())))
+        verbose = options.verbose
+        report(Event("plan", result.to_json(), tuple(result.text(verbose=verbose).splitlines()),
+                     RESULT, styler=lambda paint: tuple(result.text(paint, verbose)
+                                                        .splitlines())))
         report(Event("hint", {}, tuple(result.submit_hint().splitlines()), HINT))
         return result.exit_code
     prepared = prepare(nomad, registry, options)

@@ -16,6 +16,7 @@ and why. Non-Docker tasks are left alone, with a warning.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,11 +39,13 @@ class Change:
     section: str | None = None
 
     def describe(self) -> str:
-        where = "" if self.group is None else f"group {self.group!r} task {self.task!r}: "
+        """``Env[WEAVE_CIDR] = "net:10.32.1.0/24"``, prefixed by its group and task."""
+        where = "" if self.group is None else (f"group {json.dumps(self.group)} task "
+                                               f"{json.dumps(self.task)}: ")
         name = f"{self.section} {self.field}" if self.section else self.field
         if self.new is None:
-            return f"{where}{name} {self.old!r} removed"
-        return f"{where}{name} = {self.new!r}"
+            return f"{where}{name} {json.dumps(self.old)} removed"
+        return f"{where}{name} = {json.dumps(self.new)}"
 
     def to_json(self) -> dict:
         return {"group": self.group, "task": self.task, "section": self.section,
