@@ -344,10 +344,10 @@ def up(
     """Bring the lab up (or complete it); returns its layout. ``name``/``nodes``/``security``
     None: the existing lab's, or the defaults for a new one (no ACLs, no TLS). ``say`` hears
     what each step waits for."""
+    if name is not None:  # bad input first: it needs nothing of the machine
+        validate_lab_name(name)
     check_root(_euid(euid), "up")
     check_commands(which)
-    if name is not None:
-        validate_lab_name(name)
     state_dir = Path(os.path.abspath(state_dir))
     parts = load_components(components)
     foreign = [] if (state_dir / "lab.json").exists() else _foreign_entries(state_dir)

@@ -171,6 +171,13 @@ def _print_traceback() -> None:
     click.echo(redaction.hide(traceback.format_exc().rstrip("\n")), err=True)
 
 
+def usage_line(exc: click.UsageError) -> str:
+    """click's usage error as one line: the problem, then where the command's flags are."""
+    message = " ".join(exc.format_message().split())
+    where = exc.ctx.command_path if exc.ctx is not None else "weavenomad"
+    return f"{message} (see '{where} --help')"
+
+
 def main(argv: list[str] | None = None, environ: dict[str, str] | None = None) -> None:
     """Entry point: run the command and turn every known failure into one line and an exit
     code from :class:`ExitCode`."""
@@ -193,7 +200,7 @@ def main(argv: list[str] | None = None, environ: dict[str, str] | None = None) -
         _print_error("interrupted", environ)
         sys.exit(ExitCode.INTERRUPTED)
     except click.UsageError as exc:
-        exc.show()
+        _print_error(usage_line(exc), environ)
         sys.exit(ExitCode.USAGE)
     except click.ClickException as exc:
         exc.show()

@@ -93,6 +93,9 @@ def parse_job(nomad, options: RunOptions) -> dict:
     the job instead (``nomad job run -output``, no server involved), or the run is refused.
     """
     text = read_text(options.path)
+    if not text.strip():
+        raise ValidationError(f"job file {options.path} is empty",
+                              hint='a job file holds a job "name" { ... } block')
     if options.path.endswith(".json"):
         return json_job(text, options.path)
     if not (options.variables or options.var_files):

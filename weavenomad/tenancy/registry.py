@@ -30,6 +30,7 @@ from weavenomad.tenancy.model import (
     plan_create,
     plan_delete,
     plan_record_cluster,
+    shown,
 )
 from weavenomad.tenancy.subnets import check_tenant_subnet
 from weavenomad.tenancy.weavecidr import parse_subnet
@@ -142,10 +143,6 @@ class TenantRegistry:
 SPEC_FORMS = "net:CIDR, net:default or a tenant name (weavenomad tenant list)"
 
 
-def _shown(spec: str, limit: int = 40) -> str:
-    return repr(spec if len(spec) <= limit else spec[:limit] + "…")
-
-
 def check_spec(spec: str, registry: Registry) -> None:
     """Refuse a ``--tenant`` that cannot be meant as given, saying what was probably meant: an
     empty one, a bare CIDR or address (``net:`` forgotten), or a name no tenant could have.
@@ -159,18 +156,18 @@ def check_spec(spec: str, registry: Registry) -> None:
         try:
             subnet = parse_subnet(bare, what="--tenant")
         except ValidationError:
-            raise ValidationError(f"--tenant {_shown(spec)} is not a tenant name",
+            raise ValidationError(f"--tenant {shown(spec)} is not a tenant name",
                                   hint="give a subnet as net:CIDR, such as net:10.32.1.0/24"
                                   ) from None
         owner = registry.owner_of(subnet)
         owned = f" (tenant {owner.name}'s subnet)" if owner else ""
-        raise ValidationError(f"--tenant {_shown(spec)} is not a tenant name",
+        raise ValidationError(f"--tenant {shown(spec)} is not a tenant name",
                               hint=f"did you mean net:{subnet}{owned}?")
     if not is_tenant_name(spec):
         lower = bare.lower()
         hint = f"did you mean {lower}?" if lower in registry.tenants else f"give {SPEC_FORMS}"
         raise ValidationError(
-            f"--tenant {_shown(spec)} is not a tenant name: names are lowercase letters, digits "
+            f"--tenant {shown(spec)} is not a tenant name: names are lowercase letters, digits "
             "and '-', at most 63 characters", hint=hint)
 
 
