@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import contextlib
 import io
-import shlex
 from pathlib import Path
 
 import pytest
+from job_headers import header_commands
 from weavenomad_lab.nomad import jobs as nomad_jobs
 from weavenomad_lab.nomad.jobspec import load_job_file
 
@@ -17,18 +17,6 @@ from weavenomad.cli import cli, main
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((ROOT / "jobs").glob("*.nomad"))
-
-
-def header_commands(path: Path) -> list[list[str]]:
-    """The commands a job file's header comment shows (``#   weavenomad …``), as argv."""
-    found = []
-    for line in path.read_text().splitlines():
-        if not line.startswith("#"):
-            break
-        text = line.lstrip("#").strip()
-        if text.startswith(("weavenomad ", "nomad ")):
-            found.append(shlex.split(text.split(" # ")[0], comments=False))
-    return found
 
 
 def test_every_example_shows_commands():
