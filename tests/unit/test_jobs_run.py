@@ -135,6 +135,9 @@ def test_dry_run_registers_nothing_and_prints_nomads_plan(registry):
     assert "task network resources have been deprecated" in lines[0]
     assert plan_event.data["plan"] == answer and plan_event.data["changes"] is True
     assert plan_event.data["job"]["Meta"]["weavenomad.tenant"] == "acme"
+    assert lines.events[-1].lines == (
+        "To register exactly this plan (refused if the job changed since):",
+        f"  weavenomad run --check-index 651 --tenant acme {options().path}")
 
 
 def test_bad_tenant_registers_nothing(registry):

@@ -143,16 +143,13 @@ class PlanResult:
         return [*self.prepared.warnings, *(f"Nomad: {line}" for line in nomad)]
 
     def submit_hint(self) -> str:
-        """How to register exactly what was planned (``nomad job plan``'s -check-index hint)."""
+        """How to register exactly what was planned (``nomad job plan``'s -check-index hint):
+        Nomad refuses it if someone changed the job since the plan."""
         index = int(self.answer.get("JobModifyIndex") or 0)
         argv = ["weavenomad", "run", "--check-index", str(index), "--tenant",
                 self.options.tenant, *_variable_args(self.options), self.options.path]
-        return ("To submit the job with version verification run:\n\n"
-                f"{shlex.join(argv)}\n\n"
-                "When running the job with the check-index flag, the job will only be run if "
-                "the\njob modify index given matches the server-side version. If the index "
-                "has\nchanged, another user has modified the job and the plan's results are\n"
-                "potentially invalid.")
+        return ("To register exactly this plan (refused if the job changed since):\n"
+                f"  {shlex.join(argv)}")
 
     def text(self, paint: plan_view.Paint = plan_view.plain, verbose: bool = False) -> str:
         target = self.prepared.target
