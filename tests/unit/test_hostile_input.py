@@ -14,15 +14,14 @@ import io
 import json
 import shutil
 import tempfile
-import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from ipaddress import IPv4Network
 from pathlib import Path
 
 import pytest
 import test_jobs_run
 from fakes import FakeKV
+from test_secrets_output import EchoServer
 
 from weavenomad.cli import main
 from weavenomad.errors import ExitCode
@@ -36,34 +35,13 @@ LONG = "a" * 5000
 USAGE, ERROR, OK = ExitCode.USAGE, ExitCode.ERROR, ExitCode.OK
 
 
-class Refusing(BaseHTTPRequestHandler):
-    """An agent that knows no token: 403 with the text Nomad and Consul answer."""
-
-    def _answer(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        if length:
-            self.rfile.read(length)
-        body = b"ACL token not found"
-        self.send_response(403)
-        self.send_header("Content-Type", "text/plain")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    do_GET = do_PUT = do_POST = do_DELETE = _answer
-
-    def log_message(self, *args) -> None:
-        pass
-
-
 @pytest.fixture(scope="module")
 def refusing():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Refusing)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    """An agent that knows no token: 403 "ACL token not found", as Nomad and Consul answer
+    (the echo of the request's headers, token included, must come out redacted)."""
+    server = EchoServer(403, "ACL token not found")
+    yield server.url
+    server.close()
 
 
 @pytest.fixture(scope="module")
@@ -278,7 +256,7 @@ def one_error_line(err: str) -> str:
              if line and not line.startswith(("warning: ", "weavenomad: warning: "))]
     assert len(lines) == 1, err
     assert lines[0].startswith("weavenomad: error: "), err
-    assert len(lines[0]) < 500, lines[0]
+    assert len(lines[0]) < 500 and "wrong-token" not in lines[0], lines[0]
     return lines[0]
 
 

@@ -162,17 +162,24 @@ def _hash(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
 
 
-def primitive_object_set_diff(old: list | None, new: list | None, name: str,
-                              contextual: bool) -> list[dict]:
-    """``primitiveObjectSetDiff``: objects matched by their whole content; a changed one is
-    one deleted and one added object."""
+def _present(diffs: list[dict | None]) -> list[dict]:
+    return [d for d in diffs if d is not None]
+
+
+def _content_set_diffs(old: list | None, new: list | None, diff) -> list[dict]:
+    """Nomad's set diffs by hash (``primitiveObjectSetDiff``, ``networkResourceDiffs``):
+    entries matched by their whole content, so a changed one is one deleted and one added."""
     old_set = {_hash(o): o for o in old or []}
     new_set = {_hash(n): n for n in new or []}
-    diffs = [primitive_object_diff(o, None, name, contextual)
-             for key, o in old_set.items() if key not in new_set]
-    diffs += [primitive_object_diff(None, n, name, contextual)
-              for key, n in new_set.items() if key not in old_set]
-    return _sorted([d for d in diffs if d is not None])
+    diffs = [diff(o, None) for key, o in old_set.items() if key not in new_set]
+    diffs += [diff(None, n) for key, n in new_set.items() if key not in old_set]
+    return _sorted(_present(diffs))
+
+
+def primitive_object_set_diff(old: list | None, new: list | None, name: str,
+                              contextual: bool) -> list[dict]:
+    return _content_set_diffs(old, new,
+                              lambda o, n: primitive_object_diff(o, n, name, contextual))
 
 
 def string_set_diff(old: list | None, new: list | None, name: str,
@@ -243,28 +250,18 @@ def network_diff(old: dict | None, new: dict | None, contextual: bool) -> dict |
 
 
 def network_diffs(old: list | None, new: list | None, contextual: bool) -> list[dict]:
-    """``networkResourceDiffs``: networks matched by content (a changed one is deleted and
-    added)."""
-    old_set = {_hash(o): o for o in old or []}
-    new_set = {_hash(n): n for n in new or []}
-    diffs = [network_diff(o, None, contextual) for k, o in old_set.items() if k not in new_set]
-    diffs += [network_diff(None, n, contextual) for k, n in new_set.items() if k not in old_set]
-    return _sorted([d for d in diffs if d is not None])
+    return _content_set_diffs(old, new, lambda o, n: network_diff(o, n, contextual))
 
 
 def check_diff(old: dict | None, new: dict | None, contextual: bool) -> dict | None:
     if old == new:
         return None
     fields = field_diffs(primitive_flat(old), primitive_flat(new), contextual)
-    objects = []
-    header = _map_object_diff((old or {}).get("Header"), (new or {}).get("Header"), "Header",
-                              contextual)
-    if header is not None:
-        objects.append(header)
-    restart = primitive_object_diff((old or {}).get("CheckRestart"),
-                                    (new or {}).get("CheckRestart"), "CheckRestart", contextual)
-    if restart is not None:
-        objects.append(restart)
+    before, after = old or {}, new or {}
+    objects = _present([
+        _map_object_diff(before.get("Header"), after.get("Header"), "Header", contextual),
+        primitive_object_diff(before.get("CheckRestart"), after.get("CheckRestart"),
+                              "CheckRestart", contextual)])
     return _object(_kind(old, new), "Check", fields, objects)
 
 
@@ -273,24 +270,20 @@ def _by_name_diffs(old: list | None, new: list | None, diff) -> list[dict]:
     new_map = {n.get("Name"): n for n in new or []}
     diffs = [diff(o, new_map.get(name)) for name, o in old_map.items()]
     diffs += [diff(None, n) for name, n in new_map.items() if name not in old_map]
-    return _sorted([d for d in diffs if d is not None])
+    return _sorted(_present(diffs))
 
 
 def service_diff(old: dict | None, new: dict | None, contextual: bool) -> dict | None:
     if old == new:
         return None
     fields = field_diffs(primitive_flat(old), primitive_flat(new), contextual)
-    objects = []
-    for key in ("CanaryTags", "Tags"):
-        tags = string_set_diff((old or {}).get(key), (new or {}).get(key), key, contextual)
-        if tags is not None:
-            objects.append(tags)
-    objects += _by_name_diffs((old or {}).get("Checks"), (new or {}).get("Checks"),
+    before, after = old or {}, new or {}
+    objects = _present([string_set_diff(before.get(key), after.get(key), key, contextual)
+                        for key in ("CanaryTags", "Tags")])
+    objects += _by_name_diffs(before.get("Checks"), after.get("Checks"),
                               lambda o, n: check_diff(o, n, contextual))
-    connect = _map_object_diff((old or {}).get("Connect"), (new or {}).get("Connect"),
-                               "ConsulConnect", contextual)
-    if connect is not None:
-        objects.append(connect)
+    objects += _present([_map_object_diff(before.get("Connect"), after.get("Connect"),
+                                           "ConsulConnect", contextual)])
     return _object(_kind(old, new), "Service", fields, objects)
 
 
@@ -322,28 +315,21 @@ def task_diff(old: dict | None, new: dict | None, contextual: bool) -> dict:
                                          "Constraint", contextual)
     objects += primitive_object_set_diff(before.get("Affinities"), after.get("Affinities"),
                                          "Affinity", contextual)
-    for diff in (_map_object_diff(before.get("Config"), after.get("Config"), "Config",
-                                  contextual),
-                 resources_diff(before.get("Resources"), after.get("Resources"), contextual),
-                 primitive_object_diff(before.get("LogConfig"), after.get("LogConfig"),
-                                       "LogConfig", contextual),
-                 primitive_object_diff(before.get("DispatchPayload"),
-                                       after.get("DispatchPayload"), "DispatchPayload",
-                                       contextual)):
-        if diff is not None:
-            objects.append(diff)
+    objects += _present([
+        _map_object_diff(before.get("Config"), after.get("Config"), "Config", contextual),
+        resources_diff(before.get("Resources"), after.get("Resources"), contextual),
+        *(primitive_object_diff(before.get(key), after.get(key), key, contextual)
+          for key in ("LogConfig", "DispatchPayload"))])
     objects += primitive_object_set_diff(before.get("Artifacts"), after.get("Artifacts"),
                                          "Artifact", contextual)
     objects += service_diffs(before.get("Services"), after.get("Services"), contextual)
-    vault = primitive_object_diff(before.get("Vault"), after.get("Vault"), "Vault", contextual)
-    if vault is not None:
-        objects.append(vault)
+    objects += _present([primitive_object_diff(before.get("Vault"), after.get("Vault"),
+                                               "Vault", contextual)])
     objects += primitive_object_set_diff(before.get("Templates"), after.get("Templates"),
                                          "Template", contextual)
-    lifecycle = primitive_object_diff(before.get("Lifecycle"), after.get("Lifecycle"),
-                                      "Lifecycle", contextual)
-    if lifecycle is not None:
-        objects.append(lifecycle)
+    objects += _present([primitive_object_diff(before.get("Lifecycle"),
+                                               after.get("Lifecycle"), "Lifecycle",
+                                               contextual)])
     return {"Type": kind, "Name": after.get("Name") or before.get("Name") or "",
             "Fields": fields or None, "Objects": objects or None, "Annotations": None}
 
@@ -356,11 +342,10 @@ def group_diff(old: dict | None, new: dict | None, contextual: bool) -> dict:
     for key, name in (("Constraints", "Constraint"), ("Affinities", "Affinity"),
                       ("Spreads", "Spread")):
         objects += primitive_object_set_diff(before.get(key), after.get(key), name, contextual)
-    for key, skip in (("RestartPolicy", ()), ("ReschedulePolicy", ()), ("EphemeralDisk", ()),
-                      ("Update", ("Stagger",))):
-        diff = primitive_object_diff(before.get(key), after.get(key), key, contextual, skip)
-        if diff is not None:
-            objects.append(diff)
+    objects += _present([primitive_object_diff(before.get(key), after.get(key), key,
+                                               contextual, skip)
+                         for key, skip in (("RestartPolicy", ()), ("ReschedulePolicy", ()),
+                                           ("EphemeralDisk", ()), ("Update", ("Stagger",)))])
     objects += network_diffs(before.get("Networks"), after.get("Networks"), contextual)
     objects += service_diffs(before.get("Services"), after.get("Services"), contextual)
     tasks = _matched(before.get("Tasks"), after.get("Tasks"),
@@ -393,10 +378,8 @@ def job_diff(old: dict | None, new: dict, contextual: bool = True) -> dict:
         objects += primitive_object_set_diff(before.get(key), new.get(key), name, contextual)
     groups = _matched(before.get("TaskGroups"), new.get("TaskGroups"),
                       lambda o, n: group_diff(o, n, contextual))
-    for key in ("Periodic", "ParameterizedJob"):
-        diff = primitive_object_diff(before.get(key), new.get(key), key, contextual)
-        if diff is not None:
-            objects.append(diff)
+    objects += _present([primitive_object_diff(before.get(key), new.get(key), key, contextual)
+                         for key in ("Periodic", "ParameterizedJob")])
     if kind == NONE and (any(f["Type"] != NONE for f in fields)
                          or any(o["Type"] != NONE for o in objects)
                          or any(g["Type"] != NONE for g in groups)):
