@@ -18,6 +18,7 @@ The config file is TOML, ``--config PATH`` or ``/etc/weavenomad/config.toml`` wh
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -483,8 +484,6 @@ def describe(settings: Settings) -> dict[str, Any]:
 
 
 def _toml_value(value: Any) -> str:
-    import json
-
     if value == "<set>":
         return value  # a masked secret: no TOML, on purpose
     if isinstance(value, bool):

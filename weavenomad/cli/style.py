@@ -34,6 +34,3 @@ def ansi(text: str, style: str) -> str:
 def painter(stream: TextIO, environ: Mapping[str, str]) -> Paint:
     return ansi if colour_on(stream, environ) else plain
 
-
-#: how a check's status word is painted (doctor, bootstrap's preflight)
-STATUS_STYLE = {"PASS": "green", "WARN": "yellow", "FAIL": "red", "ok": "green"}

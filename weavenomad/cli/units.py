@@ -63,18 +63,24 @@ def install_unit(render: Callable[[Sequence[str]], str], unit: str, *, install_c
                           f"{unit} was not written",
                           hint=f"start '{run_command}' with your service manager, or write "
                                "the file only with --no-enable")
-    target = Path(unit_dir) / unit
-    before = target.read_text() if target.is_file() else None
+    before = _current_text(Path(unit_dir) / unit)
     path = units.write_unit(Path(unit_dir), text, unit, install_command)
     if not no_enable:
         try:
             units.enable(unit, run_command, start=not no_start)
         except WeavenomadError as exc:
             _take_back(path, before)
-            raise type(exc)(f"{exc.message}; {path} was put back as it was",
-                            hint=exc.hint) from None
+            raise WeavenomadError(f"{exc.message}; {path} was put back as it was",
+                                  hint=exc.hint) from None
     state = "written" if no_enable else ("enabled" if no_start else "enabled and started")
     app.emit({"unit": str(path), "state": state}, lambda d: f"{d['unit']}: {d['state']}")
+
+
+def _current_text(path) -> str | None:
+    try:
+        return path.read_text()
+    except OSError:  # none yet (or unreadable: then write_unit says why)
+        return None
 
 
 def _take_back(path, before: str | None) -> None:
