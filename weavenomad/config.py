@@ -18,9 +18,11 @@ The config file is TOML, ``--config PATH`` or ``/etc/weavenomad/config.toml`` wh
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 from weavenomad.errors import ConfigError
@@ -154,6 +156,9 @@ class Settings:
     debug: bool = False
     #: the config file that was read, if any
     config_file: str | None = None
+    #: the values given by flag, environment or file, by ``section.name``, and where from
+    given: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     def secrets(self) -> list[str]:
         """Values that must never be printed (see :func:`weavenomad.errors.redact`)."""
@@ -234,43 +239,57 @@ class _Field:
     env: tuple[str, ...] = ()
     parse_env: Callable[[str], Any] = str
     parse_file: Callable[[Any], Any] = str
+    #: where the value in effect lives in :class:`Settings` (None: only in ``Settings.given``)
+    attr: str | None = None
+    secret: bool = False
 
 
 FIELDS: tuple[_Field, ...] = (
-    _Field("nomad.addr", "nomad_addr", ("NOMAD_ADDR",)),
-    _Field("nomad.token", "nomad_token", ("NOMAD_TOKEN",)),
-    _Field("nomad.region", None, ("NOMAD_REGION",)),
-    _Field("nomad.namespace", None, ("NOMAD_NAMESPACE",)),
-    _Field("nomad.cacert", None, ("NOMAD_CACERT",)),
-    _Field("nomad.client_cert", None, ("NOMAD_CLIENT_CERT",)),
-    _Field("nomad.client_key", None, ("NOMAD_CLIENT_KEY",)),
-    _Field("nomad.skip_verify", None, ("NOMAD_SKIP_VERIFY",), _bool, bool),
-    _Field("nomad.config", "nomad_config", ("WEAVENOMAD_NOMAD_CONFIG",)),
-    _Field("nomad.restart_command", None, ("WEAVENOMAD_NOMAD_RESTART_COMMAND",)),
-    _Field("consul.addr", "consul_addr", ("CONSUL_HTTP_ADDR",), _consul_addr),
-    _Field("consul.token", "consul_token", ("CONSUL_HTTP_TOKEN",)),
-    _Field("consul.datacenter", None, ()),
+    _Field("nomad.addr", "nomad_addr", ("NOMAD_ADDR",), attr="nomad.addr"),
+    _Field("nomad.token", "nomad_token", ("NOMAD_TOKEN",), attr="nomad.token", secret=True),
+    _Field("nomad.region", None, ("NOMAD_REGION",), attr="nomad.region"),
+    _Field("nomad.namespace", None, ("NOMAD_NAMESPACE",), attr="nomad.namespace"),
+    _Field("nomad.cacert", None, ("NOMAD_CACERT",), attr="nomad.tls.ca_cert"),
+    _Field("nomad.client_cert", None, ("NOMAD_CLIENT_CERT",), attr="nomad.tls.client_cert"),
+    _Field("nomad.client_key", None, ("NOMAD_CLIENT_KEY",), attr="nomad.tls.client_key"),
+    _Field("nomad.skip_verify", None, ("NOMAD_SKIP_VERIFY",), _bool, bool,
+           attr="nomad.tls.skip_verify"),
+    _Field("nomad.config", "nomad_config", ("WEAVENOMAD_NOMAD_CONFIG",),
+           attr="nomad.config_path"),
+    _Field("nomad.restart_command", None, ("WEAVENOMAD_NOMAD_RESTART_COMMAND",),
+           attr="nomad.restart_command"),
+    _Field("consul.addr", "consul_addr", ("CONSUL_HTTP_ADDR",), _consul_addr,
+           attr="consul.addr"),
+    _Field("consul.token", "consul_token", ("CONSUL_HTTP_TOKEN",), attr="consul.token",
+           secret=True),
+    _Field("consul.datacenter", None, (), attr="consul.datacenter"),
     _Field("consul.ssl", None, ("CONSUL_HTTP_SSL",), _bool, bool),
-    _Field("consul.cacert", None, ("CONSUL_CACERT",)),
-    _Field("consul.client_cert", None, ("CONSUL_CLIENT_CERT",)),
-    _Field("consul.client_key", None, ("CONSUL_CLIENT_KEY",)),
+    _Field("consul.cacert", None, ("CONSUL_CACERT",), attr="consul.tls.ca_cert"),
+    _Field("consul.client_cert", None, ("CONSUL_CLIENT_CERT",), attr="consul.tls.client_cert"),
+    _Field("consul.client_key", None, ("CONSUL_CLIENT_KEY",), attr="consul.tls.client_key"),
     # CONSUL_HTTP_SSL_VERIFY=false switches verification off, hence the negation
-    _Field("consul.skip_verify", None, ("CONSUL_HTTP_SSL_VERIFY",), _not, bool),
-    _Field("docker.host", "docker_host", ("DOCKER_HOST",)),
-    _Field("docker.tls_verify", None, ("DOCKER_TLS_VERIFY",), _bool, bool),
-    _Field("docker.cert_path", None, ("DOCKER_CERT_PATH",)),
-    _Field("weave.api", "weave_api", ("WEAVE_HTTP_ADDR",)),
-    _Field("weave.command", None, ()),
-    _Field("registry.kv_prefix", "kv_prefix", ("WEAVENOMAD_KV_PREFIX",), _kv_prefix, _kv_prefix),
-    _Field("http.timeout", "http_timeout", (), _positive_float, _positive_float),
-    _Field("bootstrap.peers", "peers", ("WEAVENOMAD_PEERS",), _words, _words),
-    _Field("bootstrap.ipalloc_range", "ipalloc_range", ()),
-    _Field("bootstrap.default_subnet", "default_subnet", ()),
-    _Field("reconciler.node_id", "node_id", ()),
-    _Field("reconciler.resync", "resync", (), _positive_float, _positive_float),
-    _Field("reconciler.metrics_addr", "metrics_addr", ()),
+    _Field("consul.skip_verify", None, ("CONSUL_HTTP_SSL_VERIFY",), _not, bool,
+           attr="consul.tls.skip_verify"),
+    _Field("docker.host", "docker_host", ("DOCKER_HOST",), attr="docker.host"),
+    _Field("docker.tls_verify", None, ("DOCKER_TLS_VERIFY",), _bool, bool,
+           attr="docker.tls_verify"),
+    _Field("docker.cert_path", None, ("DOCKER_CERT_PATH",), attr="docker.cert_path"),
+    _Field("weave.api", "weave_api", ("WEAVE_HTTP_ADDR",), attr="weave.api"),
+    _Field("weave.command", None, (), attr="weave.command"),
+    _Field("registry.kv_prefix", "kv_prefix", ("WEAVENOMAD_KV_PREFIX",), _kv_prefix, _kv_prefix,
+           attr="kv_prefix"),
+    _Field("http.timeout", "http_timeout", (), _positive_float, _positive_float,
+           attr="http_timeout"),
+    _Field("bootstrap.peers", "peers", ("WEAVENOMAD_PEERS",), _words, _words,
+           attr="bootstrap.peers"),
+    _Field("bootstrap.ipalloc_range", "ipalloc_range", (), attr="bootstrap.ipalloc_range"),
+    _Field("bootstrap.default_subnet", "default_subnet", (), attr="bootstrap.default_subnet"),
+    _Field("reconciler.node_id", "node_id", (), attr="reconciler.node_id"),
+    _Field("reconciler.resync", "resync", (), _positive_float, _positive_float,
+           attr="reconciler.resync"),
+    _Field("reconciler.metrics_addr", "metrics_addr", (), attr="reconciler.metrics_addr"),
     _Field("reconciler.log_format", "log_format", ("WEAVENOMAD_LOG_FORMAT",), _log_format,
-           _log_format),
+           _log_format, attr="reconciler.log_format"),
 )
 
 _FIELDS_BY_PATH = {f.path: f for f in FIELDS}
@@ -283,12 +302,16 @@ def _with_scheme(addr: str, secure: bool = False) -> str:
 
 
 def _resolve(
-    flags: Mapping[str, Any], environ: Mapping[str, str], file_values: Mapping[str, Any]
-) -> dict[str, Any]:
+    flags: Mapping[str, Any], environ: Mapping[str, str], file_values: Mapping[str, Any],
+    config_file: str | None = None,
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """The values given, and where each came from (``flag --x``, ``env X``, ``file PATH``)."""
     resolved: dict[str, Any] = {}
+    sources: dict[str, str] = {}
     for spec in FIELDS:
         if spec.flag and flags.get(spec.flag) is not None:
             resolved[spec.path] = flags[spec.flag]
+            sources[spec.path] = f"flag --{spec.flag.replace('_', '-')}"
             continue
         env_name = next((name for name in spec.env if environ.get(name)), None)
         if env_name is not None:
@@ -296,10 +319,12 @@ def _resolve(
                 resolved[spec.path] = spec.parse_env(environ[env_name])
             except ValueError as exc:
                 raise ConfigError(f"environment variable {env_name}: {exc}") from None
+            sources[spec.path] = f"env {env_name}"
             continue
         if spec.path in file_values:
             resolved[spec.path] = file_values[spec.path]
-    return resolved
+            sources[spec.path] = f"file {config_file or 'config'}"
+    return resolved, sources
 
 
 def build_settings(
@@ -310,7 +335,7 @@ def build_settings(
     config_file: str | None = None,
 ) -> Settings:
     """Resolve every setting: flag > environment > config file > default. Pure."""
-    values = _resolve(flags, environ, file_values or {})
+    values, sources = _resolve(flags, environ, file_values or {}, config_file)
     get = values.get
     nomad = NomadSettings(
         addr=_with_scheme(get("nomad.addr", NomadSettings.addr)),
@@ -371,6 +396,8 @@ def build_settings(
         json_output=bool(flags.get("json_output") or False),
         debug=bool(flags.get("debug") or False),
         config_file=config_file,
+        given=MappingProxyType(values),
+        sources=MappingProxyType(sources),
     )
 
 
@@ -431,20 +458,60 @@ def setting_names() -> list[str]:
     return [spec.path for spec in FIELDS]
 
 
+def _effective(settings: Settings, spec: _Field) -> Any:
+    if spec.attr is None:
+        return settings.given.get(spec.path, False if spec.parse_env in (_bool, _not) else None)
+    value: Any = settings
+    for name in spec.attr.split("."):
+        value = getattr(value, name)
+    return list(value) if isinstance(value, tuple) else value
+
+
 def describe(settings: Settings) -> dict[str, Any]:
-    """A printable view of the settings with tokens replaced by a marker."""
+    """``config show``: every key the config file takes with the value in effect (tokens as
+    ``<set>``) and where it came from: a flag, the environment, the file, or the default."""
+    values: dict[str, dict[str, Any]] = {}
+    sources: dict[str, str] = {}
+    for spec in FIELDS:
+        section, name = spec.path.split(".", 1)
+        value = _effective(settings, spec)
+        if spec.secret:
+            value = "<set>" if value else None
+        values.setdefault(section, {})[name] = value
+        sources[spec.path] = settings.sources.get(spec.path) or (
+            "default" if value is not None else "not set")
+    return {"config_file": settings.config_file, "settings": values, "sources": sources}
 
-    def view(obj: Any) -> Any:
-        if hasattr(obj, "__dataclass_fields__"):
-            out = {}
-            for f in fields(obj):
-                if f.metadata.get("tuning"):
-                    continue
-                value = getattr(obj, f.name)
-                if f.name == "token":
-                    value = "<set>" if value else None
-                out[f.name] = view(value)
-            return out
-        return obj
 
-    return view(settings)
+def _toml_value(value: Any) -> str:
+    if value == "<set>":
+        return value  # a masked secret: no TOML, on purpose
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return f"{value:g}" if isinstance(value, float) else str(value)
+    return json.dumps(value, ensure_ascii=False)
+
+
+def describe_text(described: Mapping[str, Any]) -> str:
+    """:func:`describe` as TOML-like text: what a config file with these values would say,
+    each key with its source in a comment; keys without a value are commented out."""
+    rows: list[tuple[str, str]] = []
+    for section, keys in described["settings"].items():
+        rows.append((f"[{section}]", ""))
+        for name, value in keys.items():
+            source = described["sources"][f"{section}.{name}"]
+            if value is None:
+                spec = _FIELDS_BY_PATH[f"{section}.{name}"]
+                where = ", ".join(f"env {e}" for e in spec.env) or "config file only"
+                rows.append((f"# {name} =", f"not set ({where})"))
+            else:
+                rows.append((f"{name} = {_toml_value(value)}", source))
+        rows.append(("", ""))
+    width = max(len(key) for key, _ in rows)
+    file = described.get("config_file")
+    lines = ["# settings in effect (flag > env > config file > default); tokens are masked",
+             f"# config file: {file or 'none read'}", ""]
+    for key, note in rows[:-1]:
+        lines.append(f"{key:<{width}}  # {note}" if note else key)
+    return "\n".join(lines)

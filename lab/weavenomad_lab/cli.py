@@ -8,6 +8,7 @@ prints the answer. The heavy modules are imported inside the commands so ``--hel
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
@@ -79,18 +80,21 @@ def up(nodes: int | None, name: str | None, acl: bool, tls: bool, require_client
     security = None
     if acl or tls or require_client_cert:
         security = LabSecurity(acl=acl, tls=tls, verify_client=require_client_cert)
-    layout = core.up(_state_dir(state_dir), name, nodes, security=security)
+    app = app_context()
+    layout = core.up(_state_dir(state_dir), name, nodes, security=security, say=app.tell)
 
     def human(data: dict) -> str:
         lines = [f"lab {data['name']!r} is up: {len(data['nodes'])} node(s), "
                  f"state in {data['state_dir']}"]
         for node in data["nodes"]:
             lines.append(f"  {node['name']}  {node['host_ip']:<14} netns {node['netns']}")
-        lines.append(f"use a node from this shell: eval \"$(weavenomad lab env --node n1 "
-                     f"--state-dir {data['state_dir']})\"")
         return "\n".join(lines)
 
-    app_context().emit(layout.to_json(), human)
+    data = layout.to_json()
+    app.emit(data, human)
+    if not app.flags.get("json_output"):
+        app.tell(f"use a node from this shell: eval \"$(weavenomad lab env --node n1 "
+                 f"--state-dir {data['state_dir']})\"")
 
 
 @lab.command()
@@ -111,7 +115,8 @@ def down(state_dir: Path | None) -> None:
     app_context().emit({"removed": removed, "state_dir": str(where)}, human)
 
 
-def format_table(rows: list[dict]) -> str:
+def format_table(rows: list[dict], paint=None) -> str:
+    """The parts under a header row; ``paint(text, style)`` colours STATE on a terminal."""
     headers = ("PART", "NODE", "STATE", "ADDRESS", "DETAIL")
     cells = [
         (r["part"], r["node"] or "-", "ok" if r["healthy"] else "FAIL", r["address"] or "-",
@@ -120,8 +125,10 @@ def format_table(rows: list[dict]) -> str:
     ]
     widths = [max(len(str(c[i])) for c in [headers, *cells]) for i in range(len(headers) - 1)]
     lines = []
-    for row in [headers, *cells]:
+    for number, row in enumerate([headers, *cells]):
         padded = [str(value).ljust(width) for value, width in zip(row, widths, strict=False)]
+        if paint is not None and number:
+            padded[2] = paint(padded[2], "green" if row[2] == "ok" else "red")
         lines.append("  ".join([*padded, str(row[-1])]))
     return "\n".join(lines)
 
@@ -135,7 +142,8 @@ def status(state_dir: Path | None) -> None:
 
     _, parts = core.status(_state_dir(state_dir))
     rows = [part.to_json() for part in parts]
-    app_context().emit(rows, format_table)
+    app = app_context()
+    app.emit(rows, lambda data: format_table(data, app.paint_out))
     failing = [row for row in rows if not row["healthy"]]
     if failing:
         raise LabUnhealthy(f"{len(failing)} of {len(rows)} lab parts are not healthy",
@@ -228,9 +236,10 @@ def demo(keep: bool, state_dir: Path | None) -> None:
     answering with Weave addresses only, then proves isolation: same-tenant traffic passes,
     cross-tenant traffic fails. Exit code 0 only if every check held.
     """
+    from weavenomad.cli.style import painter
     from weavenomad_lab.demo import run_demo
     from weavenomad_lab.layout import default_state_dir
 
     state_dir = state_dir or default_state_dir().parent / "demo"
-    held = run_demo(state_dir, keep, click.echo)
+    held = run_demo(state_dir, keep, click.echo, painter(sys.stdout, app_context().environ))
     click.get_current_context().exit(0 if held else 1)

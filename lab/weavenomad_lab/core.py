@@ -295,11 +295,27 @@ def _claim(state_dir: Path, name: str | None, nodes: int | None,
     return layout
 
 
-def _start(layout: LabLayout, parts: Sequence[Component], fresh: bool) -> None:
+#: what ``lab up`` waits for in each component, for its progress lines
+WAITS_FOR = {
+    "network": "the network namespaces and the fabric's bridges",
+    "dockerd": "each node's dockerd to answer",
+    "image": "the bb:local image on each node",
+    "weave": "the Weave emulator's control socket",
+    "security": "the lab's tokens and certificates",
+    "consul": "each node's Consul agent to answer",
+    "nomad": "each node's Nomad agent to answer",
+}
+
+
+def _start(layout: LabLayout, parts: Sequence[Component], fresh: bool,
+           say: Callable[[str], None] | None = None) -> None:
     started: list[Component] = []
     try:
         for part in parts:
             started.append(part)  # before up(): a half-done up is rolled back too
+            if say is not None:
+                say(f"lab up: {part.name}: waiting for "
+                    f"{WAITS_FOR.get(part.name, 'it to start')}")
             part.up(layout)
     except BaseException as exc:
         if fresh:
@@ -323,13 +339,15 @@ def up(
     which: Callable[[str], str | None] = shutil.which,
     components: Sequence[str | Component] | None = None,
     security: LabSecurity | None = None,
+    say: Callable[[str], None] | None = None,
 ) -> LabLayout:
     """Bring the lab up (or complete it); returns its layout. ``name``/``nodes``/``security``
-    None: the existing lab's, or the defaults for a new one (no ACLs, no TLS)."""
+    None: the existing lab's, or the defaults for a new one (no ACLs, no TLS). ``say`` hears
+    what each step waits for."""
+    if name is not None:  # bad input first: it needs nothing of the machine
+        validate_lab_name(name)
     check_root(_euid(euid), "up")
     check_commands(which)
-    if name is not None:
-        validate_lab_name(name)
     state_dir = Path(os.path.abspath(state_dir))
     parts = load_components(components)
     foreign = [] if (state_dir / "lab.json").exists() else _foreign_entries(state_dir)
@@ -344,7 +362,7 @@ def up(
             if not (state_dir / "lab.json").exists():
                 fresh = True
             layout = _claim(state_dir, name, nodes, security)
-            _start(layout, parts, fresh)
+            _start(layout, parts, fresh, say)
             return layout
     except BaseException:
         if fresh:  # decided under the lock: nothing here belongs to anyone else

@@ -36,22 +36,28 @@ JOB_FILE = Path(__file__).resolve().parents[2] / "jobs" / "httpbackend.nomad"
 NOMAD_ALLOC_LABEL = "com.hashicorp.nomad.alloc_id"
 
 
+def _plain(text: str, _style: str) -> str:
+    return text
+
+
 @dataclass
 class Story:
-    """Narration and the tally of checks."""
+    """Narration and the tally of checks; ``paint(text, style)`` colours it on a terminal."""
 
     out: Callable[[str], None]
     failed: list[str] = field(default_factory=list)
     passed: int = 0
+    paint: Callable[[str, str], str] = _plain
 
     def chapter(self, title: str) -> None:
-        self.out(f"\n== {title}")
+        self.out("\n" + self.paint(f"== {title}", "bold"))
 
     def note(self, text: str) -> None:
         self.out(f"   {text}")
 
     def check(self, what: str, held: bool) -> bool:
-        self.out(f"   {'ok  ' if held else 'FAIL'}  {what}")
+        mark = self.paint("ok  ", "green") if held else self.paint("FAIL", "red")
+        self.out(f"   {mark}  {what}")
         if held:
             self.passed += 1
         else:
@@ -123,7 +129,7 @@ class Demo:
             jobs = self.tenants_and_jobs()
             weave_ips = self.weave_addresses(jobs)
             self.before(weave_ips)
-            self.after(weave_ips)
+            self.after(weave_ips, keep)
             self.isolation(jobs, weave_ips)
         except DemoStopped as stopped:
             self.story.note(f"stopped at: {stopped}")
@@ -148,9 +154,8 @@ class Demo:
         self.story.chapter("weavenomad bootstrap on every node, the other two as Weave peers")
         for node in self.lab.nodes:
             peers = [f"--peer={n.host_ip}" for n in self.lab.nodes if n is not node]
-            done = self.must(f"bootstrap {node.name}",
-                             self.weavenomad("bootstrap", *peers, node=node.name))
-            self.story.note(done.stdout.strip().splitlines()[-1] if done.stdout.strip() else "")
+            done = self.weavenomad("bootstrap", *peers, node=node.name)
+            self.must(f"bootstrap {node.name}: {_last_line(done.stdout) or 'no output'}", done)
         again = self.weavenomad("bootstrap", *[f"--peer={n.host_ip}" for n in self.lab.nodes[1:]],
                                 node=self.lab.nodes[0].name)
         self.story.check("a second bootstrap changes nothing",
@@ -160,9 +165,8 @@ class Demo:
         self.story.chapter(f"Tenants acme and globex, the {SERVICE} job in each")
         jobs = {}
         for tenant in TENANTS:
-            created = self.must(f"tenant create {tenant}",
-                                self.weavenomad("tenant", "create", tenant, node="n1"))
-            self.story.note(created.stdout.strip())
+            created = self.weavenomad("tenant", "create", tenant, node="n1")
+            self.must(_last_line(created.stdout) or f"tenant create {tenant}", created)
         for tenant in TENANTS:
             job_id = SERVICE if tenant == TENANTS[0] else f"{SERVICE}-{tenant}"
             path = self.state_dir / f"{job_id}.nomad"
@@ -192,7 +196,7 @@ class Demo:
         self.story.check("Consul advertises Docker-bridge addresses, not Weave ones (the bug)",
                          bool(entries) and not weave & {e["Service"]["Address"] for e in entries})
 
-    def after(self, weave_ips: dict) -> None:
+    def after(self, weave_ips: dict, keep: bool = False) -> None:
         self.story.chapter("weavenomad reconciler run on every node")
         for node in self.lab.nodes:
             log = open(self.state_dir / f"reconciler-{node.name}.log", "ab")  # noqa: SIM115
@@ -200,7 +204,8 @@ class Demo:
                     str(self.state_dir), node.name, "--", sys.executable, "-m", "weavenomad",
                     "reconciler", "run"]
             self.reconcilers.append(subprocess.Popen(argv, stdout=log, stderr=log))
-            self.story.note(f"started on {node.name} (log {log.name})")
+            # the logs live in the lab's state directory, which 'lab down' removes at the end
+            self.story.note(f"started on {node.name}" + (f" (log {log.name})" if keep else ""))
         wanted = {(str(a.ip), SERVICE_PORT) for addresses in weave_ips.values() for a in addresses}
 
         def answer():
@@ -282,6 +287,11 @@ class Demo:
         self.reconcilers.clear()
 
 
+def _last_line(text: str) -> str:
+    lines = text.strip().splitlines()
+    return lines[-1].strip() if lines else ""
+
+
 class DemoStopped(Exception):
     """A step whose result later steps need did not hold."""
 
@@ -297,9 +307,10 @@ def require_job_file(job_file: Path = JOB_FILE) -> Path:
     return job_file
 
 
-def run_demo(state_dir: Path, keep: bool, out: Callable[[str], None]) -> bool:
+def run_demo(state_dir: Path, keep: bool, out: Callable[[str], None],
+             paint: Callable[[str, str], str] = _plain) -> bool:
     require_job_file()
-    story = Story(out)
+    story = Story(out, paint=paint)
     demo = Demo(state_dir, story)
     held = demo.run(keep)
     demo.summary()

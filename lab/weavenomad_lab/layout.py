@@ -258,7 +258,7 @@ class LabLayout:
             if node.name == name or str(node.index) == name:
                 return node
         known = ", ".join(n.name for n in self.nodes)
-        raise LabError(f"no node {name!r} in lab {self.name!r} (nodes: {known})", hint="--node")
+        raise LabError(f"no node {name!r} in lab {self.name!r} (nodes: {known})")
 
     def namespaces(self) -> list[str]:
         return [n.netns for n in self.nodes] + [self.fabric_netns]

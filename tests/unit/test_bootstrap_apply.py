@@ -188,6 +188,26 @@ def test_verify_waits_until_nomad_answers_with_the_socket_and_a_healthy_driver()
     assert executor.run(st.VerifyNomad(WEAVE_SOCK)).note == "Docker driver healthy"
 
 
+def test_verify_says_what_it_waits_for_once_per_change():
+    nomad = FakeNomad([BackendUnavailable("down", backend="nomad"),
+                       BackendUnavailable("down", backend="nomad"), agent_self(DOCKER_SOCK),
+                       agent_self(WEAVE_SOCK)])
+    said = []
+    executor = Executor(FakeClients(nomad=nomad), said.append, verify_timeout=10,
+                        verify_every=0.01)
+    executor.run(st.VerifyNomad(WEAVE_SOCK))
+    assert said == [
+        "    waiting up to 10s for Nomad's Docker driver on the Weave proxy: down",
+        "    waiting up to 10s for Nomad's Docker driver on the Weave proxy: the agent uses "
+        f"Docker endpoint {DOCKER_SOCK}"]
+
+
+def test_the_restart_says_what_it_runs_and_how_long_it_may_take():
+    said = []
+    Executor(FakeClients(), said.append).run(st.RestartNomad(("true",)))
+    assert said == ["    waiting up to 180s for true"]
+
+
 def test_verify_gives_up_naming_what_is_wrong():
     executor = Executor(FakeClients(nomad=FakeNomad([agent_self(DOCKER_SOCK)])),
                         verify_timeout=0.05, verify_every=0.01)

@@ -223,3 +223,23 @@ def test_an_untrusted_certificate_gets_the_adapters_tls_fix():
     check = ck.check_agent("consul-agent", "the Consul agent", None, failure, "start Consul")
     assert check.detail.startswith("the Consul agent does not answer: TLS handshake")
     assert check.fix.startswith("set CONSUL_CACERT")
+
+
+def test_ports_are_not_called_free_while_weave_answers_from_elsewhere():
+    """Issue 17: doctor from the host of a lab node (or with WEAVE_HTTP_ADDR pointing away)
+    saw no listener on 6783/6784 and said they were free while Weave answered."""
+    check = ck.check_ports(set(), True)
+    assert check.status == ck.WARN and "free" not in check.detail
+    assert "another one" in check.detail and "Weave's node" in check.fix
+
+
+def test_check_lines_colour_the_status_words_only_when_asked():
+    from weavenomad.bootstrap.render import check_lines
+    from weavenomad.cli.style import ansi
+
+    checks = [ck.Check("ports", ck.PASS, "free"), ck.Check("kernel", ck.FAIL, "old", "upgrade")]
+    assert check_lines(checks) == ["PASS  ports   free", "FAIL  kernel  old",
+                                   "              fix: upgrade"]
+    coloured = check_lines(checks, "", ansi)
+    assert coloured[0] == "\033[32mPASS\033[0m  ports   free"
+    assert coloured[1].startswith("\033[31mFAIL\033[0m")

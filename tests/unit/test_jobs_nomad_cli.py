@@ -148,8 +148,8 @@ def test_run_with_variables_on_nomad_10_evaluates_them_with_the_nomad_cli(stub, 
     var_file.write_text('image = "bb:2"\n')
     nomad, adapter = nomad_10()
     options = run_options(variables={"image": "bb:2", "x": "a=b"}, var_files=[str(var_file)])
-    lines = []
-    assert run(nomad, registry, options, lines.append) == ExitCode.OK
+    lines = test_jobs_run.Lines()
+    assert run(nomad, registry, options, lines) == ExitCode.OK
     assert stub.argv == ["job", "run", "-output", "-var", "image=bb:2", "-var", "x=a=b",
                          "-var-file", str(var_file), str(JOB)]
     (registered,) = sent(adapter, "/v1/jobs")
@@ -168,7 +168,7 @@ def test_run_with_variables_on_nomad_10_without_a_cli_registers_nothing(no_cli, 
         flags = {"var_files": [str(tmp_path / "vars.hcl")]}
     nomad, adapter = nomad_10()
     with pytest.raises(ValidationError) as caught:
-        run(nomad, registry, run_options(**flags), [].append)
+        run(nomad, registry, run_options(**flags), test_jobs_run.Lines())
     assert caught.value.one_line() == (
         f"{flag}: this Nomad's /v1/jobs/parse ignores job variables (Nomad 1.0 does), and there "
         "is no nomad CLI on PATH to evaluate them (install the nomad CLI (any version from 1.0; "
@@ -179,18 +179,22 @@ def test_run_with_variables_on_nomad_10_without_a_cli_registers_nothing(no_cli, 
 def test_run_names_an_unreadable_variable_file_before_asking_nomad(no_cli, registry):
     nomad, adapter = nomad_10()
     with pytest.raises(ValidationError, match="cannot read variable file /nonexistent.hcl"):
-        run(nomad, registry, run_options(var_files=["/nonexistent.hcl"]), [].append)
+        run(nomad, registry, run_options(var_files=["/nonexistent.hcl"]), test_jobs_run.Lines())
     assert adapter.sent == []
 
 
 def test_run_dry_run_with_variables_uses_the_cli_and_registers_nothing(stub, registry):
     stub.prints_job()
     nomad, adapter = nomad_10()
-    adapter.add("GET", "/v1/job/httpbackend", status=404, body="job not found")
-    lines = []
+    adapter.add("POST", "/v1/job/httpbackend/plan", body=recorded(
+        "plan-dns-catalog-checks/a1-plan-api-unregistered.json"))
+    lines = test_jobs_run.Lines()
     options = RunOptions(path=str(JOB), tenant="acme", variables={"image": "x"}, dry_run=True)
-    assert run(nomad, registry, options, lines.append) == ExitCode.OK
-    assert '"WEAVE_CIDR": "net:10.32.1.0/24"' in lines[0]
+    assert run(nomad, registry, options, lines) == 1  # nomad job plan's "changes"
+    # issue 17: the job goes to Nomad's plan endpoint instead of being printed as JSON
+    (planned,) = sent(adapter, "/v1/job/httpbackend/plan")
+    assert planned["Diff"] is True
+    assert planned["Job"]["TaskGroups"][0]["Tasks"][0]["Env"]["WEAVE_CIDR"] == "net:10.32.1.0/24"
     assert sent(adapter, "/v1/jobs") == []
 
 

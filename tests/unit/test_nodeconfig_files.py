@@ -67,6 +67,24 @@ def test_validate_with_nomad_is_skipped_without_the_binary(tmp_path, monkeypatch
     assert files.validate_with_nomad([str(tmp_path / "a.hcl")]) is None
 
 
+def fake_nomad(tmp_path, monkeypatch, stderr: str, code: int):
+    """A ``nomad`` first on PATH that prints ``stderr`` and exits ``code``."""
+    fake = tmp_path / "nomad"
+    fake.write_text(f"#!/bin/sh\necho '{stderr}' >&2\nexit {code}\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    return fake
+
+
+def test_a_nomad_without_config_validate_is_named_in_the_note(tmp_path, monkeypatch):
+    """Nomad 1.0 has no 'config validate': it prints its usage (docs/design.md)."""
+    fake = fake_nomad(tmp_path, monkeypatch,
+                      "Usage: nomad [-version] [-help] <command> [args]", 127)
+    note = files.validate_with_nomad([str(tmp_path / "a.hcl")])
+    assert note == (f"checked with pyhcl ({fake} has no 'config validate': Nomad 1.0 or "
+                    "older)")
+
+
 def test_validate_with_nomad_reports_its_complaint(tmp_path, monkeypatch):
     fake = tmp_path / "nomad"
     fake.write_text("#!/bin/sh\necho 'Error loading configuration from a.hcl: bad key' >&2\n"

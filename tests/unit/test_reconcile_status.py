@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+from ipaddress import ip_network
 
 import pytest
 from reconcile_support import job_allocation, tcp_service, tenancy
@@ -67,8 +68,48 @@ def test_rows_tell_correct_from_wrong_advertisement():
     assert by_alloc["d"].state == status.NOT_REGISTERED and by_alloc["d"].tenant == "-"
     assert by_alloc["a"].subnet == "10.32.1.0/24"
     text = status.render(found)
-    assert "tenant acme (10.32.1.0/24)" in text and "1 of 4 advertised correctly" in text
+    # issue 17: a table with a header row (was "tenant acme (10.32.1.0/24)" headings)
+    assert text.splitlines()[0].split() == ["TENANT", "JOB", "GROUP", "SERVICE", "ALLOC", "NODE",
+                                            "WEAVE", "ADDRESS", "CONSUL", "ANSWERS", "STATE"]
+    assert "1 of 4 advertised correctly" in text
     assert by_alloc["b"].to_json()["correct"] is False
+    # what Consul answers: only registrations whose checks all pass
+    assert by_alloc["a"].consul_answers == ("10.32.1.1:8080",)
+    assert by_alloc["b"].consul_answers == ("172.17.0.2:8080",)
+    assert by_alloc["c"].consul_answers == () and by_alloc["d"].consul_answers == ()
+    row = next(line for line in text.splitlines() if line.split()[4] == A[:8])
+    assert row.split() == ["acme", "web", "web", "web", A[:8], "n1", "10.32.1.1:8080",
+                           "10.32.1.1:8080", "ok"]
+    assert status.explanations(found) == [
+        "not registered: Nomad has not registered the service (yet)",
+        "twin failing: the twin's checks are not passing",
+        "wrong address advertised: Nomad's address is returned: no twin (is the reconciler "
+        "running?)"]
+
+
+class Registry:
+    def __init__(self, **tenants):
+        from weavenomad.tenancy.model import Registry as Data
+        from weavenomad.tenancy.model import Tenant
+
+        self.data = Data({name: Tenant(name, ip_network(cidr), "2026-01-01T00:00:00Z")
+                          for name, cidr in tenants.items()})
+
+    def load(self):
+        return self.data
+
+
+def test_an_unknown_tenant_is_an_error_not_an_empty_table():
+    from weavenomad.errors import NotFoundError, ValidationError
+
+    registry = Registry(acme="10.32.1.0/24")
+    with pytest.raises(NotFoundError, match="unknown tenant 'nosuch' \\(tenants: acme\\)"):
+        status.tenant_filter("nosuch", registry)
+    with pytest.raises(ValidationError, match="did you mean net:10.32.1.0/24"):
+        status.tenant_filter("10.32.1.0/24", registry)
+    assert status.tenant_filter("acme", registry) == "acme"
+    assert status.tenant_filter("net:10.32.1.0/24", registry) == "acme"
+    assert status.tenant_filter("net:10.32.9.0/24", registry) == "net:10.32.9.0/24"
 
 
 def test_a_masked_instance_without_twin_is_not_advertised_and_outside_is_flagged():

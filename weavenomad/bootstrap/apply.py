@@ -8,6 +8,7 @@ config after Nomad was (maybe) restarted restarts it again, so the agent reads t
 
 from __future__ import annotations
 
+import shlex
 import threading
 import time
 from collections.abc import Callable
@@ -130,7 +131,7 @@ class Executor:
         except BaseException:
             self.do_RestoreConfig(undo)
             raise
-        return Outcome(undo, note or "checked with pyhcl (no nomad binary here)")
+        return Outcome(undo, note or "checked with pyhcl (no nomad binary on PATH)")
 
     def _rebind(self, action: st.WriteConfig, files: list[ConfigFile]) -> FileChange | None:
         """Weave is up now: write the socket it reports when that is not the planned one."""
@@ -157,6 +158,8 @@ class Executor:
 
     def do_RestartNomad(self, action: st.RestartNomad) -> Outcome:  # noqa: N802
         self.restart_argv, self.restart_tried = action.argv, True
+        self.say(f"    waiting up to {system.RESTART_TIMEOUT:.0f}s for "
+                 f"{shlex.join(action.argv)}")
         system.restart_nomad(action.argv)
         return Outcome(None)
 
@@ -165,11 +168,15 @@ class Executor:
         if self.written_endpoint:
             wanted.add(self.written_endpoint)
         deadline = time.monotonic() + self.verify_timeout
-        problem = "no answer yet"
+        problem, said = "no answer yet", None
         while True:
             problem = self._verify_once(action, wanted)
             if problem is None:
                 return Outcome(None, "Docker driver healthy")
+            if problem != said:  # what the wait is for, and each change of what Nomad says
+                self.say(f"    waiting up to {self.verify_timeout:.0f}s for Nomad's Docker "
+                         f"driver on the Weave proxy: {problem}")
+                said = problem
             if time.monotonic() >= deadline or self.stop.wait(self.verify_every):
                 break
         raise BackendError(f"Nomad did not come up on the Weave proxy within "

@@ -24,6 +24,8 @@ from weavenomad.tenancy.model import Cluster
 from weavenomad.tenancy.weavecidr import parse_subnet
 
 Say = Callable[[str], None]
+#: ``paint(text, style)``: colours for a terminal (the CLI's), or the text as it is
+Paint = Callable[[str, str], str]
 
 
 class PreflightFailed(WeavenomadError):
@@ -93,9 +95,9 @@ def preflight(facts: NodeFacts, environ: Mapping[str, str]) -> list:
     return node_checks(facts, environ.get("DOCKER_API_VERSION"))
 
 
-def show_checks(title: str, checks: list, say: Say) -> None:
+def show_checks(title: str, checks: list, say: Say, paint: Paint | None = None) -> None:
     say(title)
-    for line in render.check_lines(checks, "  "):
+    for line in render.check_lines(checks, "  ", *(paint,) if paint else ()):
         say(line)
 
 
@@ -109,7 +111,8 @@ def refuse_failed(checks: list) -> None:
 
 
 def run_bootstrap(settings, options: NodeOptions, environ: Mapping[str, str], say: Say,
-                  clients: Clients | None = None) -> tuple[dict, ExitCode]:
+                  clients: Clients | None = None,
+                  paint: Paint | None = None) -> tuple[dict, ExitCode]:
     cluster = desired_cluster(options)
     peers = tuple(system.resolve_peer(p) for p in options.peers)
     require_root(system.euid(), "bootstrap")
@@ -117,7 +120,7 @@ def run_bootstrap(settings, options: NodeOptions, environ: Mapping[str, str], sa
     facts = observe_node(settings, clients, options.nomad_config or settings.nomad.config_path)
     checks = preflight(facts, environ)
     if any(c.status == FAIL for c in checks):
-        show_checks("preflight:", checks, say)
+        show_checks("preflight:", checks, say, paint)
         refuse_failed(checks)
     if "registry" in facts.errors:
         raise ValidationError(f"cannot read the tenant registry: {facts.errors['registry']}",
@@ -125,7 +128,7 @@ def run_bootstrap(settings, options: NodeOptions, environ: Mapping[str, str], sa
     restart_argv, restart_hint = restart_plan(settings, facts, options.restart)
     # bad input (ranges, a running Weave with other settings) fails here, before any output
     plan = plan_bootstrap(facts, Desired(cluster, peers, restart_argv, restart_hint))
-    show_checks("preflight:", checks, say)
+    show_checks("preflight:", checks, say, paint)
     result = {"preflight": [c.to_json() for c in checks], "plan": plan.to_json(),
               "config": facts.config_source, "dry_run": options.dry_run, "changed": False}
     code = ExitCode.ATTENTION if plan.attention else ExitCode.OK
@@ -178,11 +181,11 @@ def run_reset(settings, options: NodeOptions, say: Say,
 
 
 def run_doctor(settings, environ: Mapping[str, str], say: Say,
-               clients: Clients | None = None) -> dict:
+               clients: Clients | None = None, paint: Paint | None = None) -> dict:
     clients = clients or Clients.from_settings(settings)
     facts = observe(clients)
     checks = doctor_checks(facts, clients, environ.get("DOCKER_API_VERSION"))
-    for line in render.check_lines(checks):
+    for line in render.check_lines(checks, "", *(paint,) if paint else ()):
         say(line)
     counts = summary(checks)
     say(f"{counts['pass']} pass, {counts['warn']} warn, {counts['fail']} fail")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from weavenomad.bootstrap import steps as st
 from weavenomad.bootstrap.checks import Check
@@ -10,12 +10,24 @@ from weavenomad.bootstrap.checks import Check
 _MARK = {"pass": "PASS", "warn": "WARN", "fail": "FAIL"}
 
 
-def check_lines(checks: Iterable[Check], indent: str = "") -> list[str]:
+def _plain(text: str, _style: str) -> str:
+    return text
+
+
+#: the status words' colours on a terminal
+_STYLE = {"pass": "green", "warn": "yellow", "fail": "red"}
+
+
+def check_lines(checks: Iterable[Check], indent: str = "",
+                paint: Callable[[str, str], str] = _plain) -> list[str]:
+    """One line per check (``PASS  name  detail``) and the fix under each that did not pass;
+    ``paint(text, style)`` colours the status word on a terminal."""
     checks = list(checks)
     width = max((len(c.name) for c in checks), default=0)
     lines = []
     for check in checks:
-        lines.append(f"{indent}{_MARK[check.status]}  {check.name:<{width}}  {check.detail}")
+        mark = paint(_MARK[check.status], _STYLE[check.status])
+        lines.append(f"{indent}{mark}  {check.name:<{width}}  {check.detail}")
         if check.fix and check.status != "pass":
             lines.append(f"{indent}      {'':<{width}}  fix: {check.fix}")
     return lines

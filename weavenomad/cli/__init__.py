@@ -23,6 +23,7 @@ COMMANDS: dict[str, str] = {
     "config": "weavenomad.cli.config_cmd:config",
     "doctor": "weavenomad.cli.node:doctor",
     "guard": "weavenomad.cli.guard:guard",
+    "plan": "weavenomad.cli.run:plan",
     "reconciler": "weavenomad.cli.reconciler:reconciler",
     "render": "weavenomad.cli.run:render",
     "reset": "weavenomad.cli.node:reset",
@@ -140,16 +141,41 @@ def cli() -> None:
 
     Connection settings come from flags, then the ecosystem's environment variables
     (NOMAD_ADDR, NOMAD_TOKEN, CONSUL_HTTP_ADDR, CONSUL_HTTP_TOKEN, DOCKER_HOST, ...), then the
-    config file, then defaults. Tokens are never printed.
+    config file, then defaults ('weavenomad config show' says which). Tokens are never printed.
+
+    Results go to stdout, progress, warnings and hints to stderr; --json makes stdout JSON.
+    Colour on a terminal only, off when piped or when NO_COLOR is set.
+
+    Exit codes: 0 success; 1 error (an error changes nothing, or nothing more); 2 done, but it
+    needs attention (placement failures, a failed deployment, wrong Consul answers, Nomad to
+    restart by hand); 64 bad flags or arguments; 130 interrupted. 'plan' and 'run --dry-run'
+    use nomad job plan's: 0 no changes, 1 changes, 255 error.
+
+    Shell completion (bash, zsh or fish) comes from click; add one line to your shell's rc:
+
+    \b
+    eval "$(_WEAVENOMAD_COMPLETE=bash_source weavenomad)"   # ~/.bashrc
+    eval "$(_WEAVENOMAD_COMPLETE=zsh_source weavenomad)"    # ~/.zshrc
+    _WEAVENOMAD_COMPLETE=fish_source weavenomad | source    # ~/.config/fish/config.fish
     """
 
 
-def _print_error(message: str) -> None:
-    click.echo(f"weavenomad: error: {redaction.hide(message)}", err=True)
+def _print_error(message: str, environ: dict[str, str] | None = None) -> None:
+    from weavenomad.cli.style import painter
+
+    prefix = painter(sys.stderr, environ or {})("weavenomad: error:", "red")
+    click.echo(f"{prefix} {redaction.hide(message)}", err=True)
 
 
 def _print_traceback() -> None:
     click.echo(redaction.hide(traceback.format_exc().rstrip("\n")), err=True)
+
+
+def usage_line(exc: click.UsageError) -> str:
+    """click's usage error as one line: the problem, then where the command's flags are."""
+    message = " ".join(exc.format_message().split())
+    where = exc.ctx.command_path if exc.ctx is not None else "weavenomad"
+    return f"{message} (see '{where} --help')"
 
 
 def main(argv: list[str] | None = None, environ: dict[str, str] | None = None) -> None:
@@ -171,10 +197,10 @@ def main(argv: list[str] | None = None, environ: dict[str, str] | None = None) -
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except (KeyboardInterrupt, click.exceptions.Abort):
-        _print_error("interrupted")
+        _print_error("interrupted", environ)
         sys.exit(ExitCode.INTERRUPTED)
     except click.UsageError as exc:
-        exc.show()
+        _print_error(usage_line(exc), environ)
         sys.exit(ExitCode.USAGE)
     except click.ClickException as exc:
         exc.show()
@@ -182,7 +208,7 @@ def main(argv: list[str] | None = None, environ: dict[str, str] | None = None) -
     except WeavenomadError as exc:
         if debug:
             _print_traceback()
-        _print_error(exc.one_line())
+        _print_error(exc.one_line(), environ)
         sys.exit(exc.exit_code)
     except BrokenPipeError:
         # stdout closed early (| head): not an error worth a traceback
@@ -190,6 +216,6 @@ def main(argv: list[str] | None = None, environ: dict[str, str] | None = None) -
     except Exception as exc:  # a bug: show it, but never a token in it
         _print_traceback()
         _print_error(f"unexpected {type(exc).__name__}; the traceback above shows where "
-                     "(please report it)")
+                     "(please report it)", environ)
         sys.exit(ExitCode.ERROR)
     sys.exit(returned if isinstance(returned, int) else ExitCode.OK)

@@ -16,23 +16,15 @@ def config() -> None:
 @connection_options
 @output_options
 def show() -> None:
-    """Print the resolved settings (flag > env > config file > default); tokens are masked."""
-    from weavenomad.config import describe
+    """Print every key the config file takes, with the value in effect and where it came from.
+
+    The text reads like the TOML config file, one [section] per table, each key followed by
+    its source: a flag (--nomad-addr), the environment (env NOMAD_ADDR), the config file
+    (file PATH) or the default; keys nothing sets are commented out. Tokens show as <set>.
+    --json prints {"config_file", "settings": {section: {key: value}}, "sources":
+    {"section.key": source}}.
+    """
+    from weavenomad.config import describe, describe_text
 
     app = app_context()
-
-    def human(data: dict) -> str:
-        lines = []
-        for section, value in data.items():
-            if isinstance(value, dict):
-                for key, inner in value.items():
-                    if isinstance(inner, dict):
-                        for k2, v2 in inner.items():
-                            lines.append(f"{section}.{key}.{k2} = {v2}")
-                    else:
-                        lines.append(f"{section}.{key} = {inner}")
-            else:
-                lines.append(f"{section} = {value}")
-        return "\n".join(lines)
-
-    app.emit(describe(app.settings), human)
+    app.emit(describe(app.settings), describe_text)

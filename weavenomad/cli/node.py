@@ -1,7 +1,9 @@
 """``weavenomad bootstrap``, ``reset`` and ``doctor``: set up, undo and check a node.
 
-Thin: options in, one call into :mod:`weavenomad.bootstrap.commands`, the answer out. Progress
-lines go to stdout as they happen; with ``--json`` only the final document is printed.
+Thin: options in, one call into :mod:`weavenomad.bootstrap.commands`, the answer out. The
+checks, the plan and each step's outcome are the commands' result and go to stdout as they
+happen (PASS/WARN/FAIL coloured on a terminal); with ``--json`` only the final document is
+printed there.
 """
 
 from __future__ import annotations
@@ -76,7 +78,8 @@ def bootstrap(peers, ipalloc_range, default_subnet, nomad_config, restart, dry_r
     --no-dns and --no-default-ipalloc; the default subnet and every tenant subnet are
     exposed; Nomad's Docker driver is pointed at the Weave proxy socket, Nomad restarted and
     checked. A failure rolls back what this run changed. A second run changes nothing.
-    Exit codes: 0 done, 2 done but Nomad must be restarted by hand, 1 error.
+    Exit codes: 0 done, 2 done but Nomad must be restarted by hand, 1 error (rolled back),
+    64 bad flags.
     """
     from weavenomad.bootstrap.commands import run_bootstrap
 
@@ -84,7 +87,8 @@ def bootstrap(peers, ipalloc_range, default_subnet, nomad_config, restart, dry_r
     options = _node_options(peers=peers, ipalloc_range=ipalloc_range,
                             default_subnet=default_subnet, nomad_config=nomad_config,
                             restart=restart, dry_run=dry_run)
-    result, code = run_bootstrap(app.settings, options, app.environ, _say())
+    result, code = run_bootstrap(app.settings, options, app.environ, _say(),
+                                 paint=app.paint_out)
     _finish(result, code)
 
 
@@ -113,7 +117,9 @@ def reset(nomad_config, restart, dry_run) -> None:
 @output_options
 def doctor() -> None:
     """Check this node and the cluster, read-only: one PASS/WARN/FAIL line per check, with
-    the fix for each failure. Exit code 1 when a check fails.
+    the fix for each failure, then the counts. --json prints {"checks": [{name, status,
+    detail, fix}], "summary": {pass, warn, fail}}. Exit codes: 0 nothing failed (warnings
+    allowed), 1 a check failed, 64 bad flags.
 
     Checks the bootstrap preflight items, Weave's peers, IPAM and exposed subnets, the
     isolation guards and IP forwarding, Nomad's Docker endpoint, the tenant registry, the
@@ -123,6 +129,6 @@ def doctor() -> None:
     from weavenomad.bootstrap.commands import doctor_verdict, run_doctor
 
     app = app_context()
-    result = run_doctor(app.settings, app.environ, _say())
+    result = run_doctor(app.settings, app.environ, _say(), paint=app.paint_out)
     _finish(result, None)
     doctor_verdict(result)

@@ -49,8 +49,26 @@ class AppContext:
         click.echo(redaction.hide_config_secrets(redaction.hide(text)))
 
     def say(self, line: str) -> None:
-        """Print a progress line (which may quote config text) with every secret hidden."""
+        """Print a line of the result (which may quote config text) with every secret hidden."""
         click.echo(redaction.hide_config_secrets(redaction.hide(line)))
+
+    def tell(self, line: str) -> None:
+        """Print progress or a hint on stderr, every secret hidden."""
+        click.echo(redaction.hide_config_secrets(redaction.hide(line)), err=True)
+
+    def warn(self, text: str) -> None:
+        """A warning on stderr: ``warning: …``, the word in yellow on a terminal."""
+        self.tell(f"{self.paint_err('warning:', 'yellow')} {text}")
+
+    def paint_out(self, text: str, style: str) -> str:
+        from weavenomad.cli.style import painter
+
+        return painter(sys.stdout, self.environ)(text, style)
+
+    def paint_err(self, text: str, style: str) -> str:
+        from weavenomad.cli.style import painter
+
+        return painter(sys.stderr, self.environ)(text, style)
 
 
 def _store(ctx: click.Context, param: click.Parameter, value: Any) -> Any:

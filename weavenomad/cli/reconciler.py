@@ -20,8 +20,8 @@ def reconciler() -> None:
 @reconciler.command("run")
 @click.option("--node-id", metavar="ID",
               help="The Nomad node to serve [default: the local agent's client node].")
-@click.option("--resync", type=float, metavar="SECONDS",
-              help="Seconds between full resyncs [default: 60].")
+@click.option("--resync", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
+              help="Seconds between full resyncs, above 0 [default: 60].")
 @click.option("--once", is_flag=True,
               help="One converging pass, then exit: 0 converged, 2 not converged.")
 @click.option("--metrics-addr", metavar="HOST:PORT", help="Serve Prometheus metrics here.")

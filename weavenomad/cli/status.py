@@ -9,14 +9,21 @@ from weavenomad.cli.options import app_context, connection_options, output_optio
 
 
 @click.command()
-@click.option("--tenant", metavar="NAME", help="Only this tenant's allocations.")
+@click.option("--tenant", metavar="NAME", help="Only this tenant's allocations (a tenant name, "
+              "or the net:CIDR a job was run with).")
 @connection_options
 @output_options
 def status(tenant) -> None:
-    """Show each tenant's allocations and how Consul advertises them.
+    """Show every running service instance of the overlay and what Consul answers for it.
 
-    Exit codes: 0 when every service instance is advertised with its Weave address only,
-    2 when some are not (the state column says why), 1 on error.
+    One row per service of each running allocation: tenant, job, group, service, allocation,
+    node, the Weave address the reconciler found (its twin's), what Consul's health API and
+    DNS answer for it (only registrations whose checks pass), and STATE: ok when that is the
+    Weave address only, else what is wrong (an explanation of each follows on stderr). The
+    last line counts the correct ones. --json prints the rows.
+
+    Exit codes: 0 every instance is answered with its Weave address only, 2 some are not, 1
+    error (an unknown --tenant included), 64 bad flags.
     """
     from weavenomad.clients import consul_client, nomad_client
     from weavenomad.reconcile import status as report
@@ -26,6 +33,9 @@ def status(tenant) -> None:
     app = app_context()
     found = report.gather(nomad_client(app.settings), ConsulAgent(consul_client(app.settings)),
                           registry_for(app.settings), tenant)
-    app.emit([r.to_json() for r in found], lambda _: report.render(found))
+    app.emit([r.to_json() for r in found], lambda _: report.render(found, app.paint_out))
+    if not app.flags.get("json_output"):
+        for line in report.explanations(found):
+            app.tell(line)
     if any(not r.correct for r in found):
         click.get_current_context().exit(2)

@@ -33,10 +33,15 @@ def tenant() -> None:
 def create(name, cidr, prefix_len, description, labels, ipalloc_range, default_subnet) -> None:
     """Create tenant NAME with the lowest free subnet (or --cidr)."""
     from weavenomad.tenancy import operations as ops
+    from weavenomad.tenancy.model import check_tenant_name
+    from weavenomad.tenancy.weavecidr import parse_subnet
 
     app = app_context()
     if cidr and prefix_len != 24:
         raise click.UsageError("--cidr and --prefix-len exclude each other")
+    check_tenant_name(name)  # bad input is refused before Consul is asked
+    if cidr:
+        parse_subnet(cidr, what="--cidr")
     created = ops.create_tenant(
         ops.registry_for(app.settings), name, cidr=cidr, prefix_len=prefix_len,
         description=description, labels=labels,

@@ -101,7 +101,8 @@ def nomad_error_for_status(
             body=text,
             hint="read the job again and resubmit",
         )
-    if status == 500 and method == "POST" and path == "/v1/jobs" and _MULTIERROR.match(text):
+    is_job_write = method == "POST" and (path == "/v1/jobs" or path.endswith("/plan"))
+    if status == 500 and is_job_write and _MULTIERROR.match(text):
         return BackendRequestError(
             f"Nomad rejected the job: {summarize(text)}",
             backend=backend.key,
@@ -331,3 +332,11 @@ class NomadAPI:
         if check_index is not None:
             body.update(EnforceIndex=True, JobModifyIndex=check_index)
         return self._json(self._request("jobs", method="POST", body=body))
+
+    def plan_job(self, job: Mapping[str, Any]) -> dict:
+        """The scheduler's dry run of ``job`` with the diff against the registered version, as
+        ``nomad job plan`` asks for it (``Diff: true``): Nomad changes nothing. The answer's
+        ``JobModifyIndex`` is what ``register_job(check_index=…)`` expects."""
+        job_id = job.get("ID") or job.get("Name") or ""
+        return self._json(self._request("job", job_id, "plan", method="POST",
+                                        body={"Job": job, "Diff": True}))

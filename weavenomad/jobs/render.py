@@ -33,17 +33,36 @@ HCL_VARIABLES_WARNING = (
     "to evaluate when the job is submitted (give the same variables to nomad job run)")
 
 
-def offline_target(spec: str, settings) -> TenantTarget:
-    """``net:CIDR`` and ``net:default`` resolve without servers; a tenant name needs Consul."""
-    if spec == weavecidr.DEFAULT_TOKEN:
-        return TenantTarget(spec, None)
-    if spec.startswith("net:"):
-        return TenantTarget(spec, weavecidr.parse_subnet(spec[4:], what="--tenant subnet"))
+def offline_target(spec: str, settings, warn: Callable[[str], None]) -> TenantTarget:
+    """``--tenant`` checked as ``run`` checks it: against the tenant registry when Consul
+    answers. Without it a tenant name cannot be resolved, and ``net:CIDR`` / ``net:default``
+    are checked against the configured Weave range (``bootstrap.*`` settings), with a warning
+    when a Consul address was configured (flag, environment or file) but did not answer."""
+    from weavenomad.errors import BackendError
+    from weavenomad.tenancy.model import Cluster, Registry
     from weavenomad.tenancy.operations import registry_for
-    from weavenomad.tenancy.registry import resolve_target
+    from weavenomad.tenancy.registry import check_spec, resolve_target
 
+    check_spec(spec, Registry())  # what needs no registry fails before any connection
     registry = registry_for(settings)
-    return resolve_target(spec, registry.load(), registry.require_cluster())
+    try:
+        tenants, cluster = registry.load(), registry.cluster()
+    except BackendError as exc:
+        if not spec.startswith("net:"):
+            raise
+        if "consul.addr" in settings.sources:
+            warn(f"cannot read the tenant registry ({exc.one_line()}): {spec} is checked "
+                 f"against the configured Weave range {settings.bootstrap.ipalloc_range} only")
+        tenants, cluster = Registry(), None
+    if cluster is None:
+        if not spec.startswith("net:"):
+            registry.require_cluster()  # raises as run does
+        cluster = Cluster(
+            weavecidr.parse_subnet(settings.bootstrap.ipalloc_range,
+                                   what="bootstrap.ipalloc_range"),
+            weavecidr.parse_subnet(settings.bootstrap.default_subnet,
+                                   what="bootstrap.default_subnet"))
+    return resolve_target(spec, tenants, cluster)
 
 
 def render(
@@ -56,7 +75,7 @@ def render(
     var_files: Sequence[str],
     warn: Callable[[str], None],
 ) -> str:
-    target = offline_target(spec, settings)
+    target = offline_target(spec, settings, warn)
     text = read_text(path)
     if path.endswith(".json"):
         if output_format == "hcl":

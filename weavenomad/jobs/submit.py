@@ -7,23 +7,18 @@ registration.
 
 from __future__ import annotations
 
-import difflib
 import json
-from collections.abc import Callable, Mapping, Sequence
+import shlex
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from weavenomad.errors import ExitCode, ValidationError
 from weavenomad.jobs import nomad_cli
-from weavenomad.jobs.monitor import watch
-from weavenomad.jobs.transform import apply_tenant
+from weavenomad.jobs import plan as plan_view
+from weavenomad.jobs.monitor import HINT, RESULT, WARNING, Event, Report, watch
+from weavenomad.jobs.transform import Change, apply_tenant
 from weavenomad.tenancy.contract import TenantTarget
-
-#: fields the servers set; a diff against the running job ignores them
-SERVER_FIELDS = {
-    "CreateIndex", "ModifyIndex", "JobModifyIndex", "SubmitTime", "Status", "StatusDescription",
-    "Stable", "Version", "Stop", "NomadTokenID", "VaultToken", "ConsulToken",
-}
 
 
 @dataclass(frozen=True)
@@ -36,6 +31,13 @@ class RunOptions:
     detach: bool = False
     dry_run: bool = False
     timeout: float = 600.0
+    #: a plan shows the fields of added and deleted parts too
+    verbose: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.timeout > 0:  # also refuses NaN
+            raise ValidationError(f"--timeout {self.timeout:g}: expected a number of seconds "
+                                  "above 0", hint="--detach returns without watching")
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,15 @@ class Prepared:
     job: dict
     target: TenantTarget
     warnings: tuple[str, ...]
+    changes: tuple[Change, ...] = ()
+
+    @property
+    def job_id(self) -> str:
+        return str(self.job.get("ID") or self.job.get("Name") or "")
+
+    def tenant_json(self) -> dict:
+        return {"tenant": self.target.label, "subnet": self.target.subnet_text,
+                "weave_cidr": self.target.weave_cidr}
 
 
 def read_text(path: str, what: str = "job file") -> str:
@@ -82,6 +93,9 @@ def parse_job(nomad, options: RunOptions) -> dict:
     the job instead (``nomad job run -output``, no server involved), or the run is refused.
     """
     text = read_text(options.path)
+    if not text.strip():
+        raise ValidationError(f"job file {options.path} is empty",
+                              hint='a job file holds a job "name" { ... } block')
     if options.path.endswith(".json"):
         return json_job(text, options.path)
     if not (options.variables or options.var_files):
@@ -100,52 +114,108 @@ def parse_job(nomad, options: RunOptions) -> dict:
 
 
 def prepare(nomad, registry, options: RunOptions) -> Prepared:
-    """Parse, resolve the tenant, transform. Reads only; raises on any bad input."""
-    from weavenomad.tenancy.registry import resolve_target
+    """Parse, resolve the tenant, transform. Reads only; raises on any bad input, the tenant
+    spec first (before the job is sent anywhere)."""
+    from weavenomad.tenancy.registry import check_spec, resolve_target
 
-    cluster = registry.require_cluster()
-    target = resolve_target(options.tenant, registry.load(), cluster)
+    tenants = registry.load()
+    check_spec(options.tenant, tenants)
+    target = resolve_target(options.tenant, tenants, registry.require_cluster())
     job = parse_job(nomad, options)
     result = apply_tenant(job, target)
-    return Prepared(result.job, target, result.warnings)
+    return Prepared(result.job, target, result.warnings, result.changes)
 
 
-def job_diff(running: dict | None, new: dict, job_id: str) -> str:
-    """A unified diff of the running job and the new one, server-set fields left out."""
+@dataclass(frozen=True)
+class PlanResult:
+    """The transformed job and Nomad's dry run of it."""
 
-    def text(job: dict | None) -> list[str]:
-        if job is None:
-            return []
-        shown = {k: v for k, v in job.items() if k not in SERVER_FIELDS}
-        return json.dumps(shown, indent=2, sort_keys=True).splitlines(keepends=True)
+    prepared: Prepared
+    answer: dict
+    options: RunOptions
 
-    diff = difflib.unified_diff(text(running), text(new), f"{job_id} (running)",
-                                f"{job_id} (new)")
-    return "".join(diff) or "no changes\n"
+    @property
+    def exit_code(self) -> int:
+        return plan_view.exit_code(self.answer)
+
+    def warnings(self) -> list[str]:
+        nomad = plan_view.warning_lines(self.answer.get("Warnings") or "")
+        return [*self.prepared.warnings, *(f"Nomad: {line}" for line in nomad)]
+
+    def submit_hint(self) -> str:
+        """How to register exactly what was planned (``nomad job plan``'s -check-index hint):
+        Nomad refuses it if someone changed the job since the plan."""
+        index = int(self.answer.get("JobModifyIndex") or 0)
+        argv = ["weavenomad", "run", "--check-index", str(index), "--tenant",
+                self.options.tenant, *_variable_args(self.options), self.options.path]
+        return ("To register exactly this plan (refused if the job changed since):\n"
+                f"  {shlex.join(argv)}")
+
+    def text(self, paint: plan_view.Paint = plan_view.plain, verbose: bool = False) -> str:
+        target = self.prepared.target
+        return plan_view.plan_text(self.answer, self.prepared.changes,
+                                   job_type=str(self.prepared.job.get("Type") or "service"),
+                                   tenant=f"{target.label} ({target.subnet_text})",
+                                   paint=paint, verbose=verbose)
+
+    def to_json(self) -> dict:
+        return {"job_id": self.prepared.job_id, **self.prepared.tenant_json(),
+                "changes": self.exit_code == plan_view.CHANGES,
+                "unchanged": plan_view.unchanged(self.answer),
+                "exit_code": self.exit_code,
+                "transform": [c.to_json() for c in self.prepared.changes],
+                "warnings": self.warnings(),
+                "job": self.prepared.job, "plan": self.answer}
 
 
-def run(nomad, registry, options: RunOptions, report: Callable[[str], None]) -> ExitCode:
+def _variable_args(options: RunOptions) -> list[str]:
+    args = []
+    for name, value in dict(options.variables or {}).items():
+        args += ["--var", f"{name}={value}"]
+    for path in options.var_files:
+        args += ["--var-file", path]
+    return args
+
+
+def plan(nomad, registry, options: RunOptions) -> PlanResult:
+    """What registering the job would do, from Nomad's own plan endpoint; changes nothing."""
     prepared = prepare(nomad, registry, options)
-    job = prepared.job
-    job_id = job.get("ID") or job.get("Name")
-    for warning in prepared.warnings:
-        report(f"warning: {warning}")
-    if options.dry_run:
-        from weavenomad.errors import BackendNotFound
+    return PlanResult(prepared, nomad.plan_job(prepared.job), options)
 
-        try:
-            running = nomad.job(job_id)
-        except BackendNotFound:
-            running = None
-        report(json.dumps({"Job": job}, indent=2, sort_keys=True))
-        report(job_diff(running, job, job_id).rstrip("\n"))
-        return ExitCode.OK
-    answer = nomad.register_job(job, check_index=options.check_index)
-    if answer.get("Warnings"):
-        report(f"job warnings: {answer['Warnings'].strip()}")
+
+def _warning(text: str) -> Event:
+    return Event("warning", {"warning": text}, (f"warning: {text}",), WARNING)
+
+
+def run(nomad, registry, options: RunOptions, report: Report) -> ExitCode | int:
+    """Register and watch (or, with ``dry_run``, plan) the job; every line goes through
+    ``report`` as an :class:`Event`. Returns the exit code."""
+    if options.dry_run:
+        result = plan(nomad, registry, options)
+        for warning in result.warnings():
+            report(_warning(warning))
+        verbose = options.verbose
+        report(Event("plan", result.to_json(), tuple(result.text(verbose=verbose).splitlines()),
+                     RESULT, styler=lambda paint: tuple(result.text(paint, verbose)
+                                                        .splitlines())))
+        report(Event("hint", {}, tuple(result.submit_hint().splitlines()), HINT))
+        return result.exit_code
+    prepared = prepare(nomad, registry, options)
+    job_id = prepared.job_id
+    for warning in prepared.warnings:
+        report(_warning(warning))
+    answer = nomad.register_job(prepared.job, check_index=options.check_index)
+    nomad_warnings = plan_view.warning_lines(answer.get("Warnings") or "")
+    for warning in nomad_warnings:
+        report(_warning(f"Nomad: {warning}"))
     eval_id = answer.get("EvalID") or ""
-    report(f"registered job {job_id} in tenant {prepared.target.label} "
-           f"({prepared.target.subnet_text}); evaluation {eval_id[:8]}")
+    registered = {"job_id": job_id, **prepared.tenant_json(), "eval_id": eval_id,
+                  "job_modify_index": answer.get("JobModifyIndex"),
+                  "warnings": [*prepared.warnings, *nomad_warnings],
+                  "transform": [c.to_json() for c in prepared.changes]}
+    report(Event("registered", registered, (
+        f"registered job {job_id} in tenant {prepared.target.label} "
+        f"({prepared.target.subnet_text}); evaluation {eval_id[:8]}",), RESULT))
     if options.detach or not eval_id:
         return ExitCode.OK
     return watch(nomad, job_id, eval_id, report, timeout=options.timeout)

@@ -16,6 +16,7 @@ and why. Non-Docker tasks are left alone, with a warning.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,13 +26,42 @@ from weavenomad.tenancy.contract import META_SUBNET, META_TENANT, TenantTarget
 
 
 @dataclass(frozen=True)
+class Change:
+    """One value the transform set or removed, named as Nomad's plan diff names it: a job
+    field (``group`` None), a task field (``Env[WEAVE_CIDR]``) or a key of a task's ``Config``
+    object (``section`` "Config")."""
+
+    field: str
+    old: str | None
+    new: str | None
+    group: str | None = None
+    task: str | None = None
+    section: str | None = None
+
+    def describe(self) -> str:
+        """``Env[WEAVE_CIDR] = "net:10.32.1.0/24"``, prefixed by its group and task."""
+        where = "" if self.group is None else (f"group {json.dumps(self.group)} task "
+                                               f"{json.dumps(self.task)}: ")
+        name = f"{self.section} {self.field}" if self.section else self.field
+        if self.new is None:
+            return f"{where}{name} {json.dumps(self.old)} removed"
+        return f"{where}{name} = {json.dumps(self.new)}"
+
+    def to_json(self) -> dict:
+        return {"group": self.group, "task": self.task, "section": self.section,
+                "field": self.field, "old": self.old, "new": self.new}
+
+
+@dataclass(frozen=True)
 class TransformResult:
     job: dict
     warnings: tuple[str, ...]
+    changes: tuple[Change, ...] = ()
 
 
 def _transform_task(
-    task: Any, target: TenantTarget, cidr: str, where: str, warnings: list[str]
+    task: Any, target: TenantTarget, cidr: str, where: str, warnings: list[str],
+    changes: list[Change], group: str,
 ) -> dict:
     task = policy.as_object(task, where, "task")
     policy.check_keys(task, "task", where)
@@ -42,8 +72,10 @@ def _transform_task(
         )
         return task  # type: ignore[return-value]
     config = dict(policy.as_object(task.get("Config"), where, "Config"))
+    name = str(task.get("Name") or "")
     if policy.check_docker_task(task, config, target, where, warnings):
-        del config["network_mode"]
+        changes.append(Change("network_mode", str(config.pop("network_mode")), None, group,
+                              name, "Config"))
         warnings.append(
             f"{where}: removed network_mode = \"weave\": the Weave proxy does not attach "
             "containers on named networks, so WEAVE_CIDR would be ignored"
@@ -54,6 +86,7 @@ def _transform_task(
         policy.check_job_cidr(existing, target, where)
     else:
         env[weavecidr.ENV_NAME] = cidr
+        changes.append(Change(f"Env[{weavecidr.ENV_NAME}]", None, cidr, group, name))
     return {**task, "Config": config, "Env": env}
 
 
@@ -77,6 +110,7 @@ def apply_tenant(job: Any, target: TenantTarget) -> TransformResult:
     where_job = f"job {_label(job, ('ID', 'Name'))}"
     policy.check_keys(job, "job", where_job)
     warnings: list[str] = []
+    changes: list[Change] = []
     cidr = target.weave_cidr
     groups = []
     for index, group in enumerate(policy.as_list(job.get("TaskGroups"), where_job,
@@ -88,9 +122,15 @@ def apply_tenant(job: Any, target: TenantTarget) -> TransformResult:
         tasks = []
         for number, task in enumerate(policy.as_list(group.get("Tasks"), where_group, "Tasks")):
             where_task = f"{where_group} task {_label(task, ('Name',), number)}"
-            tasks.append(_transform_task(task, target, cidr, where_task, warnings))
+            tasks.append(_transform_task(task, target, cidr, where_task, warnings, changes,
+                                         str(group.get("Name") or "")))
         groups.append({**group, "Tasks": tasks})
     meta = dict(policy.as_object(job.get("Meta"), where_job, "Meta"))
-    meta[META_TENANT] = target.label
-    meta[META_SUBNET] = target.subnet_text
-    return TransformResult({**job, "TaskGroups": groups, "Meta": meta}, tuple(warnings))
+    job_changes = []
+    for key, value in ((META_TENANT, target.label), (META_SUBNET, target.subnet_text)):
+        if meta.get(key) != value:
+            old = meta.get(key)
+            job_changes.append(Change(f"Meta[{key}]", None if old is None else str(old), value))
+        meta[key] = value
+    return TransformResult({**job, "TaskGroups": groups, "Meta": meta}, tuple(warnings),
+                           tuple(job_changes + changes))

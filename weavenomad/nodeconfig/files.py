@@ -154,8 +154,8 @@ def remove_backup(path: str) -> None:
 
 def validate_with_nomad(paths: Sequence[str]) -> str | None:
     """Run ``nomad config validate`` on the files when the binary is here; its complaint as a
-    ValidationError. None when there is no ``nomad`` (or it predates the subcommand): our own
-    parser has checked the text already."""
+    ValidationError. The note says how the files were checked; None when there is no
+    ``nomad`` on PATH (our own parser has checked the text already)."""
     nomad = shutil.which("nomad")
     if nomad is None:
         return None
@@ -168,6 +168,7 @@ def validate_with_nomad(paths: Sequence[str]) -> str | None:
     if done.returncode == 0:
         return "nomad config validate: " + (output.splitlines()[-1] if output else "ok")
     if done.returncode == 127 or output.startswith("Usage: nomad ["):
-        return None  # a Nomad without 'config validate' prints its general usage
+        # a Nomad without 'config validate' (1.0 and older) prints its general usage
+        return f"checked with pyhcl ({nomad} has no 'config validate': Nomad 1.0 or older)"
     detail = " ".join(output.split())[:300] or f"exit {done.returncode}"
     raise ValidationError(f"nomad config validate rejects the edited config: {detail}")

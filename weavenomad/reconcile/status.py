@@ -52,19 +52,31 @@ class Row:
     weave_address: str
     nomad_address: str
     state: str
+    job: str = "-"
+    group: str = "-"
+    #: what Consul's ?passing (and DNS) answers for this instance: the addresses of its
+    #: registrations whose checks all pass
+    consul_answers: tuple[str, ...] = ()
 
     @property
     def correct(self) -> bool:
         return self.state == OK
 
     def to_json(self) -> dict:
-        return {**asdict(self), "correct": self.correct, "explanation": _EXPLAIN[self.state]}
+        return {**asdict(self), "consul_answers": list(self.consul_answers),
+                "correct": self.correct, "explanation": _EXPLAIN[self.state]}
 
 
 def _addr(instance: Instance | None) -> str:
     if instance is None:
         return "-"
     return f"{instance.service.address or '?'}:{instance.service.port or 0}"
+
+
+def _answered(*instances: Instance | None) -> tuple[str, ...]:
+    """The addresses Consul hands out: registrations whose checks all pass."""
+    return tuple(_addr(i) for i in instances
+                 if i is not None and all(check.status == "passing" for check in i.checks))
 
 
 def _masked(instance: Instance) -> bool:
@@ -106,22 +118,39 @@ def rows(allocations: Iterable[tuple[Allocation, str]],
                 tenant=alloc.tenant or "-", subnet=str(subnet) if subnet else "-",
                 service=spec.name, alloc_id=alloc.id, node=node, task=task,
                 weave_address=_addr(twin), nomad_address=_addr(nomad),
-                state=_state(twin, nomad, subnet),
+                state=_state(twin, nomad, subnet), job=alloc.job_id or "-",
+                group=alloc.group or "-", consul_answers=_answered(twin, nomad),
             ))
-    found.sort(key=lambda r: (r.tenant, r.service, r.node, r.alloc_id, r.task))
+    found.sort(key=lambda r: (r.tenant, r.job, r.group, r.service, r.node, r.alloc_id, r.task))
     return found
+
+
+def tenant_filter(tenant: str | None, registry) -> str | None:
+    """The allocations' tenant label that ``--tenant`` selects; raises for a tenant the
+    registry does not know (an empty result would read as "nothing runs")."""
+    if tenant is None:
+        return None
+    from weavenomad.tenancy.registry import check_spec
+
+    tenants = registry.load()
+    check_spec(tenant, tenants)
+    if tenant.startswith("net:"):
+        owner = next((t for t in tenants.tenants.values() if f"net:{t.subnet}" == tenant), None)
+        return owner.name if owner else tenant
+    return tenants.get(tenant).name
 
 
 def gather(nomad, agent: ServiceAgent, registry=None, tenant: str | None = None) -> list[Row]:
     """Read Nomad, the service agent and the tenant registry, and build the rows (of one
-    tenant)."""
+    tenant: a name the registry knows, or the ``net:CIDR`` a job was run with)."""
+    label = tenant_filter(tenant, registry) if registry is not None else tenant
     allocations = []
     for node in nomad.nodes():
         _, raw = nomad.node_allocations(node["ID"])
         allocations += [(allocation_from_api(a), node.get("Name") or node["ID"][:8])
                         for a in raw]
-    if tenant is not None:
-        allocations = [(a, n) for a, n in allocations if a.tenant == tenant]
+    if label is not None:
+        allocations = [(a, n) for a, n in allocations if a.tenant == label]
     names = {s.name for a, _ in allocations if a.active
              for s in [*a.group_services, *(s for t in a.tasks for s in t.services)]}
     health = {name: agent.instances(name) for name in sorted(names) if "${" not in name}
@@ -133,22 +162,42 @@ def gather(nomad, agent: ServiceAgent, registry=None, tenant: str | None = None)
     return rows(allocations, health, tenancy)
 
 
-def render(found: list[Row]) -> str:
-    """Rows grouped by tenant and service, for people."""
+HEADER = ("TENANT", "JOB", "GROUP", "SERVICE", "ALLOC", "NODE", "WEAVE ADDRESS",
+          "CONSUL ANSWERS", "STATE")
+
+
+def table(found: list[Row], paint=None) -> list[str]:
+    """One line per service instance under a header row; STATE is "ok" when Consul answers
+    the Weave address only. ``paint(text, style)`` colours the state on a terminal."""
+    cells = [HEADER] + [
+        (r.tenant, r.job, r.group,
+         r.service, r.alloc_id[:8], r.node, r.weave_address,
+         " ".join(r.consul_answers) or "-", r.state) for r in found]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(HEADER) - 1)]
+    lines = []
+    for number, row in enumerate(cells):
+        state = row[-1]
+        if paint is not None and number:
+            state = paint(state, "green" if state == OK else "red")
+        lines.append("  ".join([*(cell.ljust(width) for cell, width in zip(row, widths,
+                                                                           strict=False)),
+                                state]))
+    return lines
+
+
+def summary(found: list[Row]) -> str:
+    bad = sum(1 for r in found if not r.correct)
+    return f"{len(found) - bad} of {len(found)} advertised correctly"
+
+
+def explanations(found: list[Row]) -> list[str]:
+    """What each wrong state means, once per state (hints for stderr)."""
+    states = sorted({r.state for r in found if not r.correct})
+    return [f"{state}: {_EXPLAIN[state]}" for state in states]
+
+
+def render(found: list[Row], paint=None) -> str:
+    """The table and the summary line, for people."""
     if not found:
         return "no running allocations with services"
-    lines: list[str] = []
-    current: tuple[str, str] | None = None
-    for row in found:
-        if current is None or row.tenant != current[0]:
-            lines.append(f"tenant {row.tenant} ({row.subnet})")
-            current = (row.tenant, "")
-        if row.service != current[1]:
-            lines.append(f"  service {row.service}")
-            current = (row.tenant, row.service)
-        lines.append(f"    {row.alloc_id[:8]}  {row.node:<10} {row.task:<16} "
-                     f"{row.weave_address:<21} {row.state}"
-                     + ("" if row.correct else f" (Nomad: {row.nomad_address})"))
-    bad = sum(1 for r in found if not r.correct)
-    lines.append(f"{len(found) - bad} of {len(found)} advertised correctly")
-    return "\n".join(lines)
+    return "\n".join([*table(found, paint), "", summary(found)])

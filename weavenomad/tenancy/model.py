@@ -74,17 +74,27 @@ class Registry:
         except KeyError:
             known = ", ".join(sorted(self.tenants)) or "none yet"
             raise NotFoundError(
-                f"unknown tenant {name!r} (tenants: {known})", hint="weavenomad tenant list"
+                f"unknown tenant {shown(name)} (tenants: {known})", hint="weavenomad tenant list"
             ) from None
 
     def owner_of(self, subnet: IPv4Network) -> Tenant | None:
         return next((t for t in self.tenants.values() if t.subnet == subnet), None)
 
 
+def is_tenant_name(name: str) -> bool:
+    return isinstance(name, str) and _TENANT_NAME.fullmatch(name) is not None
+
+
+def shown(name: str, limit: int = 40) -> str:
+    """A name as messages quote it: cut short, so a pasted blob stays a one-line error."""
+    text = name if isinstance(name, str) else str(name)
+    return repr(text if len(text) <= limit else text[:limit] + "…")
+
+
 def check_tenant_name(name: str) -> str:
-    if not isinstance(name, str) or not _TENANT_NAME.fullmatch(name):
+    if not is_tenant_name(name):
         raise ValidationError(
-            f"invalid tenant name {name!r}: lowercase letters, digits and '-', at most 63, "
+            f"invalid tenant name {shown(name)}: lowercase letters, digits and '-', at most 63, "
             "starting and ending with a letter or digit"
         )
     return name

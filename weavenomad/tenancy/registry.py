@@ -26,9 +26,11 @@ from weavenomad.tenancy.model import (
     decode_cluster,
     decode_registry,
     encode_registry,
+    is_tenant_name,
     plan_create,
     plan_delete,
     plan_record_cluster,
+    shown,
 )
 from weavenomad.tenancy.subnets import check_tenant_subnet
 from weavenomad.tenancy.weavecidr import parse_subnet
@@ -137,12 +139,45 @@ class TenantRegistry:
         return self._cas_cycle(self.tenants_key, decide)
 
 
+#: what --tenant takes, for the hints of a spec that is none of it
+SPEC_FORMS = "net:CIDR, net:default or a tenant name (weavenomad tenant list)"
+
+
+def check_spec(spec: str, registry: Registry) -> None:
+    """Refuse a ``--tenant`` that cannot be meant as given, saying what was probably meant: an
+    empty one, a bare CIDR or address (``net:`` forgotten), or a name no tenant could have.
+    Pure."""
+    if not isinstance(spec, str) or not spec.strip():
+        raise ValidationError("--tenant is empty", hint=f"give {SPEC_FORMS}")
+    if spec.startswith("net:"):
+        return
+    bare = spec.strip()
+    if "/" in bare or bare.replace(".", "").isdigit():
+        try:
+            subnet = parse_subnet(bare, what="--tenant")
+        except ValidationError:
+            raise ValidationError(f"--tenant {shown(spec)} is not a tenant name",
+                                  hint="give a subnet as net:CIDR, such as net:10.32.1.0/24"
+                                  ) from None
+        owner = registry.owner_of(subnet)
+        owned = f" (tenant {owner.name}'s subnet)" if owner else ""
+        raise ValidationError(f"--tenant {shown(spec)} is not a tenant name",
+                              hint=f"did you mean net:{subnet}{owned}?")
+    if not is_tenant_name(spec):
+        lower = bare.lower()
+        hint = f"did you mean {lower}?" if lower in registry.tenants else f"give {SPEC_FORMS}"
+        raise ValidationError(
+            f"--tenant {shown(spec)} is not a tenant name: names are lowercase letters, digits "
+            "and '-', at most 63 characters", hint=hint)
+
+
 def resolve_target(spec: str, registry: Registry, cluster: Cluster) -> TenantTarget:
     """Turn ``--tenant`` (``net:CIDR``, ``net:default`` or a tenant name) into a target.
 
     A raw ``net:CIDR`` must lie in the Weave range, off the default subnet, and either be
     exactly one tenant's subnet (it then counts as that tenant) or overlap none.
     """
+    check_spec(spec, registry)
     if spec == "net:default":
         return TenantTarget(spec, None, cluster.default_subnet)
     if spec.startswith("net:"):

@@ -193,19 +193,36 @@ class NomadAPI:
         self._methods(request, "PUT", "POST")
         return self._register(request, None)
 
-    def _register(self, request: Request, job_id: str | None) -> Response:
+    def _submitted(self, request: Request, job_id: str | None, no_id: str,
+                   other_id: str) -> tuple[dict, dict]:
+        """The request body and its job: given, with an ID, the path's (register and plan
+        word the last two refusals differently: ``no_id``, ``other_id``)."""
         body = self._body(request)
         job = body.get("Job") if isinstance(body, dict) else None
         if not isinstance(job, dict):
             raise NomadError(400, "Job must be specified")
         if not job.get("ID"):
-            raise NomadError(400, "Job ID hasn't been provided")
+            raise NomadError(400, no_id)
         if job_id is not None and job["ID"] != job_id:
-            raise NomadError(400, "Job ID does not match name")
+            raise NomadError(400, other_id)
         if request.arg("namespace") and not job.get("Namespace"):
             job["Namespace"] = request.arg("namespace")
+        return body, job
+
+    def _register(self, request: Request, job_id: str | None) -> Response:
+        body, job = self._submitted(request, job_id, "Job ID hasn't been provided",
+                                    "Job ID does not match name")
         answer = self.state.register_job(job, bool(body.get("EnforceIndex")),
                                          int(body.get("JobModifyIndex") or 0))  # fmt: skip
+        return self._json(answer, request, answer["Index"], query=False)
+
+    def _plan(self, request: Request, job_id: str) -> Response:
+        """``command/agent/job_endpoint.go`` ``jobPlan``: the job must be given, with its ID,
+        and the ID must be the one in the path."""
+        self._methods(request, "PUT", "POST")
+        body, job = self._submitted(request, job_id, "Job must have a valid ID",
+                                    "Job ID does not match")
+        answer = self.state.plan_job(job, bool(body.get("Diff")))
         return self._json(answer, request, answer["Index"], query=False)
 
     def _parse(self, request: Request) -> Response:
@@ -228,6 +245,8 @@ class NomadAPI:
         key = (self._namespace(request), job_id)
         if sub == "" and request.method in ("PUT", "POST"):
             return self._register(request, job_id)
+        if sub == "plan":
+            return self._plan(request, job_id)
         if sub == "" and request.method == "DELETE":
             purge = request.arg("purge").lower() in ("1", "true", "t")
             answer = self.state.deregister_job(key[0], job_id, purge)

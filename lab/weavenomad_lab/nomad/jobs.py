@@ -303,18 +303,18 @@ def _check_problem(service: dict, check: dict) -> str | None:
 
 
 def warnings(job: dict) -> str:
-    """The ``Warnings`` text of a register answer: deprecated task-level networks."""
+    """The ``Warnings`` text of a register or plan answer: deprecated task-level networks.
+    Each group's warning wraps one go-multierror per task, prefixed with the task's name, in
+    one per group (recorded: ``plan-dns-catalog-checks/a1``, ``setup-run.txt``)."""
     notes = []
+    deprecated = ("task network resources have been deprecated as of Nomad 0.12.0. Please "
+                  "configure networking via group network block.")
     for group in job.get("TaskGroups") or []:
-        for task in group.get("Tasks") or []:
-            if (task.get("Resources") or {}).get("Networks"):
-                inner = multierror([
-                    "task network resources have been deprecated as of Nomad 0.12.0. "
-                    "Please configure networking via group network block."
-                ])
-                task_note = f"Task {json.dumps(task['Name'])} has warnings: {inner}"
-                notes.append(f"Group {json.dumps(group['Name'])} has warnings: "
-                             f"{multierror([task_note])}")  # fmt: skip
+        tasks = [multierror([f"Task {json.dumps(task['Name'])}: {deprecated}"])
+                 for task in group.get("Tasks") or []
+                 if (task.get("Resources") or {}).get("Networks")]
+        if tasks:
+            notes.append(f"Group {json.dumps(group['Name'])} has warnings: {multierror(tasks)}")
     if not notes:
         return ""
     return f"{len(notes)} warning(s):\n\n" + "\n".join(f"* {n}" for n in notes)

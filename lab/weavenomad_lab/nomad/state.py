@@ -17,7 +17,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from weavenomad_lab.nomad import deployments, scheduler, shapes
+from weavenomad_lab.nomad import deployments, plan, scheduler, shapes
 from weavenomad_lab.nomad import jobs as jobspec
 from weavenomad_lab.nomad.gostyle import new_uuid, now_ns
 
@@ -166,6 +166,21 @@ class NomadState:
                 "LastContact": 0,
                 "Warnings": jobspec.warnings(job),
             }
+
+    def plan_job(self, job: dict, diff: bool = True) -> dict:
+        """The scheduler's dry run of ``job`` (``POST /v1/job/<id>/plan``): nothing is stored.
+        Raises NomadError for invalid jobs, as a register would."""
+        job = jobspec.canonicalize(job)
+        problem = jobspec.validate(job)
+        if problem:
+            raise NomadError(500, problem)
+        with self._cond:
+            key = (job["Namespace"], job["ID"])
+            allocs = [a for a in self.allocs.values()
+                      if (a["Namespace"], a["JobID"]) == key]  # fmt: skip
+            return copy.deepcopy(plan.plan_answer(
+                self.jobs.get(key), job, allocs, list(self.nodes.values()), diff=diff,
+                new_id=self._new_id, now=self._clock()))
 
     def deregister_job(self, namespace: str, job_id: str, purge: bool = False) -> dict:
         key = (namespace, job_id)
