@@ -112,9 +112,10 @@ def test_ensure_once_reports_what_it_put_back(monkeypatch):
     assert "nothing to guard" in result.output
 
 
-def test_keeping_reports_each_put_back_and_stops_on_its_signal(monkeypatch):
+def test_keeping_reports_each_put_back_and_stops_on_its_signal(monkeypatch, caplog):
     monkeypatch.setattr(system, "euid", lambda: 0)
     monkeypatch.setattr("weavenomad.runtime.logs.configure", lambda *a, **k: None)
+    caplog.set_level(logging.INFO, logger="weavenomad.guards")
     looks = [keeper.Round(True), keeper.Round(True, (GUARDS[2],))]
 
     def keep(self, every, report):
@@ -125,7 +126,8 @@ def test_keeping_reports_each_put_back_and_stops_on_its_signal(monkeypatch):
     monkeypatch.setattr(keeper.Keeper, "keep", keep)
     result = CliRunner().invoke(cli, ["guard", "ensure", "--every", "5"])
     assert result.exit_code == 0, result.output
-    lines = result.output.splitlines()
+    # the keeper is a daemon: it logs, like the reconciler (issue 21)
+    lines = [r.getMessage() for r in caplog.records if r.name == "weavenomad.guards"]
     assert lines[0] == "keeping the isolation guards, a look every 5 s"
     assert len(lines) == 2  # the round that put nothing back says nothing
     assert lines[1].startswith("put back the isolation guard against the host routing from")

@@ -16,6 +16,7 @@ from weavenomad import __version__
 from weavenomad.cli import redaction
 from weavenomad.cli.options import AppContext, connection_options, is_debug, output_options
 from weavenomad.errors import ExitCode, WeavenomadError
+from weavenomad.runtime import logs
 
 #: command name -> "module:attribute", loaded lazily
 COMMANDS: dict[str, str] = {
@@ -144,12 +145,17 @@ def cli() -> None:
     """
 
 
-def _print_error(message: str) -> None:
-    click.echo(f"weavenomad: error: {redaction.hide(message)}", err=True)
+def _print_error(message: str, journal: bool = False) -> None:
+    """The one line of a failure; with ``journal`` (stderr is journald's: a daemon under
+    systemd) it carries its priority, so a daemon that ends on it shows under 'journalctl -p
+    err'."""
+    line = f"weavenomad: error: {redaction.hide(message)}"
+    click.echo(logs.with_priority(line, logging.ERROR) if journal else line, err=True)
 
 
-def _print_traceback() -> None:
-    click.echo(redaction.hide(traceback.format_exc().rstrip("\n")), err=True)
+def _print_traceback(journal: bool = False) -> None:
+    text = redaction.hide(traceback.format_exc().rstrip("\n"))
+    click.echo(logs.with_priority(text, logging.ERROR) if journal else text, err=True)
 
 
 def main(argv: list[str] | None = None, environ: dict[str, str] | None = None) -> None:
@@ -157,6 +163,7 @@ def main(argv: list[str] | None = None, environ: dict[str, str] | None = None) -
     code from :class:`ExitCode`."""
     argv = list(sys.argv[1:] if argv is None else argv)
     environ = dict(os.environ if environ is None else environ)
+    journal = logs.is_journal(environ, sys.stderr)
     debug = is_debug(argv, environ)
     redaction.remember([environ.get("NOMAD_TOKEN"), environ.get("CONSUL_HTTP_TOKEN")])
     redaction.install_log_redaction()
@@ -171,7 +178,7 @@ def main(argv: list[str] | None = None, environ: dict[str, str] | None = None) -
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except (KeyboardInterrupt, click.exceptions.Abort):
-        _print_error("interrupted")
+        _print_error("interrupted", journal)
         sys.exit(ExitCode.INTERRUPTED)
     except click.UsageError as exc:
         exc.show()
@@ -181,15 +188,15 @@ def main(argv: list[str] | None = None, environ: dict[str, str] | None = None) -
         sys.exit(ExitCode.ERROR)
     except WeavenomadError as exc:
         if debug:
-            _print_traceback()
-        _print_error(exc.one_line())
+            _print_traceback(journal)
+        _print_error(exc.one_line(), journal)
         sys.exit(exc.exit_code)
     except BrokenPipeError:
         # stdout closed early (| head): not an error worth a traceback
         sys.exit(ExitCode.OK)
     except Exception as exc:  # a bug: show it, but never a token in it
-        _print_traceback()
+        _print_traceback(journal)
         _print_error(f"unexpected {type(exc).__name__}; the traceback above shows where "
-                     "(please report it)")
+                     "(please report it)", journal)
         sys.exit(ExitCode.ERROR)
     sys.exit(returned if isinstance(returned, int) else ExitCode.OK)
