@@ -173,7 +173,7 @@ def check_guard_keeper(systemd: bool, active: bool | None) -> ck.Check:
 
 
 def check_unit(name: str, spec: unitcheck.UnitSpec, unit_file: unitcheck.UnitFile,
-               state: unitcheck.UnitState | None, last_message: str = "") -> ck.Check | None:
+               state: unitcheck.UnitState | None, logged: str = "") -> ck.Check | None:
     """How an installed unit of ours stands: its file against what install writes, its
     ExecStart program and env files, and systemd's view (failing, restarting, not ready).
     None when the unit is not installed, which the service checks above already say."""
@@ -183,7 +183,7 @@ def check_unit(name: str, spec: unitcheck.UnitSpec, unit_file: unitcheck.UnitFil
     stopped = state is not None and state.active_state == "inactive" and state.result in (
         "", "success")  # not running, nothing failed: the service checks above say so
     if state is not None and not stopped:
-        problem = unitcheck.state_problem(spec, state, last_message)
+        problem = unitcheck.state_problem(spec, state, logged)
         problems += [problem] if problem is not None else []
     if not problems:
         status = f": {state.status_text}" if state is not None and state.status_text else ""

@@ -16,19 +16,17 @@ def guard() -> None:
 
 @guard.command("ensure")
 @click.option("--every", type=click.FloatRange(min=1.0), metavar="SECONDS",
-              help="Keep looking every SECONDS until SIGTERM or SIGINT, logging what it puts "
-                   "back [default: look once].")
+              help="Keep looking every SECONDS until SIGTERM or SIGINT [default: look once].")
 @connection_options
 @output_options
 def ensure(every) -> None:
     """Put back every isolation guard that is missing or shadowed by an earlier rule, at the
     top of its chain, as bootstrap does. Nothing is added while the node has no 'weave' bridge
     (Weave not launched, or the node reset). Needs root. Docker is asked for its bridge's name.
-
-    With --every it is a daemon like the reconciler: it logs as the reconciler does (JSON lines
-    with --json or WEAVENOMAD_LOG_FORMAT=json) and, under systemd, is ready after its first look
-    and feeds the watchdog (see 'weavenomad guard install').
     """
+    # With --every it is a daemon like the reconciler (see _keep): it logs as the reconciler
+    # does (JSON lines with --json or WEAVENOMAD_LOG_FORMAT=json) and, under systemd, is ready
+    # after its first look and feeds the watchdog.
     from weavenomad.bootstrap import system
     from weavenomad.bootstrap.keeper import Keeper, docker_bridge_of
     from weavenomad.clients import docker_client

@@ -31,6 +31,10 @@ def install_options(unit: str):
     return decorate
 
 
+#: seconds before the install whose journal lines may tell why the unit does not start
+START_MARGIN = 10
+
+
 def _warn(line: str) -> None:
     click.echo(f"weavenomad: warning: {line}", err=True)
 
@@ -70,7 +74,8 @@ def install_unit(spec, *, run_command: str, unit_dir: str, executable: str | Non
         _warn(found.one_line())
     status = ""
     if not no_enable:
-        started = time.time()
+        # a unit that was already starting may have said why before this install began
+        started = time.time() - START_MARGIN
         try:
             units.enable(spec.name, run_command, start=not no_start)
             if was_running:  # enable --now leaves a running unit as it is: run the new one
@@ -92,7 +97,7 @@ def _started(spec, since: float) -> str:
     state = units.read_state(spec.name)
     if state is None:  # systemctl said nothing more: trust its exit code
         return ""
-    problem = unitcheck.state_problem(spec, state, units.last_warning(spec.name, since))
+    problem = unitcheck.state_problem(spec, state, units.telling_warning(spec.name, since))
     if problem is not None and problem.severe:
         raise WeavenomadError(problem.message, hint=problem.fix)
     return state.status_text
@@ -105,7 +110,7 @@ def _not_started(spec, exc, since: float):
 
     state = units.read_state(spec.name)
     problem = None if state is None else unitcheck.state_problem(
-        spec, state, units.last_warning(spec.name, since))
+        spec, state, units.telling_warning(spec.name, since))
     if problem is None:
         return exc
     return WeavenomadError(problem.message, hint=problem.fix)

@@ -66,7 +66,7 @@ class Notifier:
         if reason == self.failure:
             return
         self.failure = reason
-        log.warning("cannot tell systemd at NOTIFY_SOCKET=%s: %s; a Type=notify unit times out "
+        log.error("cannot tell systemd at NOTIFY_SOCKET=%s: %s; a Type=notify unit times out "
                     "its start and restarts this daemon (outside systemd, unset NOTIFY_SOCKET; "
                     "in a unit, do not restrict AF_UNIX sockets)", self.address, reason)
 

@@ -12,6 +12,7 @@ READY=1 (systemd times the start out and restarts it); a start limit that ends t
 
 from __future__ import annotations
 
+import json
 import shlex
 import stat
 from collections.abc import Callable, Sequence
@@ -280,12 +281,31 @@ def _env_problems(spec: UnitSpec, env: EnvFile) -> list[Problem]:
         problems.append(Problem(
             f"line {number} of {env.path} is not NAME=value ({line!r}{more}): systemd ignores "
             "it, so that setting does not apply",
-            "write plain NAME=value lines (no 'export')"))
+            "write plain NAME=value lines (no 'export')", severe=False))
     if env.mode & (stat.S_IRWXG | stat.S_IRWXO) or env.uid != 0:
         problems.append(Problem(
             f"{env.path} may hold tokens but is mode {env.mode & 0o777:04o}, owner uid "
             f"{env.uid}", f"chown root: {env.path} && chmod 600 {env.path}", severe=False))
     return problems
+
+
+def telling_line(journal_json: str) -> str:
+    """From ``journalctl -o json`` lines (oldest first), the message that says most: the
+    daemon's own (not PID 1's) before systemd's, the worst priority first, then the latest;
+    one line, "" when there is none."""
+    entries = []
+    for line in journal_json.splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        message = entry.get("MESSAGE") if isinstance(entry, dict) else None
+        if isinstance(message, str) and message.strip():
+            priority = entry.get("PRIORITY", "")
+            entries.append((entry.get("_PID") != "1",
+                            -int(priority) if str(priority).isdigit() else -6,
+                            len(entries), " ".join(message.split())))
+    return max(entries)[-1] if entries else ""
 
 
 #: what a unit's Result= means, in words
@@ -304,11 +324,11 @@ _RESULTS = {
 EXEC_FAILED = 203
 
 
-def state_problem(spec: UnitSpec, state: UnitState, last_message: str = "") -> Problem | None:
-    """What systemd's view of the unit says is wrong; None when it runs. ``last_message`` is
-    the unit's last warning or worse in the journal (systemd's or the daemon's)."""
+def state_problem(spec: UnitSpec, state: UnitState, logged: str = "") -> Problem | None:
+    """What systemd's view of the unit says is wrong; None when it runs. ``logged`` is
+    what the unit's journal tells of it (:func:`telling_line`)."""
     journal = f"journalctl -u {spec.short} -p warning"
-    said = f"; it last logged: {last_message}" if last_message else ""
+    said = f"; its log says: {logged}" if logged else ""
     if state.load_state == "not-found":
         return Problem(f"systemd does not know {spec.name}", spec.install_command)
     if state.load_state == "masked":

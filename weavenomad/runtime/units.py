@@ -29,6 +29,8 @@ SYSTEMCTL_TIMEOUT = 60
 START_TIMEOUT = 90
 #: seconds a journalctl or systemctl show may take
 READ_TIMEOUT = 15
+#: how many of the unit's last warnings to choose the telling one from
+WARNING_LINES = 20
 
 Run = Callable[..., subprocess.CompletedProcess]
 
@@ -127,18 +129,18 @@ def read_state(unit: str, run: Run = subprocess.run) -> uc.UnitState | None:
     return uc.parse_state(done.stdout or "") if done.returncode == 0 else None
 
 
-def last_warning(unit: str, since: float | None = None, run: Run = subprocess.run) -> str:
-    """The unit's last journal line at warning or worse (systemd's own about the unit, or the
-    daemon's), since ``since`` (epoch seconds) or this boot; "" when there is none."""
+def telling_warning(unit: str, since: float | None = None, run: Run = subprocess.run) -> str:
+    """Of the unit's last few journal lines at warning or worse, since ``since`` (epoch
+    seconds) or this boot, the one that tells most (:func:`unitcheck.telling_line`: the
+    daemon's own before systemd's "start operation timed out"); "" when there is none."""
     window = [f"--since=@{int(since)}"] if since is not None else ["--boot"]
     try:
-        done = run(["journalctl", "--unit", unit, "--priority", "warning", "--lines", "1",
-                    "--output", "cat", "--no-pager", "--quiet", *window],
+        done = run(["journalctl", "--unit", unit, "--priority", "warning", "--lines",
+                    str(WARNING_LINES), "--output", "json", "--no-pager", "--quiet", *window],
                    capture_output=True, text=True, timeout=READ_TIMEOUT)
     except (OSError, subprocess.TimeoutExpired):
         return ""
-    lines = (done.stdout or "").strip().splitlines()
-    return " ".join(lines[-1].split()) if done.returncode == 0 and lines else ""
+    return uc.telling_line(done.stdout or "") if done.returncode == 0 else ""
 
 
 def read_unit_file(path: Path) -> uc.UnitFile:
@@ -164,7 +166,7 @@ def inspect(spec: uc.UnitSpec, unit_dir: str = UNIT_DIR, run: Run = subprocess.r
     path = Path(fragment) if fragment else Path(unit_dir) / spec.name
     unit_file = read_unit_file(path)
     troubled = state is not None and uc.state_problem(spec, state) is not None
-    return unit_file, state, last_warning(spec.name, run=run) if troubled else ""
+    return unit_file, state, telling_warning(spec.name, run=run) if troubled else ""
 
 
 def _env_file(path: str, optional: bool) -> uc.EnvFile:
