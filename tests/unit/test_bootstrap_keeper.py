@@ -15,6 +15,7 @@ from weavenomad.bootstrap import guards as gd
 from weavenomad.bootstrap import keeper, system
 from weavenomad.cli import cli, main
 from weavenomad.errors import BackendError, BackendUnavailable, ExitCode
+from weavenomad.runtime.notify import Notifier, Supervised
 
 SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
 GUARDS = gd.guards("docker0")
@@ -131,3 +132,44 @@ def test_keeping_reports_each_put_back_and_stops_on_its_signal(monkeypatch, capl
     assert lines[0] == "keeping the isolation guards, a look every 5 s"
     assert len(lines) == 2  # the round that put nothing back says nothing
     assert lines[1].startswith("put back the isolation guard against the host routing from")
+
+
+class RecordingNotifier(Notifier):
+    def __init__(self):
+        super().__init__("recording", watchdog_usec=2_000)
+        self.sent: list[tuple[str, ...]] = []
+
+    def notify(self, *lines: str) -> bool:
+        self.sent.append(lines)
+        return True
+
+
+def test_the_keeper_is_ready_after_its_first_look_and_says_what_it_found_or_waits_for():
+    failure = BackendError("cannot read iptables (filter table): busy", backend="system")
+    present = iter([False, True, True, True])
+    ensure = FakeEnsure(failure, [GUARDS[1]])
+    notifier = RecordingNotifier()
+    guard_keeper = keeper.Keeper(lambda: "docker0", weave_present=lambda: next(present),
+                                 ensure=ensure, supervised=Supervised(notifier))
+    looks: list[keeper.Round] = []
+
+    def report(look):
+        looks.append(look)
+        if len(looks) == 3:
+            guard_keeper.stop.set()
+
+    guard_keeper.keep(0.01, report)
+    said = [lines for lines in notifier.sent if lines != ("WATCHDOG=1",)]
+    assert said == [
+        ("READY=1", "STATUS=waiting for Weave: no 'weave' bridge on this node, nothing to "
+                    "guard"),
+        ("STATUS=waiting for iptables: cannot read iptables (filter table): busy",),
+        ("STATUS=put back 1 isolation guard(s) (weave-routed); every guard is in place",),
+        ("STATUS=every isolation guard is in place",),
+        ("STOPPING=1",)]
+    assert notifier.sent.count(("WATCHDOG=1",)) >= 3  # fed in every wait
+
+
+def test_the_guard_unit_is_a_supervised_notify_service():
+    lines = set(keeper.render_unit().splitlines())
+    assert {"Type=notify", "NotifyAccess=main", "WatchdogSec=30", "Restart=always"} <= lines
