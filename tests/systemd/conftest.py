@@ -1,11 +1,12 @@
-"""Fixtures of the systemd tier: a one-node lab (its simulated Nomad and Consul, emulated Weave
-and private dockerd) and a Debian container booted with systemd inside that node's network
-namespace, with the product installed from this checkout. Whatever keeps either from coming up
-fails the tests with the reason; nothing here skips."""
+"""Fixtures of the systemd tier: a Debian container booted with systemd inside the network
+namespace of a node of the session's lab (its simulated Nomad and Consul, emulated Weave and
+private dockerd), with the product installed from this checkout. Whatever keeps either from
+coming up fails the tests with the reason; nothing here skips."""
 
 from __future__ import annotations
 
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -13,14 +14,9 @@ import pytest
 
 from .systemdbox import BoxError, boot, build_wheel, install_product, prepare_venv, rootfs
 
-
-def lab_name() -> str:
-    """This run's lab (namespace names are host-wide)."""
-    return f"s{os.getpid() % 10_000_000}"
-
-
-def lab_state_dir() -> Path:
-    return Path(f"/tmp/wnlab-s{os.getpid()}")
+LAB_TESTS = str(Path(__file__).resolve().parent.parent / "lab")
+if LAB_TESTS not in sys.path:  # labtools, shared with the lab tests
+    sys.path.insert(0, LAB_TESTS)
 
 
 def pytest_collection_modifyitems(items):
@@ -36,31 +32,17 @@ def _fail(what: str, exc: BaseException) -> None:
 
 
 @pytest.fixture(scope="session")
-def node_lab():
-    from weavenomad_lab import core
-
-    state_dir = lab_state_dir()
-    try:
-        layout = core.up(state_dir, lab_name(), 1)
-    except Exception as exc:  # noqa: BLE001 - any reason must fail the tests, visibly
-        _fail("the lab did not come up", exc)
-    try:
-        yield layout
-    finally:
-        core.down(state_dir)
-
-
-@pytest.fixture(scope="session")
-def box(node_lab, tmp_path_factory):
-    """The booted container (a :class:`systemdbox.Box`), the product installed."""
+def box(lab, tmp_path_factory):
+    """The booted container (a :class:`systemdbox.Box`) in the first node of the session's lab
+    (tests/conftest.py), the product installed."""
     work = tmp_path_factory.mktemp("systemd-tier")
-    node = node_lab.nodes[0]
+    node = lab.nodes[0]
     started = time.monotonic()
     try:
         root = rootfs(work / "debootstrap.log")
         wheel = build_wheel(work)
         prepare_venv(root, wheel, work / "venv.log")
-        booted = boot(root, f"wn{lab_name()}", node.netns,
+        booted = boot(root, f"wn{os.getpid()}", node.netns,
                       {str(wheel.parent): "/run/weavenomad-wheels",
                        str(node.docker_sock): "/run/docker.sock"}, work / "console.log")
     except BoxError as exc:

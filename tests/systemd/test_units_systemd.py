@@ -17,6 +17,7 @@ import re
 import time
 
 import pytest
+from labtools import wait_for
 
 UNIT = "weavenomad-reconciler.service"
 GUARDS = "weavenomad-guards.service"
@@ -29,17 +30,6 @@ STATE = ("ActiveState", "SubState", "StatusText", "MainPID", "NRestarts", "Resul
          "WatchdogTimestampMonotonic")
 #: a line that begins with its own timestamp ("2026-12-07 19:05:03,236 INFO …")
 STAMPED = re.compile(r"^\d{4}-\d\d-\d\d[ T]\d\d:\d\d")
-
-
-def wait_until(what: str, probe, timeout: float, every: float = 0.25):
-    deadline = time.monotonic() + timeout
-    value = None
-    while time.monotonic() < deadline:
-        value = probe()
-        if value:
-            return value
-        time.sleep(every)
-    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what} (last: {value!r})")
 
 
 def state(box, unit: str = UNIT) -> dict[str, str]:
@@ -81,6 +71,13 @@ def doctor_check(box, name: str) -> dict:
     return next((c for c in checks if c["name"] == name), {"missing": name, "all": checks})
 
 
+@pytest.fixture(scope="module", autouse=True)
+def nomad_back_up_at_the_end(lab):
+    """The tests take the lab's Nomad down for a while: other tests of the session want it."""
+    yield
+    nomad_up(lab)
+
+
 @pytest.fixture
 def units(box):
     """Both units installed and running (for a test run on its own)."""
@@ -91,8 +88,8 @@ def units(box):
             box.run("systemctl", "restart", unit, timeout=90, check=True)
 
 
-def test_install_returns_at_once_while_nomad_is_down_and_says_what_it_waits_for(box, node_lab):
-    nomad_down(node_lab)
+def test_install_returns_at_once_while_nomad_is_down_and_says_what_it_waits_for(box, lab):
+    nomad_down(lab)
     started = time.monotonic()
     done = box.run("weavenomad", "reconciler", "install", timeout=150)
     took = time.monotonic() - started
@@ -122,7 +119,7 @@ def test_the_watchdog_is_fed_while_waiting(box):
         return all(int(now[u]["WatchdogTimestampMonotonic"])
                    > int(before[u]["WatchdogTimestampMonotonic"]) for u in now)
 
-    wait_until("a watchdog ping of both daemons", fed, timeout=WATCHDOG / 2 + 5)
+    wait_for("a watchdog ping of both daemons", fed, timeout=WATCHDOG / 2 + 5)
     for unit in (UNIT, GUARDS):
         now = running(box, unit)
         assert now, state(box, unit)
@@ -149,10 +146,10 @@ def test_warnings_reach_the_journal_with_their_priority_and_no_timestamp_of_thei
 
 
 @pytest.mark.usefixtures("units")
-def test_nomad_coming_up_is_served_without_a_restart(box, node_lab):
+def test_nomad_coming_up_is_served_without_a_restart(box, lab):
     pid = state(box)["MainPID"]
-    nomad_up(node_lab)
-    found = wait_until("the reconciler to serve its node",
+    nomad_up(lab)
+    found = wait_for("the reconciler to serve its node",
                        lambda: "twin(s)" in state(box)["StatusText"] and state(box), timeout=30)
     assert found["MainPID"] == pid and found["NRestarts"] == "0", found
     assert "serving Nomad node" in journal(box, UNIT, "-o cat")
@@ -160,7 +157,7 @@ def test_nomad_coming_up_is_served_without_a_restart(box, node_lab):
     box.run("systemctl", "restart", UNIT, timeout=90, check=True)
     took = time.monotonic() - started
     assert running(box), state(box)
-    wait_until("a pass after the restart", lambda: "twin(s)" in state(box)["StatusText"],
+    wait_for("a pass after the restart", lambda: "twin(s)" in state(box)["StatusText"],
                timeout=30)
     assert took < 10, f"a restart with Nomad up took {took:.1f}s"
     print(f"\nrestart with Nomad up: {took:.2f}s; status: {state(box)['StatusText']}")
@@ -171,7 +168,7 @@ def test_a_frozen_daemon_is_killed_by_the_watchdog_and_restarted(box):
     before = state(box)
     box.sh(f"kill -STOP {before['MainPID']}")
     started = time.monotonic()
-    found = wait_until("the watchdog to restart the frozen daemon", lambda: (
+    found = wait_for("the watchdog to restart the frozen daemon", lambda: (
         (now := running(box)) and now["MainPID"] != before["MainPID"] and now),
         timeout=WATCHDOG + 20, every=0.5)
     took = time.monotonic() - started
@@ -186,7 +183,7 @@ def test_a_killed_daemon_is_restarted(box):
         before = state(box, unit)
         box.sh(f"kill -KILL {before['MainPID']}")
         started = time.monotonic()
-        found = wait_until(f"{unit} to come back after SIGKILL", lambda u=unit, b=before: (
+        found = wait_for(f"{unit} to come back after SIGKILL", lambda u=unit, b=before: (
             (now := running(box, u)) and now["MainPID"] != b["MainPID"] and now), timeout=15)
         took = time.monotonic() - started
         assert int(found["NRestarts"]) == int(before["NRestarts"]) + 1, found
@@ -294,7 +291,7 @@ def test_a_notify_socket_that_does_not_answer_is_named_not_looped_on_in_silence(
 def test_an_executable_gone_after_install_is_named_by_doctor(box):
     box.sh("rm /usr/local/bin/weavenomad && systemctl restart --no-block "
            f"{UNIT}")
-    wait_until("the failed exec", lambda: state(box)["Result"] == "exit-code", timeout=15)
+    wait_for("the failed exec", lambda: state(box)["Result"] == "exit-code", timeout=15)
     done = box.run("/opt/weavenomad/bin/weavenomad", "--json", "doctor", timeout=180)
     check = next(c for c in json.loads(done.stdout)["checks"] if c["name"] == "reconciler-unit")
     assert check["status"] == "fail", check

@@ -20,19 +20,6 @@ from weavenomad.runtime.notify import Notifier, Supervised
 
 
 @pytest.fixture
-def root_logger():
-    """logs.configure replaces the root logger's handlers: put pytest's back afterwards."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
-    for handler in handlers:
-        root.addHandler(handler)
-    root.setLevel(level)
-
-
-@pytest.fixture
 def journal(tmp_path):
     """A stream and the environment that says it is journald's (``$JOURNAL_STREAM``)."""
     stream = open(tmp_path / "stream", "w+")  # noqa: SIM115 - closed below
