@@ -200,6 +200,10 @@ def test_doctor_checks_an_installed_unit_in_one_line(tmp_path):
     check = doctor.check_unit("reconciler-unit", SPEC, edited, failing, "ERROR cannot tell")
     assert check.status == ck.FAIL and check.detail.endswith("; its log says: ERROR cannot "
                                                              "tell (and 1 more)"), check
+    local = doctor.check_unit("reconciler-unit", SPEC, unit_file(tmp_path),
+                              state(DropInPaths="/etc/x.d/local.conf", StatusText=""))
+    assert local.status == ck.PASS and local.detail.endswith("writes it, with "
+                                                             "/etc/x.d/local.conf")
     stopped = doctor.check_unit("guard-unit", keeper.SPEC, uc.UnitFile(
         "/g", keeper.render_unit([EXE]), True), state(ActiveState="inactive", SubState="dead"))
     assert stopped.status == ck.PASS  # stopped, nothing failed: the guard-keeper check says so

@@ -186,9 +186,12 @@ def check_unit(name: str, spec: unitcheck.UnitSpec, unit_file: unitcheck.UnitFil
         problem = unitcheck.state_problem(spec, state, logged)
         problems += [problem] if problem is not None else []
     if not problems:
+        # drop-ins are the operator's own changes, which install leaves alone: worth naming
+        drop_ins = f", with {' '.join(state.drop_ins)}" if state is not None and \
+            state.drop_ins else ""
         status = f": {state.status_text}" if state is not None and state.status_text else ""
         return ck.Check(name, ck.PASS, f"{spec.name} as '{spec.install_command}' writes "
-                        f"it{status}")
+                        f"it{drop_ins}{status}")
     first = sorted(problems, key=lambda p: not p.severe)[0]
     more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
     return ck.Check(name, ck.FAIL if first.severe else ck.WARN, first.message + more, first.fix)

@@ -18,7 +18,7 @@ import stat
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-#: a line of an env file that systemd takes: NAME=value (systemd.exec(5) EnvironmentFile=)
+#: what a NAME of an env file's NAME=value line is made of (systemd.exec(5) EnvironmentFile=)
 _NAME_CHARS = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_")
 
 
