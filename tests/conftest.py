@@ -4,6 +4,7 @@ that need it, with the reason; it never skips them."""
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -28,6 +29,19 @@ def pytest_collection_modifyitems(items):
     for item in items:
         if lab_tests in Path(str(item.fspath)).parents:
             item.add_marker(pytest.mark.lab)
+
+
+@pytest.fixture
+def root_logger():
+    """logs.configure replaces the root logger's handlers: put pytest's back afterwards."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    for handler in handlers:
+        root.addHandler(handler)
+    root.setLevel(level)
 
 
 @pytest.fixture(scope="session")

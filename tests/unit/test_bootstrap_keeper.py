@@ -15,6 +15,7 @@ from weavenomad.bootstrap import guards as gd
 from weavenomad.bootstrap import keeper, system
 from weavenomad.cli import cli, main
 from weavenomad.errors import BackendError, BackendUnavailable, ExitCode
+from weavenomad.runtime.notify import Notifier, Supervised
 
 SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
 GUARDS = gd.guards("docker0")
@@ -112,9 +113,10 @@ def test_ensure_once_reports_what_it_put_back(monkeypatch):
     assert "nothing to guard" in result.output
 
 
-def test_keeping_reports_each_put_back_and_stops_on_its_signal(monkeypatch):
+def test_keeping_reports_each_put_back_and_stops_on_its_signal(monkeypatch, caplog):
     monkeypatch.setattr(system, "euid", lambda: 0)
     monkeypatch.setattr("weavenomad.runtime.logs.configure", lambda *a, **k: None)
+    caplog.set_level(logging.INFO, logger="weavenomad.guards")
     looks = [keeper.Round(True), keeper.Round(True, (GUARDS[2],))]
 
     def keep(self, every, report):
@@ -125,7 +127,49 @@ def test_keeping_reports_each_put_back_and_stops_on_its_signal(monkeypatch):
     monkeypatch.setattr(keeper.Keeper, "keep", keep)
     result = CliRunner().invoke(cli, ["guard", "ensure", "--every", "5"])
     assert result.exit_code == 0, result.output
-    lines = result.output.splitlines()
+    # the keeper is a daemon: it logs, like the reconciler (issue 21)
+    lines = [r.getMessage() for r in caplog.records if r.name == "weavenomad.guards"]
     assert lines[0] == "keeping the isolation guards, a look every 5 s"
     assert len(lines) == 2  # the round that put nothing back says nothing
     assert lines[1].startswith("put back the isolation guard against the host routing from")
+
+
+class RecordingNotifier(Notifier):
+    def __init__(self):
+        super().__init__("recording", watchdog_usec=2_000)
+        self.sent: list[tuple[str, ...]] = []
+
+    def notify(self, *lines: str) -> bool:
+        self.sent.append(lines)
+        return True
+
+
+def test_the_keeper_is_ready_after_its_first_look_and_says_what_it_found_or_waits_for():
+    failure = BackendError("cannot read iptables (filter table): busy", backend="system")
+    present = iter([False, True, True, True])
+    ensure = FakeEnsure(failure, [GUARDS[1]])
+    notifier = RecordingNotifier()
+    guard_keeper = keeper.Keeper(lambda: "docker0", weave_present=lambda: next(present),
+                                 ensure=ensure, supervised=Supervised(notifier))
+    looks: list[keeper.Round] = []
+
+    def report(look):
+        looks.append(look)
+        if len(looks) == 3:
+            guard_keeper.stop.set()
+
+    guard_keeper.keep(0.01, report)
+    said = [lines for lines in notifier.sent if lines != ("WATCHDOG=1",)]
+    assert said == [
+        ("READY=1", "STATUS=waiting for Weave: no 'weave' bridge on this node, nothing to "
+                    "guard"),
+        ("STATUS=waiting for iptables: cannot read iptables (filter table): busy",),
+        ("STATUS=put back 1 isolation guard(s) (weave-routed); every guard is in place",),
+        ("STATUS=every isolation guard is in place",),
+        ("STOPPING=1",)]
+    assert notifier.sent.count(("WATCHDOG=1",)) >= 3  # fed in every wait
+
+
+def test_the_guard_unit_is_a_supervised_notify_service():
+    lines = set(keeper.render_unit().splitlines())
+    assert {"Type=notify", "NotifyAccess=main", "WatchdogSec=30", "Restart=always"} <= lines

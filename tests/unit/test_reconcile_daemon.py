@@ -321,3 +321,55 @@ def test_the_daemons_entry_point_loads_no_job_parsing_code():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True, timeout=60)
     assert done.stdout.strip() == ""
+
+
+def test_ready_at_once_while_nomad_is_down_then_it_serves_when_nomad_is_back(world, tmp_path):
+    """Issue 21: waiting for an agent is serving. READY=1 follows the first look for the node,
+    the status says what the daemon waits for, the watchdog is fed while it waits, and once
+    Nomad answers the same process serves its node."""
+    path = str(tmp_path / "notify")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    listener.bind(path)
+    listener.settimeout(0.1)
+    world.nomad.down = True
+    world.run_allocation(A)
+    notifier = Notifier.from_environ({"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "100000"})
+    world.start(notifier=notifier)
+    messages: list[str] = []
+
+    def heard(until, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                messages.append(listener.recv(4096).decode())
+            except TimeoutError:
+                continue
+            if until():
+                return True
+        return False
+
+    assert heard(lambda: sum(m == "WATCHDOG=1" for m in messages) >= 5, 3), messages
+    assert messages[1] == "READY=1\nSTATUS=waiting for nomad: connection refused", messages
+    assert all(m in ("WATCHDOG=1", messages[1]) for m in messages[1:]), messages
+    world.nomad.down = False
+    assert heard(lambda: any(m.startswith("STATUS=1 twin(s)") for m in messages), 5), messages
+    listener.close()
+    wait_until("the twin", lambda: world.passing() == [(twin(A), "10.32.1.1", 8080)])
+
+
+def test_the_status_names_the_agent_and_why_as_the_clients_say_it():
+    from weavenomad.clients import nomad_client
+    from weavenomad.config import load_settings
+    from weavenomad.errors import BackendAuthError
+    from weavenomad.reconcile.daemon import waiting_for
+
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    nomad = nomad_client(load_settings({}, {"NOMAD_ADDR": f"http://127.0.0.1:{port}"}))
+    with pytest.raises(Exception) as refused:  # noqa: PT011 - the client's own error
+        nomad.agent_self()
+    assert waiting_for(refused.value) == (
+        f"waiting for Nomad at http://127.0.0.1:{port}: connection refused")
+    denied = BackendAuthError("Nomad refused the token: Permission denied", backend="nomad")
+    assert waiting_for(denied) == "waiting for Nomad: Nomad refused the token: Permission denied"

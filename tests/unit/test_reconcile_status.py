@@ -119,19 +119,6 @@ def test_a_masked_instance_without_twin_is_not_advertised_and_outside_is_flagged
     assert [r.state for r in found] == [status.NOT_ADVERTISED, status.OUTSIDE_TENANT]
 
 
-@pytest.fixture
-def root_logger():
-    """logs.configure replaces the root logger's handlers: put pytest's back afterwards."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
-    for handler in handlers:
-        root.addHandler(handler)
-    root.setLevel(level)
-
-
 def test_json_logs_carry_the_fields(root_logger):
     stream = io.StringIO()
     logs.configure("json", stream=stream)

@@ -12,6 +12,7 @@ from weavenomad.bootstrap import system
 from weavenomad.bootstrap.guards import check_isolation
 from weavenomad.bootstrap.observe import NodeFacts, agent_endpoint, docker_driver, probe
 from weavenomad.nodeconfig.edit import WEAVE_PROXY_ENDPOINT
+from weavenomad.runtime import unitcheck
 from weavenomad.tenancy.model import overlapping_tenants
 
 NOMAD_SERVICE_PREFIX = "_nomad-task-"
@@ -171,6 +172,41 @@ def check_guard_keeper(systemd: bool, active: bool | None) -> ck.Check:
     return ck.Check(name, ck.PASS, f"{unit} is active")
 
 
+def check_unit(name: str, spec: unitcheck.UnitSpec, unit_file: unitcheck.UnitFile,
+               state: unitcheck.UnitState | None, logged: str = "") -> ck.Check | None:
+    """How an installed unit of ours stands: its file against what install writes, its
+    ExecStart program and env files, and systemd's view (failing, restarting, not ready).
+    None when the unit is not installed, which the service checks above already say."""
+    if unit_file.text is None and (state is None or state.load_state == "not-found"):
+        return None
+    problems = unitcheck.file_problems(spec, unit_file)
+    stopped = state is not None and state.active_state == "inactive" and state.result in (
+        "", "success")  # not running, nothing failed: the service checks above say so
+    if state is not None and not stopped:
+        problem = unitcheck.state_problem(spec, state, logged)
+        problems += [problem] if problem is not None else []
+    if not problems:
+        # drop-ins are the operator's own changes, which install leaves alone: worth naming
+        drop_ins = f", with {' '.join(state.drop_ins)}" if state is not None and \
+            state.drop_ins else ""
+        status = f": {state.status_text}" if state is not None and state.status_text else ""
+        return ck.Check(name, ck.PASS, f"{spec.name} as '{spec.install_command}' writes "
+                        f"it{drop_ins}{status}")
+    first = sorted(problems, key=lambda p: not p.severe)[0]
+    more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+    return ck.Check(name, ck.FAIL if first.severe else ck.WARN, first.message + more, first.fix)
+
+
+def unit_checks(inspect) -> list[ck.Check]:
+    """The reconciler's and the guard keeper's units; ``inspect(spec)`` reads one (I/O)."""
+    from weavenomad.bootstrap import keeper
+    from weavenomad.reconcile import systemd
+
+    found = [check_unit(name, spec, *inspect(spec))
+             for name, spec in (("reconciler-unit", systemd.SPEC), ("guard-unit", keeper.SPEC))]
+    return [check for check in found if check is not None]
+
+
 def node_checks(facts: NodeFacts, weave_api_override: str | None) -> list[ck.Check]:
     """The preflight items: what bootstrap needs before it changes anything."""
     docker_version = facts.docker_version
@@ -209,6 +245,10 @@ def doctor_checks(facts: NodeFacts, clients, weave_api_override: str | None) -> 
     checks.append(check_registry(facts))
     checks.append(check_reconciler(facts.systemd, system.unit_active(system.RECONCILER_UNIT)))
     checks.append(check_guard_keeper(facts.systemd, system.unit_active(system.GUARDS_UNIT)))
+    if facts.systemd:
+        from weavenomad.runtime import units
+
+        checks += unit_checks(units.inspect)
     entries = None
     if facts.nomad_self and facts.consul_self and report is not None:
         entries = probe(scratch, "consul-entries", lambda: consul_entries(clients))

@@ -16,6 +16,7 @@ from weavenomad import __version__
 from weavenomad.cli import redaction
 from weavenomad.cli.options import AppContext, connection_options, is_debug, output_options
 from weavenomad.errors import ExitCode, WeavenomadError
+from weavenomad.runtime import logs
 
 #: command name -> "module:attribute", loaded lazily
 COMMANDS: dict[str, str] = {
@@ -160,15 +161,24 @@ def cli() -> None:
     """
 
 
-def _print_error(message: str, environ: dict[str, str] | None = None) -> None:
+def _print_error(message: str, environ: dict[str, str] | None = None,
+                 journal: bool = False) -> None:
+    """The one line of a failure: coloured on a terminal; with ``journal`` (stderr is
+    journald's: a daemon under systemd) it carries its priority instead, so a daemon that ends
+    on it shows under 'journalctl -p err'."""
+    if journal:
+        line = f"weavenomad: error: {redaction.hide(message)}"
+        click.echo(logs.with_priority(line, logging.ERROR), err=True)
+        return
     from weavenomad.cli.style import painter
 
     prefix = painter(sys.stderr, environ or {})("weavenomad: error:", "red")
     click.echo(f"{prefix} {redaction.hide(message)}", err=True)
 
 
-def _print_traceback() -> None:
-    click.echo(redaction.hide(traceback.format_exc().rstrip("\n")), err=True)
+def _print_traceback(journal: bool = False) -> None:
+    text = redaction.hide(traceback.format_exc().rstrip("\n"))
+    click.echo(logs.with_priority(text, logging.ERROR) if journal else text, err=True)
 
 
 def usage_line(exc: click.UsageError) -> str:
@@ -183,6 +193,7 @@ def main(argv: list[str] | None = None, environ: dict[str, str] | None = None) -
     code from :class:`ExitCode`."""
     argv = list(sys.argv[1:] if argv is None else argv)
     environ = dict(os.environ if environ is None else environ)
+    journal = logs.is_journal(environ, sys.stderr)
     debug = is_debug(argv, environ)
     redaction.remember([environ.get("NOMAD_TOKEN"), environ.get("CONSUL_HTTP_TOKEN")])
     redaction.install_log_redaction()
@@ -197,25 +208,25 @@ def main(argv: list[str] | None = None, environ: dict[str, str] | None = None) -
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except (KeyboardInterrupt, click.exceptions.Abort):
-        _print_error("interrupted", environ)
+        _print_error("interrupted", environ, journal)
         sys.exit(ExitCode.INTERRUPTED)
     except click.UsageError as exc:
-        _print_error(usage_line(exc), environ)
+        _print_error(usage_line(exc), environ, journal)
         sys.exit(ExitCode.USAGE)
     except click.ClickException as exc:
         exc.show()
         sys.exit(ExitCode.ERROR)
     except WeavenomadError as exc:
         if debug:
-            _print_traceback()
-        _print_error(exc.one_line(), environ)
+            _print_traceback(journal)
+        _print_error(exc.one_line(), environ, journal)
         sys.exit(exc.exit_code)
     except BrokenPipeError:
         # stdout closed early (| head): not an error worth a traceback
         sys.exit(ExitCode.OK)
     except Exception as exc:  # a bug: show it, but never a token in it
-        _print_traceback()
+        _print_traceback(journal)
         _print_error(f"unexpected {type(exc).__name__}; the traceback above shows where "
-                     "(please report it)", environ)
+                     "(please report it)", environ, journal)
         sys.exit(ExitCode.ERROR)
     sys.exit(returned if isinstance(returned, int) else ExitCode.OK)

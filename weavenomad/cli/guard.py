@@ -24,10 +24,11 @@ def ensure(every) -> None:
     top of its chain, as bootstrap does. Nothing is added while the node has no 'weave' bridge
     (Weave not launched, or the node reset). Needs root. Docker is asked for its bridge's name.
     """
-    import signal
-
+    # With --every it is a daemon like the reconciler (see _keep): it logs as the reconciler
+    # does (JSON lines with --json or WEAVENOMAD_LOG_FORMAT=json) and, under systemd, is ready
+    # after its first look and feeds the watchdog.
     from weavenomad.bootstrap import system
-    from weavenomad.bootstrap.keeper import Keeper, Round, docker_bridge_of
+    from weavenomad.bootstrap.keeper import Keeper, docker_bridge_of
     from weavenomad.clients import docker_client
     from weavenomad.errors import PrivilegeError
 
@@ -35,34 +36,49 @@ def ensure(every) -> None:
     if system.euid() != 0:
         raise PrivilegeError("weavenomad guard ensure must run as root (it changes iptables)",
                              hint="sudo weavenomad guard ensure")
-    keeper = Keeper(docker_bridge_of(docker_client(app.settings)))
-
-    def said(look: Round) -> dict:
-        return {"weave": look.weave_present, "added": [g.name for g in look.added]}
-
-    def human(look: Round) -> str:
-        if not look.weave_present:
-            return "no 'weave' bridge on this node: nothing to guard"
-        if not look.added:
-            return "every isolation guard is in place"
-        return "\n".join(f"put back the isolation guard against {g.closes}: "
-                         f"iptables {g.text()}" for g in look.added)
-
+    bridge = docker_bridge_of(docker_client(app.settings))
     if every is None:
-        look = keeper.look()
-        app.emit(said(look), lambda _: human(look))
+        look = Keeper(bridge).look()
+        app.emit({"weave": look.weave_present, "added": [g.name for g in look.added]},
+                 lambda _: _human(look))
         return
+    _keep(app, bridge, every)
 
-    def report(look: Round) -> None:
-        if look.added:
-            app.emit(said(look), lambda _: human(look))
 
+def _human(look) -> str:
+    if not look.weave_present:
+        return "no 'weave' bridge on this node: nothing to guard"
+    if not look.added:
+        return "every isolation guard is in place"
+    return "\n".join(_put_back(g) for g in look.added)
+
+
+def _put_back(guard) -> str:
+    return f"put back the isolation guard against {guard.closes}: iptables {guard.text()}"
+
+
+def _keep(app, bridge, every: float) -> None:
+    """``guard ensure --every``: the keeper daemon, until SIGTERM or SIGINT."""
+    import logging
+    import signal
+
+    from weavenomad.bootstrap.keeper import Keeper
     from weavenomad.runtime import logs
+    from weavenomad.runtime.notify import Notifier, Supervised
 
-    logs.configure(app.settings.reconciler.log_format, app.settings.debug)
+    log_format = "json" if app.flags.get("json_output") else app.settings.reconciler.log_format
+    logs.configure(log_format, app.settings.debug, environ=app.environ)
+    log = logging.getLogger("weavenomad.guards")
+    keeper = Keeper(bridge, supervised=Supervised(Notifier.from_environ(app.environ)))
+
+    def report(look) -> None:
+        # a guard that had to be put back was removed or shadowed by someone: worth a warning
+        for guard in look.added:
+            log.warning("%s", _put_back(guard), extra={"fields": {"guard": guard.name}})
+
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: keeper.stop.set())
-    app.say(f"keeping the isolation guards, a look every {every:g} s")
+    log.info("keeping the isolation guards, a look every %g s", every)
     keeper.keep(every, report)
 
 
@@ -74,7 +90,6 @@ def install(unit_dir, executable, no_enable, no_start, print_only) -> None:
     and NET_RAW), then enable and start it (systemctl)."""
     from weavenomad.bootstrap import keeper
 
-    install_unit(keeper.render_unit, keeper.UNIT_NAME, install_command="weavenomad guard install",
-                 run_command=f"weavenomad guard ensure --every {keeper.UNIT_EVERY}",
+    install_unit(keeper.SPEC, run_command=f"weavenomad guard ensure --every {keeper.UNIT_EVERY}",
                  unit_dir=unit_dir, executable=executable, no_enable=no_enable,
                  no_start=no_start, print_only=print_only)

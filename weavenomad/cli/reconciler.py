@@ -76,10 +76,11 @@ def check_access(settings) -> None:
 @output_options
 def install(unit_dir, executable, no_enable, no_start, print_only) -> None:
     """Write the hardened systemd unit, then enable and start it (systemctl)."""
+    # Returns once systemd has started the daemon, which is ready even while Nomad or Consul is
+    # down (it waits for them, and the output says what for); a unit that does not start is an
+    # error naming why. A unit edited by hand is replaced, with a warning naming the change.
     from weavenomad.reconcile import systemd
 
-    install_unit(systemd.render_unit, systemd.UNIT_NAME,
-                 install_command="weavenomad reconciler install",
-                 run_command="weavenomad reconciler run", unit_dir=unit_dir,
+    install_unit(systemd.SPEC, run_command="weavenomad reconciler run", unit_dir=unit_dir,
                  executable=executable, no_enable=no_enable, no_start=no_start,
                  print_only=print_only)

@@ -6,6 +6,12 @@ changed and wake it, so passes never overlap and a burst of events costs one or 
 an address is being assigned). The loop also wakes for the systemd watchdog.
 ``request_stop()`` (SIGTERM/SIGINT) lets the current pass finish, then ``run`` returns.
 
+Under systemd the daemon is ready as soon as it serves, and waiting for an agent that is down
+is serving (after a reboot Nomad often comes up after it): ``READY=1`` follows the first look
+for this node's Nomad client whatever its outcome, ``STATUS=`` says what it waits for
+("waiting for Nomad at http://127.0.0.1:4646: connection refused"), and every wait feeds the
+watchdog.
+
 Problems (bad input, tenant violations, refused writes) are logged once per service and reason,
 and again only after they went away and came back.
 """
@@ -38,7 +44,7 @@ from weavenomad.reconcile.plan import (
 from weavenomad.reconcile.registrations import ServiceAgent
 from weavenomad.reconcile.schedule import Schedule
 from weavenomad.runtime.backoff import backoff_delay
-from weavenomad.runtime.notify import Notifier
+from weavenomad.runtime.notify import Notifier, Supervised
 
 log = logging.getLogger("weavenomad.reconciler")
 
@@ -63,6 +69,18 @@ def _fields(**fields) -> dict:
     return {"fields": {k: v for k, v in fields.items() if v is not None}}
 
 
+#: how the clients begin the message of an agent that gives no answer at all
+_NO_ANSWER = "cannot reach "
+
+
+def waiting_for(exc: WeavenomadError) -> str:
+    """What the daemon waits for, as its status says it: "waiting for Nomad at
+    http://127.0.0.1:4646: connection refused". Pure."""
+    if exc.message.startswith(_NO_ANSWER):
+        return "waiting for " + exc.message[len(_NO_ANSWER):]
+    return f"waiting for {_backend(exc).title()}: {exc.message}"
+
+
 class Reconciler:
     """``consul`` is the Consul adapter: the tenant registry's KV, and the service agent unless
     ``agent`` is another."""
@@ -78,6 +96,7 @@ class Reconciler:
         self.settings = settings = settings or ReconcilerSettings()
         self.metrics = metrics or Metrics()
         self.notifier = notifier or Notifier()
+        self.supervised = Supervised(self.notifier, monotonic)
         self.clock, self.monotonic = clock, monotonic
         self.observer = Observer(agent=self.agent, docker=docker, weave=weave,
                                  registry=registry, clock=clock)
@@ -92,7 +111,8 @@ class Reconciler:
         #: watcher threads report too, while the main thread resolves
         self._reported_lock = threading.Lock()
         self._advertised: set[str] = set()
-        self._watchdog_due = 0.0
+        #: what the daemon waits for, by what found it (the node lookup, a watcher, a pass)
+        self._waiting: dict[str, str] = {}
         self._twins = self._masks = 0
         #: check statuses are watched only while some twin mirrors a Nomad check
         self._mirrors_wanted = threading.Event()
@@ -138,6 +158,7 @@ class Reconciler:
 
     def _watch_error(self, backend: str, exc: WeavenomadError) -> None:
         self.metrics.errors.labels(backend).inc()
+        self._wait_for(f"watch {backend}", exc)
         self._report_once(("watch", backend), exc.one_line(), logging.WARNING,
                           f"watching {backend}: %s; retrying", backend=backend)
 
@@ -188,18 +209,22 @@ class Reconciler:
 
     def _watch_ok(self, backend: str) -> None:
         """A watcher reads again: its next failure is news worth a log line."""
+        self._wait_for(f"watch {backend}", None)
         self._resolve(lambda k: k == ("watch", backend), set())
 
-    # -- one pass ------------------------------------------------------------------------------
+    def _wait_for(self, source: str, exc: WeavenomadError | None) -> None:
+        """Record (or, with None, forget) what ``source`` found the daemon waiting for."""
+        with self._lock:
+            if exc is None:
+                self._waiting.pop(source, None)
+            else:
+                self._waiting[source] = waiting_for(exc)
 
-    def _ping_watchdog(self, force: bool = False) -> None:
-        interval = self.notifier.watchdog_interval
-        if interval is None:
-            return
-        now = self.monotonic()
-        if force or now >= self._watchdog_due:
-            self.notifier.watchdog()
-            self._watchdog_due = now + interval
+    def _waits(self) -> list[str]:
+        with self._lock:
+            return sorted(set(self._waiting.values()))
+
+    # -- one pass ------------------------------------------------------------------------------
 
     def reconcile(self, allocations: Mapping[str, Allocation], *, trigger: str,
                   resync: bool = False) -> PassOutcome:
@@ -211,6 +236,7 @@ class Reconciler:
             observation = self.observer.observe(allocations)
         except WeavenomadError as exc:
             backend = _backend(exc)
+            self._wait_for("pass", exc)
             self.metrics.errors.labels(backend).inc()
             self.metrics.passes.labels(trigger, "failed").inc()
             self._report_once(("pass", backend), exc.one_line(), logging.WARNING,
@@ -223,7 +249,7 @@ class Reconciler:
         for action in wanted.actions:
             if action.is_drift:
                 self.metrics.drift.labels(action.kind).inc()
-        result = applier.apply(self.agent, wanted, progress=self._ping_watchdog,
+        result = applier.apply(self.agent, wanted, progress=self.supervised.ping,
                                weave=self.weave)
         self._record(result, observation)
         self._twins, self._masks = wanted.twins, wanted.masks
@@ -234,6 +260,7 @@ class Reconciler:
         self.metrics.twins.set(wanted.twins)
         self.metrics.masks.set(wanted.masks)
         ok = result.aborted is None
+        self._wait_for("pass", result.aborted)
         converged = wanted.converged
         self.metrics.converged.set(1 if converged and ok else 0)
         self.metrics.passes.labels(trigger, "ok" if ok else "failed").inc()
@@ -304,43 +331,48 @@ class Reconciler:
     # -- the daemon ----------------------------------------------------------------------------
 
     def _resolve_node(self) -> bool:
+        """Find the node to serve; False while Nomad cannot say. Even a permanent answer (no
+        client on that agent, a token without agent:read) is waited out rather than ended on:
+        under ``Restart=always`` an exit would only start the same failure again, and once the
+        operator mends the agent the daemon carries on by itself."""
         if self.node_id is not None:
             return True
         try:
             self.node_id = node_id_of(self.nomad, None)
         except WeavenomadError as exc:
             self.metrics.errors.labels(_backend(exc)).inc()
-            self._report_once(("pass", "node"), exc.one_line(), logging.WARNING,
+            self._wait_for("node", exc)
+            self._report_once(("pass", "node"), exc.one_line(),
+                              logging.WARNING if exc.temporary else logging.ERROR,
                               "cannot find this node's Nomad client: %s; retrying")
-            if not exc.temporary and not isinstance(exc, BackendError):
-                raise
             return False
+        self._wait_for("node", None)
         log.info("serving Nomad node %s", self.node_id, extra=_fields(node_id=self.node_id))
         return True
 
     def run(self) -> None:
         """Serve until :meth:`request_stop`."""
+        supervised = self.supervised
+        supervised.ping(force=True)
         attempt = 0
         while not self._resolve_node():
             attempt += 1
-            if self._stop.wait(backoff_delay(attempt, self.settings.retry_base,
-                                             self.settings.retry_cap, 0.5)):
+            supervised.tell(self._status_line(None))
+            if supervised.wait(self._stop, backoff_delay(attempt, self.settings.retry_base,
+                                                         self.settings.retry_cap, 0.5)):
+                supervised.stopping()
                 return
         self._start_watchers()
         schedule = Schedule.starting(self.settings, self.monotonic())
         last_pass = -float("inf")
-        ready = False
-        self._ping_watchdog(force=True)
         while not self._stop.is_set():
-            deadline = schedule.next_deadline()
-            if self.notifier.watchdog_interval is not None:
-                deadline = min(deadline, self._watchdog_due)
+            deadline = min(schedule.next_deadline(), supervised.next_ping())
             timeout = deadline - self.monotonic()
             if timeout > 0:
                 self._wake.wait(timeout)
             if self._stop.is_set():
                 break
-            self._ping_watchdog()
+            supervised.ping()
             triggers = self._take_triggers()
             now = self.monotonic()
             resync, retry = schedule.due(now)
@@ -355,27 +387,27 @@ class Reconciler:
                 allocations = self._allocations
             if allocations is None:
                 schedule.no_data_yet(now)
-                status = "waiting for Nomad"
-            else:
-                trigger = "resync" if resync else ("event" if triggers else "retry")
-                log.debug("pass: %s", ", ".join(sorted(triggers)) or trigger)
-                outcome = self.reconcile(allocations, trigger=trigger, resync=resync)
-                last_pass = self.monotonic()
-                schedule.after(last_pass, ok=outcome.ok, waiting=outcome.waiting,
-                               resynced=resync)
-                status = self._status_line(outcome)
-            if not ready:
-                ready = True
-                self.notifier.ready(status)
-            else:
-                self.notifier.status(status)
-        self.notifier.stopping()
+                supervised.tell(self._status_line(None))
+                continue
+            trigger = "resync" if resync else ("event" if triggers else "retry")
+            log.debug("pass: %s", ", ".join(sorted(triggers)) or trigger)
+            outcome = self.reconcile(allocations, trigger=trigger, resync=resync)
+            last_pass = self.monotonic()
+            schedule.after(last_pass, ok=outcome.ok, waiting=outcome.waiting,
+                           resynced=resync)
+            supervised.tell(self._status_line(outcome))
+        supervised.stopping()
 
-    def _status_line(self, outcome: PassOutcome) -> str:
+    def _status_line(self, outcome: PassOutcome | None) -> str:
+        """STATUS=: the last pass's result, else what the daemon waits for."""
+        waits = self._waits()
+        if outcome is None:
+            return "; ".join(waits) or f"serving Nomad node {self.node_id}: reading its " \
+                                       "allocations"
         if not outcome.ok:
-            return "a backend is not answering; retrying"
+            return "; ".join(waits or ["a backend is not answering"]) + "; retrying"
         state = "converged" if outcome.converged else "converging"
-        return f"{self._twins} twin(s), {self._masks} mask(s); {state}"
+        return "; ".join([f"{self._twins} twin(s), {self._masks} mask(s); {state}", *waits])
 
     def run_once(self, passes: int = 5) -> bool:
         """``--once``: passes until one finds nothing to do; True if it got there. Temporary

@@ -34,7 +34,7 @@ def build(settings, environ: Mapping[str, str], metrics: Metrics | None = None) 
 def serve(settings, environ: Mapping[str, str], *, once: bool = False) -> int:
     """Run the reconciler until SIGTERM/SIGINT (or one converging pass with ``once``); the
     exit code."""
-    logs.configure(settings.reconciler.log_format, settings.debug)
+    logs.configure(settings.reconciler.log_format, settings.debug, environ=environ)
     metrics = Metrics()
     server = None
     if settings.reconciler.metrics_addr:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import shlex
 from collections.abc import Sequence
 
+from weavenomad.runtime.unitcheck import UnitSpec
 from weavenomad.runtime.units import DEFAULT_EXEC
 
 UNIT_NAME = "weavenomad-reconciler.service"
@@ -85,5 +86,10 @@ WantedBy=multi-user.target
 
 def render_unit(command: Sequence[str] = (DEFAULT_EXEC,), extra_args: Sequence[str] = ()) -> str:
     """The unit file text; ``command`` is how to run weavenomad. Pure."""
-    exec_start = shlex.join([*command, "reconciler", "run", *extra_args])
+    exec_start = shlex.join([*command, *RUN_ARGS, *extra_args])
     return UNIT_TEMPLATE.format(exec_start=exec_start, env_file=ENV_FILE)
+
+
+#: what ExecStart runs after the command
+RUN_ARGS = ("reconciler", "run")
+SPEC = UnitSpec(UNIT_NAME, render_unit, RUN_ARGS, "weavenomad reconciler install")
