@@ -108,3 +108,30 @@ def test_reset_warns_when_the_environment_uses_the_proxy():
     assert code == 0 and out.startswith("WARNING: It appears that your environment")
     assert calls[-1] == ("reset", {})
     assert run(answers, "reset", "--force")[1] == ""
+
+
+def test_reset_of_a_stopped_weave_is_the_scripts_refusal_and_force_says_so():
+    refused = shim.ScriptExit(1, "", "ERROR: weave is not running; unable to remove from "
+                              "cluster.\nRe-launch weave before reset or use --force to "
+                              "override.\n")
+    code, out, err, _ = run({"env": LabError("x"), "reset": refused}, "reset")
+    assert (code, out) == (1, "")  # recorded: day-two/1b-04
+    assert err == ("ERROR: weave is not running; unable to remove from cluster.\n"
+                   "Re-launch weave before reset or use --force to override.\n")
+    forced = {"env": LabError("x"),
+              "reset": {"stderr": "Weave is not running (ignore on Kubernetes).\n"}}
+    code, out, err, calls = run(forced, "reset", "--force")
+    assert (code, out, err) == (0, "", "Weave is not running (ignore on Kubernetes).\n")
+    assert calls[-1] == ("reset", {"force": True})
+
+
+def test_a_router_that_dies_at_launch_exits_1_with_the_scripts_words():
+    died = shim.ScriptExit(1, "", "invalid CIDR address: 10.32.0.0/33\nThe weave container "
+                           "has died. Consult the container logs for further details.\n")
+    code, out, err, calls = run({"launch": died}, "launch", "--ipalloc-range", "10.32.0.0/33",
+                                environ={shim.FATAL_VARIABLE: ""})
+    assert (code, out) == (1, "") and err.endswith("Consult the container logs for further "
+                                                   "details.\n")
+    assert calls[0][1]["options"]["fatal"] is None
+    _, _, _, calls = run({"launch": died}, "launch", environ={shim.FATAL_VARIABLE: "boom"})
+    assert calls[0][1]["options"]["fatal"] == "boom"
