@@ -39,7 +39,8 @@ def observer_with(container_address: str) -> tuple[Observer, FakeDocker, FakeWea
     container = docker.start(A, "web")
     weave.addresses[container] = [IPv4Interface(container_address)]
     allocations = AllocationCache().parse([web_allocation(A)])
-    observer = Observer(agent=ConsulAgent(NoConsul()), docker=docker, weave=weave)
+    observer = Observer(agent=ConsulAgent(NoConsul()), docker=docker, weave=weave,
+                        bridge=weave.bridge_addresses)
     return observer, docker, weave, container, allocations
 
 
@@ -99,6 +100,7 @@ def test_weave_back_after_a_reset_gets_the_tenant_subnets_exposed_again(world): 
     wait_until("the exposure", lambda: world.weave.exposed_calls, timeout=3)
     world.weave.down = True  # weave reset: the exposures go with the IPAM
     world.weave.addresses = {}
+    world.weave.bridge = []  # and the bridge with its addresses
     time.sleep(0.3)
     world.weave.down = False  # weave launch
     acme = IPv4Network("10.32.1.0/24")
@@ -124,3 +126,19 @@ def test_a_watcher_that_recovered_logs_the_next_outage_again(world, caplog):  # 
         world.weave.down = False
         time.sleep(1.0)  # the watcher reads again (its backoff is at most 0.5 s here)
     assert outages_logged() == 2
+
+
+def test_a_reboot_that_left_the_bridge_empty_is_exposed_again_with_the_same_addresses(world):  # noqa: F811
+    """Recorded (day-two/1a): after a reboot Weave's IPAM still owns the host's addresses but
+    its new bridge has none; the reconciler puts them back (the same ones, from the IPAM)."""
+    registry = TenantRegistry(world.consul, "test-reconcile/")
+    registry.record_cluster(Cluster(IPv4Network("10.32.0.0/16"), IPv4Network("10.32.0.0/24")))
+    registry.create("acme", cidr=IPv4Network("10.32.1.0/24"))
+    world.run_allocation(A)
+    world.start(QUICK)
+    wait_until("the exposure", lambda: len(world.weave.bridge) == 2, timeout=3)
+    before = sorted(world.weave.bridge)
+    world.weave.bridge = []  # the reboot: a new bridge, the IPAM kept
+    wait_until("the bridge exposed again", lambda: sorted(world.weave.bridge) == before,
+               timeout=5)
+    assert sorted(world.weave.addresses["weave:expose"]) == before

@@ -357,3 +357,36 @@ def test_the_host_is_exposed_on_every_tenant_subnet_it_has_no_address_in():
     assert plan(dataclasses.replace(obs, exposed=None)).actions == ()
     extra = obs.exposed + exposed + (IPv4Interface("10.32.9.1/24"),)
     assert plan(dataclasses.replace(obs, exposed=extra)).actions == ()
+
+
+def test_exposure_is_what_the_ipam_gave_the_host_and_the_bridge_still_has():
+    """After a reboot Weave's IPAM (weavedb) still owns the host's addresses but the new
+    bridge has none (recorded: day-two/1a-after-reboot-ip.json, -ip-addr-weave.txt)."""
+    from weavenomad.reconcile.observe import exposure
+
+    owned = {"weave:expose": [IPv4Interface("10.32.0.1/24"), IPv4Interface("10.32.1.1/24")]}
+    assert exposure(owned, ()) == ((), ())
+    assert exposure(owned, (IPv4Interface("10.32.1.1/24"),)) == (
+        (IPv4Interface("10.32.1.1/24"),), ())
+    foreign = IPv4Interface("10.32.1.77/24")
+    assert exposure(owned, (foreign, IPv4Interface("10.32.0.1/24"))) == (
+        (IPv4Interface("10.32.0.1/24"),), (foreign,))
+    assert exposure(owned, None) == (tuple(owned["weave:expose"]), ())  # bridge unreadable
+    assert exposure(None, ()) == (None, ())  # Weave did not answer
+
+
+def test_after_a_reboot_every_subnet_is_exposed_again_and_a_foreign_address_is_a_problem():
+    obs = dataclasses.replace(converge(recorded_observation()),
+                              tenancy=tenancy(acme="10.32.1.0/24"), exposed=())
+    result = plan(obs)
+    assert [a.id for a in result.actions if a.kind == EXPOSE_SUBNET] == [
+        "10.32.0.0/24", "10.32.1.0/24"]
+    foreign = dataclasses.replace(obs, foreign=(IPv4Interface("10.32.1.77/24"),
+                                                IPv4Interface("192.168.7.1/24")))
+    problems = plan(foreign).problems
+    assert [(p.service_id, p.reason) for p in problems] == [
+        ("weave-bridge", "foreign-bridge-address")]  # outside every subnet: not ours to judge
+    assert "10.32.1.77/24" in problems[0].detail and "ip addr del" in problems[0].detail
+    # it does not count as exposure: the host's own address goes next to it
+    assert [a.id for a in plan(foreign).actions if a.kind == EXPOSE_SUBNET] == [
+        "10.32.0.0/24", "10.32.1.0/24"]

@@ -28,6 +28,7 @@ from weavenomad.reconcile.metrics import Metrics
 from weavenomad.reconcile.model import Allocation
 from weavenomad.reconcile.observe import AllocationCache, Observer, node_id_of
 from weavenomad.reconcile.plan import (
+    BRIDGE_SUBJECT,
     EXPOSE_SUBNET,
     REGISTER_MASK,
     REGISTER_TWIN,
@@ -71,7 +72,8 @@ class Reconciler:
                  agent: ServiceAgent | None = None, settings: ReconcilerSettings | None = None,
                  metrics: Metrics | None = None, notifier: Notifier | None = None,
                  clock: Callable[[], float] = time.time,
-                 monotonic: Callable[[], float] = time.monotonic):
+                 monotonic: Callable[[], float] = time.monotonic,
+                 bridge: Callable[[], tuple] | None = None):
         self.nomad, self.consul, self.docker, self.weave = nomad, consul, docker, weave
         self.registry = registry
         self.agent = agent or ConsulAgent(consul)
@@ -80,7 +82,7 @@ class Reconciler:
         self.notifier = notifier or Notifier()
         self.clock, self.monotonic = clock, monotonic
         self.observer = Observer(agent=self.agent, docker=docker, weave=weave,
-                                 registry=registry, clock=clock)
+                                 registry=registry, clock=clock, bridge=bridge)
         self.node_id: str | None = settings.node_id
         self._stop = threading.Event()
         self._wake = threading.Event()
@@ -268,7 +270,7 @@ class Reconciler:
                 self.metrics.problems.labels(problem.reason).inc()
                 if problem.reason == TENANT_VIOLATION:
                     self.metrics.violations.labels(problem.tenant or "").inc()
-        self._resolve(lambda k: k[0].startswith("_nomad-"), current)
+        self._resolve(lambda k: k[0].startswith("_nomad-") or k[0] == BRIDGE_SUBJECT, current)
 
     def _record(self, result: applier.ApplyResult, observation) -> None:
         now = self.clock()

@@ -53,6 +53,7 @@ TENANT_VIOLATION = "tenant-violation"
 TENANT_UNKNOWN = "tenant-unknown"
 UNKNOWN_SERVICE = "unknown-service"
 ID_TAKEN = "id-taken"
+FOREIGN_BRIDGE_ADDRESS = "foreign-bridge-address"
 
 
 @dataclass(frozen=True)

@@ -241,6 +241,8 @@ class Observation:
     #: running and stopped task containers by (allocation ID, task name)
     containers: Mapping[tuple[str, str], Container] = field(default_factory=dict)
     tenancy: Tenancy = field(default_factory=Tenancy)
-    #: the host's addresses on the weave bridge (Weave's ``weave:expose``); None when Weave
-    #: did not answer, so nothing is known about them
+    #: the host's exposed addresses: Weave's IPAM owns them for ``weave:expose`` and they are
+    #: on the host's weave bridge; None when Weave did not answer, so nothing is known
     exposed: tuple[IPv4Interface, ...] | None = None
+    #: addresses on the weave bridge that Weave's IPAM did not give the host
+    foreign: tuple[IPv4Interface, ...] = ()

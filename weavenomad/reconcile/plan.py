@@ -13,9 +13,12 @@ never leaves a service with no instance at all.
 Before any of that, the host must be *exposed* on every tenant subnet (an address of its own on
 the weave bridge), or neither Consul's checks of the twins nor anything else on the host reaches
 the tasks. Bootstrap exposes the subnets the registry holds at that time; tenants created later
-are exposed here, on every node, within a pass of ``tenant create``. Exposure is only ever
-added: hiding a subnet is ``weavenomad reset``'s business, because an address on the bridge may
-be the operator's own.
+are exposed here, on every node, within a pass of ``tenant create``, and so is every subnet the
+host lost its address in (a reboot brings a new, empty bridge while Weave's IPAM still owns the
+addresses: exposing again puts the same ones back). Exposure is only ever added: hiding a
+subnet is ``weavenomad reset``'s business, because an address on the bridge may be the
+operator's own. An address on the bridge inside a wanted subnet that Weave's IPAM did not give
+the host is a problem (logged, counted): Weave may hand it to a container.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Network
 
 from weavenomad.config import ReconcilerSettings
-from weavenomad.reconcile.desired import ID_TAKEN, Problem, desire
+from weavenomad.reconcile.desired import FOREIGN_BRIDGE_ADDRESS, ID_TAKEN, Problem, desire
 from weavenomad.reconcile.model import Observation
 from weavenomad.reconcile.registrations import (
     CRITICAL,
@@ -43,6 +46,8 @@ REGISTER_MASK = "register-mask"
 SET_TTL = "set-ttl"
 REMOVE_MASK = "remove-mask"
 REMOVE_TWIN = "remove-twin"
+#: the subject of problems about this host's weave bridge (not a service)
+BRIDGE_SUBJECT = "weave-bridge"
 #: the order in which the applier runs the kinds
 ORDER = (EXPOSE_SUBNET, REGISTER_TWIN, REGISTER_MASK, SET_TTL, REMOVE_MASK, REMOVE_TWIN)
 
@@ -153,12 +158,27 @@ def unexposed_subnets(obs: Observation) -> list[IPv4Network]:
     when Weave did not say what is exposed."""
     if obs.exposed is None:
         return []
+    return sorted((subnet for subnet in _wanted_subnets(obs)
+                   if not any(address.ip in subnet for address in obs.exposed)),
+                  key=lambda subnet: (int(subnet.network_address), subnet.prefixlen))
+
+
+def _wanted_subnets(obs: Observation) -> set[IPv4Network]:
     wanted = set(obs.tenancy.subnets.values())
     if obs.tenancy.default_subnet is not None:
         wanted.add(obs.tenancy.default_subnet)
-    return sorted((subnet for subnet in wanted
-                   if not any(address.ip in subnet for address in obs.exposed)),
-                  key=lambda subnet: (int(subnet.network_address), subnet.prefixlen))
+    return wanted
+
+
+def foreign_bridge_problems(obs: Observation) -> list[Problem]:
+    """A problem per address on the weave bridge, inside a wanted subnet, that Weave's IPAM
+    did not give this host."""
+    wanted = _wanted_subnets(obs)
+    return [Problem(BRIDGE_SUBJECT, FOREIGN_BRIDGE_ADDRESS,
+                    f"{address} on the weave bridge is not Weave's (its IPAM did not give it to "
+                    f"this host) and may clash with a container's address: remove it (ip addr "
+                    f"del {address} dev weave)")
+            for address in obs.foreign if any(address.ip in s for s in wanted)]
 
 
 def plan(obs: Observation, settings: ReconcilerSettings | None = None, *, now: float = 0.0,
@@ -173,6 +193,7 @@ def plan(obs: Observation, settings: ReconcilerSettings | None = None, *, now: f
     masks: dict[str, Mask] = {}
     for subnet in unexposed_subnets(obs):
         actions.append(Action(EXPOSE_SUBNET, str(subnet), why="the host has no address in it"))
+    problems.extend(foreign_bridge_problems(obs))
     for service in sorted(obs.services.values(), key=lambda s: s.id):
         if not service.nomad_task:
             continue
