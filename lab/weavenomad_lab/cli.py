@@ -212,26 +212,6 @@ def nomad_restart(node: str, state_dir: Path | None) -> None:
     click.echo(f"restarted the Nomad agent of {name}")
 
 
-@lab.command()
-@click.argument("node")
-@click.option("--down", "down_for", type=click.FloatRange(0, 600), default=1.0,
-              show_default=True, help="Seconds the node stays down.")
-@state_dir_option
-def reboot(node: str, down_for: float, state_dir: Path | None) -> None:
-    """Reboot NODE as a real node reboots: processes killed, the weave bridge, its addresses
-    and every iptables rule gone, persisted state kept (Weave's IPAM, Consul's catalog and KV,
-    Nomad's allocations), then dockerd, Weave (by its restart policy), Consul and Nomad back in
-    that order. weavenomad's own daemons are not restarted: start them as systemd would.
-    """
-    from weavenomad_lab.layout import LabLayout
-    from weavenomad_lab.reboot import reboot as reboot_node
-
-    layout = LabLayout.load(_state_dir(state_dir))
-    name = layout.node(node).name
-    reboot_node(layout, name, down_for)
-    click.echo(f"rebooted {name}")
-
-
 @click.command()
 @click.option("--keep", is_flag=True, help="Leave the lab up afterwards (weavenomad lab down "
               "--state-dir DIR removes it).")

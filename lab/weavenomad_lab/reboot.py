@@ -1,5 +1,5 @@
-"""``weavenomad lab reboot NODE``: one lab node goes down and comes back, as a real reboot
-does to a node of the recorded cluster (tests/fixtures/recorded/day-two/1a-*).
+"""One lab node goes down and comes back (:func:`reboot`), as a real reboot does to a node of
+the recorded cluster (tests/fixtures/recorded/day-two/1a-*).
 
 Down: the node's Nomad agent dies (it stops or deregisters nothing), Weave's processes die and
 the kernel forgets the weave bridge, its addresses and every iptables rule, the agents of

@@ -223,3 +223,33 @@ def test_an_untrusted_certificate_gets_the_adapters_tls_fix():
     check = ck.check_agent("consul-agent", "the Consul agent", None, failure, "start Consul")
     assert check.detail.startswith("the Consul agent does not answer: TLS handshake")
     assert check.fix.startswith("set CONSUL_CACERT")
+
+
+def test_addresses_the_ipam_owns_but_the_bridge_lost_are_not_exposed():
+    """Recorded (day-two/1a-after-reboot-weavenomad-doctor-noreconciler.txt): doctor said
+    PASS weave-exposed while the rebooted node's new bridge had no address at all."""
+    from weavenomad.bootstrap.observe import bridge_exposure
+
+    ipam = [IPv4Interface("10.32.0.1/24"), IPv4Interface("10.32.1.1/24")]
+    subnets = [IPv4Network("10.32.0.0/24"), IPv4Network("10.32.1.0/24")]
+    exposed, foreign = bridge_exposure(ipam, [])
+    check = ck.check_exposed(exposed, subnets, ipam, foreign, IPv4Network("10.32.0.0/24"))
+    assert check.status == ck.FAIL
+    assert "10.32.1.0/24 (Weave's IPAM owns 10.32.1.1/24 for this host, but the weave bridge " \
+        "lacks it, as after a reboot)" in check.detail
+    assert "weave expose net:default net:10.32.1.0/24" in check.fix
+    exposed, foreign = bridge_exposure(ipam, ipam)
+    assert ck.check_exposed(exposed, subnets, ipam, foreign).status == ck.PASS
+
+
+def test_a_foreign_address_on_the_bridge_fails_with_how_to_remove_it():
+    from weavenomad.bootstrap.observe import bridge_exposure
+
+    ipam = [IPv4Interface("10.32.0.1/24")]
+    stray = IPv4Interface("10.32.0.77/24")
+    exposed, foreign = bridge_exposure(ipam, [*ipam, stray, IPv4Interface("192.168.9.1/24")])
+    assert foreign == [stray, IPv4Interface("192.168.9.1/24")]
+    check = ck.check_exposed(exposed, [IPv4Network("10.32.0.0/24")], ipam, foreign)
+    assert check.status == ck.FAIL and "10.32.0.77/24" in check.detail
+    assert "192.168.9.1" not in check.detail  # outside Weave's subnets: the operator's own
+    assert check.fix == "ip addr del 10.32.0.77/24 dev weave"

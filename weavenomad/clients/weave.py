@@ -298,8 +298,10 @@ class WeaveCommand:
     def version(self) -> dict[str, str]:
         return parse_version(self.run("version"))
 
-    def reset(self) -> None:
-        self.run("reset")
+    def reset(self, force: bool = False) -> None:
+        """``weave reset``; ``force`` for a Weave that does not run, which plain reset refuses
+        to touch (it cannot tell the peers)."""
+        self.run("reset", *(["--force"] if force else []))
 
 
 def _kill_group(proc: subprocess.Popen) -> None:
