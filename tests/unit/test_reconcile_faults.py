@@ -142,3 +142,51 @@ def test_a_reboot_that_left_the_bridge_empty_is_exposed_again_with_the_same_addr
     wait_until("the bridge exposed again", lambda: sorted(world.weave.bridge) == before,
                timeout=5)
     assert sorted(world.weave.addresses["weave:expose"]) == before
+
+
+def weave_restart(world, alloc_id: str, delay: float) -> None:  # noqa: F811
+    """What Nomad does when a Weave restart breaks its wait on the task (day-two/1c): the
+    allocation is pending, its task 'Restarting' in ``delay`` s, its service deregistered."""
+    now = time.time_ns()
+    alloc = web_allocation(alloc_id, client_status="pending")
+    alloc["TaskStates"] = {"web": {"State": "pending", "Events": [
+        {"Type": "Terminated", "Time": now, "Message": "unexpected EOF"},
+        {"Type": "Restarting", "Time": now, "StartDelay": int(delay * 1e9)}]}}
+    world.nomad.set_allocations([alloc])
+    world.agent.ok("PUT", f"/v1/agent/service/deregister/_nomad-task-{alloc_id}-web-web-8080")
+
+
+def test_a_weave_restart_costs_no_answer_and_a_real_stop_still_ends_the_twin(world):  # noqa: F811
+    from reconcile_fakes import nomad_registration
+
+    container = world.run_allocation(A)
+    world.start(QUICK)
+    wait_until("the twin", lambda: world.passing() == [(twin(A), "10.32.1.1", 8080)])
+    weave_restart(world, A, delay=1.0)
+    for _ in range(15):  # Nomad's restart delay and then some: the twin keeps answering
+        assert world.passing() == [(twin(A), "10.32.1.1", 8080)]
+        time.sleep(0.1)
+    # Nomad takes the container over again and registers its service: masked at once
+    world.nomad.set_allocations([web_allocation(A)])
+    world.agent.ok("PUT", "/v1/agent/service/register", nomad_registration(A))
+    wait_until("the mask", lambda: f"weavenomad-mask-{A}-web-web-8080" in world.checks())
+    assert world.passing() == [(twin(A), "10.32.1.1", 8080)]
+    # another Weave restart, but the container dies meanwhile: the twin goes at once
+    weave_restart(world, A, delay=30.0)
+    time.sleep(0.3)
+    assert twin(A) in world.services()
+    world.docker.stop(container)
+    wait_until("the twin gone", lambda: twin(A) not in world.services(), timeout=2)
+
+
+def test_a_kept_twin_goes_when_nomad_never_takes_the_container_over(world):  # noqa: F811
+    world.run_allocation(A)
+    settings = dataclasses.replace(QUICK, keep_twin_margin=0.5)
+    world.start(settings)
+    wait_until("the twin", lambda: twin(A) in world.services())
+    weave_restart(world, A, delay=0.5)
+    time.sleep(0.4)
+    assert twin(A) in world.services()
+    # nothing wakes the daemon: its own look at the bound removes the twin
+    wait_until("the twin gone after its bound", lambda: twin(A) not in world.services(),
+               timeout=3)

@@ -54,6 +54,8 @@ class PassOutcome:
     #: services whose answer may change by itself soon
     waiting: frozenset[str] = frozenset()
     changes: int = 0
+    #: when (monotonic) a kept twin's bound is due: look again then
+    look_at: float | None = None
 
 
 def _backend(exc: BaseException) -> str:
@@ -96,6 +98,8 @@ class Reconciler:
         self._advertised: set[str] = set()
         self._watchdog_due = 0.0
         self._twins = self._masks = 0
+        #: twins kept without their Nomad service (a Weave restart), since when (epoch s)
+        self._orphans: dict[str, float] = {}
         #: check statuses are watched only while some twin mirrors a Nomad check
         self._mirrors_wanted = threading.Event()
 
@@ -220,7 +224,10 @@ class Reconciler:
             return PassOutcome(ok=False)
         self._resolve(lambda k: k[0] == "pass", set())
         self._soft_errors()
-        wanted = plan(observation, self.settings, now=self.clock(), refresh_mirrors=resync)
+        now = self.clock()
+        wanted = plan(observation, self.settings, now=now, refresh_mirrors=resync,
+                      orphans=self._orphans)
+        self._note_kept(wanted.kept)
         self._problems(wanted.problems)
         for action in wanted.actions:
             if action.is_drift:
@@ -246,8 +253,18 @@ class Reconciler:
             log.info("pass (%s): %d change(s), %d done, %d failed, %d skipped", trigger,
                      len(wanted.actions), len(result.done), len(result.failed),
                      len(result.skipped))
+        look_at = (None if wanted.next_look is None
+                   else self.monotonic() + max(0.0, wanted.next_look - now))
         return PassOutcome(ok=ok, converged=converged, waiting=frozenset(wanted.waiting),
-                           changes=len(wanted.actions))
+                           changes=len(wanted.actions), look_at=look_at)
+
+    def _note_kept(self, kept: Mapping[str, float]) -> None:
+        for twin_id in sorted(set(kept) - set(self._orphans)):
+            log.info("keeping twin %s: Nomad dropped its service, but the task's container runs "
+                     "on at the same address (a Weave restart broke Nomad's wait on it; Nomad "
+                     "takes it over again after its restart delay)", twin_id,
+                     extra=_fields(service_id=twin_id))
+        self._orphans = dict(kept)
 
     def _soft_errors(self) -> None:
         seen = set()
@@ -364,7 +381,7 @@ class Reconciler:
                 outcome = self.reconcile(allocations, trigger=trigger, resync=resync)
                 last_pass = self.monotonic()
                 schedule.after(last_pass, ok=outcome.ok, waiting=outcome.waiting,
-                               resynced=resync)
+                               resynced=resync, look_at=outcome.look_at)
                 status = self._status_line(outcome)
             if not ready:
                 ready = True

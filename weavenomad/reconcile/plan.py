@@ -6,9 +6,11 @@ habit), in neutral terms: an action carries the wanted twin or mask, and the reg
 Drift is found by comparing data: a twin is re-registered (with exactly its checks) when it is
 missing or its name, tags, address, port, digest or set of checks differs; a mask
 when it is missing, attached elsewhere, not critical, or says something else. Whatever of ours
-is not wanted is removed. Actions come in a safe order: new twins before the masks that hide
-Nomad's instances, and a mask only once its twin is in place (``requires``), so a failed write
-never leaves a service with no instance at all.
+is not wanted is removed, but for the twin of a task whose container runs on at the same
+address while Nomad waits to take it over again (a Weave restart: :func:`desired.keep_orphan`),
+which is kept for a bounded while. Actions come in a safe order: new twins before the masks
+that hide Nomad's instances, and a mask only once its twin is in place (``requires``), so a
+failed write never leaves a service with no instance at all.
 
 Before any of that, the host must be *exposed* on every tenant subnet (an address of its own on
 the weave bridge), or neither Consul's checks of the twins nor anything else on the host reaches
@@ -24,11 +26,17 @@ the host is a problem (logged, counted): Weave may hand it to a container.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from ipaddress import IPv4Network
 
 from weavenomad.config import ReconcilerSettings
-from weavenomad.reconcile.desired import FOREIGN_BRIDGE_ADDRESS, ID_TAKEN, Problem, desire
+from weavenomad.reconcile.desired import (
+    FOREIGN_BRIDGE_ADDRESS,
+    ID_TAKEN,
+    Problem,
+    desire,
+    keep_orphan,
+)
 from weavenomad.reconcile.model import Observation
 from weavenomad.reconcile.registrations import (
     CRITICAL,
@@ -89,6 +97,10 @@ class Plan:
     masks: int = 0
     #: TTL checks that follow a Nomad check's status (the daemon then watches check statuses)
     mirrors: int = 0
+    #: twins kept although Nomad's service is gone, by ID: since when (epoch seconds)
+    kept: Mapping[str, float] = field(default_factory=dict)
+    #: when the earliest kept twin is due to be looked at again (epoch seconds)
+    next_look: float | None = None
 
     @property
     def converged(self) -> bool:
@@ -182,8 +194,10 @@ def foreign_bridge_problems(obs: Observation) -> list[Problem]:
 
 
 def plan(obs: Observation, settings: ReconcilerSettings | None = None, *, now: float = 0.0,
-         refresh_mirrors: bool = False) -> Plan:
-    """Everything one pass must change in the local agent, ``now`` (epoch seconds)."""
+         refresh_mirrors: bool = False, orphans: Mapping[str, float] | None = None) -> Plan:
+    """Everything one pass must change in the local agent, ``now`` (epoch seconds).
+    ``orphans``: the twins an earlier pass kept without their Nomad service, and since when
+    (the plan's ``kept``)."""
     settings = settings or ReconcilerSettings()
     on_service = _checks_by_service(obs.checks)
     actions: list[Action] = []
@@ -218,12 +232,21 @@ def plan(obs: Observation, settings: ReconcilerSettings | None = None, *, now: f
             if drift is not None:
                 needs = twin.id if registering else None
                 actions.append(Action(REGISTER_MASK, mask.id, drift, mask=mask, requires=needs))
+    kept: dict[str, float] = {}
+    looks: list[float] = []
     for service in obs.services.values():
         if service.ours and service.id not in twins:
+            since = (orphans or {}).get(service.id, now)
+            until = keep_orphan(service, obs, settings, now, since)
+            if until is not None:
+                kept[service.id] = since
+                looks.append(until)
+                continue
             actions.append(Action(REMOVE_TWIN, service.id, why="not wanted"))
     for check in obs.checks.values():
         if check.id.startswith(MASK_PREFIX) and check.id not in masks:
             actions.append(Action(REMOVE_MASK, check.id, why="not wanted"))
     actions.sort(key=lambda a: (ORDER.index(a.kind), a.id))
     mirrors = sum(len(t.mirrors) for t in twins.values())
-    return Plan(tuple(actions), tuple(problems), tuple(waiting), len(twins), len(masks), mirrors)
+    return Plan(tuple(actions), tuple(problems), tuple(waiting), len(twins) + len(kept),
+                len(masks), mirrors, kept, min(looks, default=None))
