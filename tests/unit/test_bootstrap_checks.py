@@ -253,3 +253,32 @@ def test_a_foreign_address_on_the_bridge_fails_with_how_to_remove_it():
     assert check.status == ck.FAIL and "10.32.0.77/24" in check.detail
     assert "192.168.9.1" not in check.detail  # outside Weave's subnets: the operator's own
     assert check.fix == "ip addr del 10.32.0.77/24 dev weave"
+
+
+def test_doctor_says_what_a_weave_restart_would_do_to_the_nodes_tasks():
+    """The recorded allocation after one Weave restart (day-two/1c-alloc-83f67a40-after.json):
+    1 of its 2 restart attempts used in its 30 min interval."""
+    import json
+    from pathlib import Path
+
+    from weavenomad.bootstrap.doctor import check_weave_restart, proxied_tasks
+
+    alloc = json.loads((Path(__file__).resolve().parents[1] / "fixtures/recorded/day-two" /
+                        "1c-alloc-83f67a40-after.json").read_text())
+    then = 1796528300 * 10**9  # 45 s after the restart
+    (task,) = proxied_tasks([alloc], then)
+    assert (task.task, task.attempts_left, task.delay_s, task.interval_s) == (
+        "httpbackend", 1, 15.0, 1800.0)
+    facts = bootstrapped()
+    check = check_weave_restart(facts, [task], None)
+    assert check.status == ck.PASS
+    assert "breaks Nomad's waits on 1 Docker task(s) here" in check.detail
+    assert "(up to 19 s)" in check.detail and "twins answering" in check.detail
+    alloc["TaskStates"]["httpbackend"]["Restarts"] = 2
+    doomed = check_weave_restart(facts, proxied_tasks([alloc], then), None)
+    assert doomed.status == ck.WARN and "httpbackend (alloc 83f67a40)" in doomed.detail
+    # past the interval the attempts are back
+    assert proxied_tasks([alloc], then + 1800 * 10**9)[0].attempts_left == 2
+    # Nomad on Docker's own socket: a Weave restart does not touch its tasks
+    direct = bootstrapped(nomad_self=agent_self(DOCKER_SOCK))
+    assert check_weave_restart(direct, None, "x").status == ck.PASS
