@@ -314,14 +314,18 @@ def stand_in_leftovers(monkeypatch, tmp_path, states: list):
 
 
 def test_reset_of_a_stopped_weave_uses_force_and_removes_the_stale_socket(monkeypatch, tmp_path):
+    from weavenomad.bootstrap import leftovers
+
     sock = stand_in_leftovers(monkeypatch, tmp_path, [True, False])
+    monkeypatch.setattr(leftovers, "last_words", lambda docker: "FATA: invalid CIDR address")
     clients = ResetClients(weave_up=False)
     outcome = Executor(clients).run(st.WeaveReset())
     assert clients.resets == [True]
     assert not sock.exists()
     assert outcome.note == (f"removed container weave (exited (1)), container weavedb "
                             f"(created), the weave bridge, the stale socket {sock} (with "
-                            "--force: Weave was not running)")
+                            "--force: Weave was not running); the router's last log line: "
+                            "FATA: invalid CIDR address")
 
 
 def test_reset_of_a_weave_that_died_meanwhile_retries_with_force(monkeypatch, tmp_path):
@@ -381,3 +385,26 @@ def test_jobs_with_a_blocked_evaluation_are_evaluated_again():
     outcome = Executor(FakeClients(nomad=nomad)).run(st.ReevaluateBlocked())
     assert nomad.evaluated == ["web"]
     assert outcome.note == "re-evaluated 1 job(s) with a blocked evaluation: web"
+
+
+def test_a_config_that_names_weaves_reported_socket_already_is_what_verify_accepts(tmp_path):
+    """Weave was stopped while planning (no socket reported, the default one planned); once
+    relaunched it reports the socket the config names already: nothing is written, and the
+    check of Nomad's endpoint accepts that socket."""
+    lab_sock = "unix:///tmp/lab/nodes/n1/weave.sock"
+    path, original, step = config_step(tmp_path, endpoint=lab_sock)
+    Executor(FakeClients()).run(step.action)  # as an earlier bootstrap left it
+    files = (ConfigFile(str(path), path.read_text()),)
+    change = plan_endpoint(files, WEAVE_SOCK)
+    assert change is not None  # planned against the default socket
+
+    class Weave:
+        def proxy_addrs(self):
+            return [lab_sock]
+
+    executor = Executor(FakeClients(nomad=FakeNomad([agent_self(lab_sock)]), weave=Weave()),
+                        verify_timeout=0.1, verify_every=0.05)
+    before = path.read_text()
+    outcome = executor.run(st.WriteConfig(change, WEAVE_SOCK, files, True))
+    assert outcome.undo is None and path.read_text() == before
+    assert executor.run(st.VerifyNomad(WEAVE_SOCK)).note == "Docker driver healthy"

@@ -84,6 +84,10 @@ class Executor:
         then), and the stale proxy socket the script leaves; the note says what went."""
         before = self._leftovers()
         force = action.force or not self._weave_answers()
+        router = next((c for c in before.containers if c.name == "weave"), None)
+        # the router's logs go with its container: keep what a dead one said
+        said = (leftovers.last_words(self.clients.docker)
+                if router is not None and router.state != "running" else None)
         try:
             self.clients.weave_command.reset(force=force)
         except BackendError as exc:
@@ -97,6 +101,8 @@ class Executor:
         note = ("removed " + ", ".join(gone)) if gone else "nothing of Weave was left"
         if force:
             note += " (with --force: Weave was not running)"
+        if said:
+            note += f"; the router's last log line: {said}"
         return Outcome(None, note, changed=bool(gone))
 
     def _weave_answers(self) -> bool:
@@ -199,6 +205,8 @@ class Executor:
         if not reported or reported[0] == action.endpoint:
             return action.change
         change = plan_endpoint(files, reported[0], action.accepted)
+        if change is None:  # the config names that socket already: what Nomad must report
+            self.written_endpoint = reported[0]
         if change is not None and change.new != action.change.new:
             self.say(f"    Weave reports its proxy at {reported[0]}; writing that instead:")
             for line in change.diff().splitlines():

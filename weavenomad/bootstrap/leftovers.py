@@ -102,6 +102,20 @@ def weave_containers(docker) -> list[WeaveContainer]:
     return sorted(found, key=lambda c: (c.name != "weave", c.name))
 
 
+def last_words(docker, name: str = "weave", lines: int = 20) -> str | None:
+    """The last line a dead router logged (``FATA: ...``), before its container is removed with
+    its logs; None when there is none to read."""
+    try:
+        with docker.mapped():
+            text = docker.sdk.api.logs(name, stdout=True, stderr=True, tail=lines)
+    except Exception:  # noqa: BLE001 - gone already, or Docker away: nothing to report
+        return None
+    found = [line.strip() for line in text.decode(errors="replace").splitlines()
+             if line.strip()]
+    fatal = [line for line in found if line.startswith(("FATA", "ERRO"))]
+    return (fatal or found or [None])[-1]
+
+
 def stale_socket(path: str) -> bool:
     """A unix socket file at ``path`` that refuses connections (its listener is gone)."""
     try:
