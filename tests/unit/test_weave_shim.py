@@ -135,3 +135,22 @@ def test_a_router_that_dies_at_launch_exits_1_with_the_scripts_words():
     assert calls[0][1]["options"]["fatal"] is None
     _, _, _, calls = run({"launch": died}, "launch", environ={shim.FATAL_VARIABLE: "boom"})
     assert calls[0][1]["options"]["fatal"] == "boom"
+
+
+def test_the_router_stand_in_carries_the_real_routers_flags_and_socket():
+    """What 'docker inspect weave' shows on a real node (day-two/1d-04): the launch flags in
+    Args, -H naming the proxy socket, restart policy always."""
+    from weavenomad_lab.weave import containers
+    from weavenomad_lab.weave.runtime import LaunchOptions
+
+    options = LaunchOptions.from_json(shim.parse_launch(
+        ["--no-dns", "--no-default-ipalloc", "--ipalloc-range", "10.32.0.0/16",
+         "--ipalloc-default-subnet", "10.32.0.0/24", "192.168.56.4"], {}))
+    args = containers.router_args(options.flags(), "/lab/nodes/n1/weave.sock")
+    assert args[0] == containers.WEAVER
+    assert args[args.index("-H") + 1] == "unix:///lab/nodes/n1/weave.sock"
+    assert "--no-default-ipalloc" in args and args[-1] == "192.168.56.4"
+    assert args[args.index("--ipalloc-range") + 1] == "10.32.0.0/16"
+    spec = containers.router_spec(args, None)
+    assert spec["HostConfig"]["RestartPolicy"] == {"Name": "always"} and spec["Env"] == []
+    assert containers.router_spec(args, "boom")["Env"] == ["WEAVE_LAB_FATAL=boom"]
