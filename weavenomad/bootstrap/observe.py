@@ -78,11 +78,6 @@ class NodeFacts:
     def weave_running(self) -> bool:
         return self.weave_report is not None
 
-    def weave_leftovers(self) -> bool:
-        """Something of Weave is on the node although it does not run (a stopped or crashed
-        router, its data containers, its bridge)."""
-        return not self.weave_running and bool(self.weave_containers or self.weave_bridge)
-
     @property
     def node_id(self) -> str | None:
         return ((self.nomad_self or {}).get("stats", {}).get("client") or {}).get("node_id")

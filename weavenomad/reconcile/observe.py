@@ -129,7 +129,7 @@ class Observer:
         self._listed: set[str] = set()
         #: this host's addresses for ``weave:expose`` in Weave's IPAM, and on its bridge, as
         #: the last pass saw them (None: not known)
-        self._exposed: tuple[IPv4Interface, ...] | None = None
+        self._ipam_exposed: tuple[IPv4Interface, ...] | None = None
         self._bridge: tuple[IPv4Interface, ...] | None = None
         self._started: dict[str, float] = {}
         self._weave_default: IPv4Network | None = None
@@ -157,7 +157,7 @@ class Observer:
         with self._lock:
             if any(self._stale(cid, owned) for cid in self._addresses):
                 return True
-            exposed, bridge = self._exposed, self._bridge
+            exposed, bridge = self._ipam_exposed, self._bridge
         if exposed is not None and _listing(owned, EXPOSE_IDENT) != exposed:
             return True
         return bridge is not None and self._read_bridge(quiet=True) not in (None, bridge)
@@ -185,7 +185,7 @@ class Observer:
         bridge = self._read_bridge() if owned is not None else None
         exposed, foreign = exposure(owned, bridge)
         with self._lock:
-            self._exposed = _listing(owned, EXPOSE_IDENT) if owned is not None else None
+            self._ipam_exposed = _listing(owned, EXPOSE_IDENT) if owned is not None else None
             self._bridge = bridge
         return Observation(allocations=allocations, services=services, checks=checks,
                            containers=containers, tenancy=self._tenancy(), exposed=exposed,
