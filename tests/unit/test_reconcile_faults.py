@@ -190,3 +190,19 @@ def test_a_kept_twin_goes_when_nomad_never_takes_the_container_over(world):  # n
     # nothing wakes the daemon: its own look at the bound removes the twin
     wait_until("the twin gone after its bound", lambda: twin(A) not in world.services(),
                timeout=3)
+
+
+def test_a_corrupt_ipam_answer_is_a_soft_error_and_nothing_is_judged_from_it():
+    from weavenomad.errors import BackendError
+
+    observer, _, weave, _, allocations = observer_with("10.32.1.1/24")
+
+    def corrupt():
+        raise BackendError("Weave answered GET /ip with an unreadable IPAM list: owned is str, "
+                           "not a list", backend="weave")
+
+    weave.owned = corrupt
+    observation = observer.observe(allocations)
+    assert observation.exposed is None  # no exposure is planned on a guess
+    assert [e.backend for e in observer.soft_errors] == ["weave"]
+    assert "owned is str" in observer.soft_errors[0].one_line()

@@ -241,10 +241,13 @@ def check_exposed(exposed: Sequence[IPv4Interface] | None,
                   subnets: Sequence[IPv4Network],
                   ipam_exposed: Sequence[IPv4Interface] = (),
                   foreign: Sequence[IPv4Interface] = (),
-                  default: IPv4Network | None = None) -> Check:
+                  default: IPv4Network | None = None, ipam_error: str | None = None) -> Check:
     """Exposed means: an address the IPAM gave the host, on the bridge. After a reboot the
     IPAM still owns addresses a new bridge lacks (day-two/1a), which is no exposure."""
     name = "weave-exposed"
+    if ipam_error:
+        return Check(name, FAIL, f"cannot tell: {ipam_error}",
+                     "check that Weave's HTTP API answers GET /ip as weave 2.8 does")
     if exposed is None:
         return Check(name, FAIL, "Weave is not running", "weavenomad bootstrap")
     missing = missing_exposes(exposed, subnets)

@@ -283,7 +283,8 @@ def doctor_checks(facts: NodeFacts, clients, weave_api_override: str | None) -> 
         report or {})[1]
     subnets = ([default] if default else []) + facts.tenant_subnets()
     checks.append(ck.check_exposed(facts.exposed if report is not None else None, subnets,
-                                   facts.ipam_exposed or (), facts.foreign_bridge, default))
+                                   facts.ipam_exposed or (), facts.foreign_bridge, default,
+                                   facts.errors.get("weave-ip")))
     checks.append(check_isolation(facts.iptables_rules, facts.nat_rules, facts.docker_bridge,
                                   facts.ip_forward, facts.bridge_filtering))
     checks.append(check_nomad_endpoint(facts))

@@ -112,7 +112,8 @@ def observe(clients) -> NodeFacts:
     if facts.weave_report is not None:
         facts.proxy_addrs = probe(facts, "weave-proxy", clients.weave.proxy_addrs) or []
         owned = probe(facts, "weave-ip", clients.weave.owned)
-        facts.ipam_exposed = list((owned or {}).get("weave:expose", []))
+        if owned is not None:  # an unreadable IPAM answer says nothing about exposure
+            facts.ipam_exposed = list(owned.get("weave:expose", []))
     facts.weave_bridge = system.link_exists(WEAVE_BRIDGE)
     facts.iptables_rules, error = system.iptables_rules("filter")
     if error:
