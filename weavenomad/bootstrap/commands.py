@@ -96,9 +96,10 @@ def restart_plan(settings, facts: NodeFacts, restart: bool) -> tuple[tuple[str, 
     return (argv if restart else None), f"run: {hint}"
 
 
-def preflight(facts: NodeFacts, environ: Mapping[str, str]) -> list:
-    """The preflight checks (the doctor items bootstrap needs before it changes anything)."""
-    return node_checks(facts, environ.get("DOCKER_API_VERSION"))
+def preflight(facts: NodeFacts, weave) -> list:
+    """The preflight checks (the doctor items bootstrap needs before it changes anything);
+    ``weave``: the settings' Weave release (a :class:`~weavenomad.config.WeaveSettings`)."""
+    return node_checks(facts, weave)
 
 
 def show_checks(title: str, checks: list, say: Say, paint: Paint | None = None) -> None:
@@ -124,7 +125,7 @@ def run_bootstrap(settings, options: NodeOptions, environ: Mapping[str, str], sa
     require_root(system.euid(), "bootstrap")
     clients = clients or Clients.from_settings(settings)
     facts = observe_node(settings, clients, options.nomad_config or settings.nomad.config_path)
-    checks = preflight(facts, environ)
+    checks = preflight(facts, settings.weave)
     if any(c.status == FAIL for c in checks):
         show_checks("preflight:", checks, say, paint)
         refuse_failed(checks)
@@ -194,7 +195,7 @@ def run_doctor(settings, environ: Mapping[str, str], say: Say,
                clients: Clients | None = None, paint: Paint | None = None) -> dict:
     clients = clients or Clients.from_settings(settings)
     facts = observe(clients)
-    checks = doctor_checks(facts, clients, environ.get("DOCKER_API_VERSION"))
+    checks = doctor_checks(facts, clients, settings.weave)
     for line in render.check_lines(checks, "", *(paint,) if paint else ()):
         say(line)
     counts = summary(checks)

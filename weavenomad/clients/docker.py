@@ -139,6 +139,11 @@ class DockerAPI:
         with self.mapped():
             return self.sdk.api.version(api_version=False)
 
+    def info(self) -> dict:
+        """``GET /info``: ``DockerRootDir`` (a snap's is under /var/snap), ``ServerVersion`` …"""
+        with self.mapped():
+            return self.sdk.api.info()
+
     def nomad_containers(self, all: bool = True) -> list[dict]:
         """Summaries (``/containers/json``) of the containers Nomad started; ``all`` includes
         stopped ones."""
