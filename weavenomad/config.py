@@ -115,6 +115,10 @@ class BootstrapSettings:
     peers: tuple[str, ...] = ()
     ipalloc_range: str = "10.32.0.0/16"
     default_subnet: str = "10.32.0.0/24"
+    #: hold the Docker packages (``bootstrap --hold-docker``)
+    hold_docker: bool = False
+    #: where the node's own records live (the Docker package holds weavenomad made)
+    state_dir: str = "/var/lib/weavenomad"
 
 
 def _tuning(default: Any) -> Any:
@@ -334,6 +338,9 @@ FIELDS: tuple[_Field, ...] = (
            attr="bootstrap.peers"),
     _Field("bootstrap.ipalloc_range", "ipalloc_range", (), attr="bootstrap.ipalloc_range"),
     _Field("bootstrap.default_subnet", "default_subnet", (), attr="bootstrap.default_subnet"),
+    _Field("bootstrap.hold_docker", "hold_docker", (), _bool, bool,
+           attr="bootstrap.hold_docker"),
+    _Field("bootstrap.state_dir", None, ("WEAVENOMAD_STATE_DIR",), attr="bootstrap.state_dir"),
     _Field("reconciler.node_id", "node_id", (), attr="reconciler.node_id"),
     _Field("reconciler.resync", "resync", (), _positive_float, _positive_float,
            attr="reconciler.resync"),
@@ -430,6 +437,8 @@ def build_settings(
         peers=tuple(get("bootstrap.peers", ())),
         ipalloc_range=get("bootstrap.ipalloc_range", BootstrapSettings.ipalloc_range),
         default_subnet=get("bootstrap.default_subnet", BootstrapSettings.default_subnet),
+        hold_docker=bool(get("bootstrap.hold_docker", False)),
+        state_dir=get("bootstrap.state_dir", BootstrapSettings.state_dir),
     )
     reconciler = ReconcilerSettings(
         node_id=get("reconciler.node_id"),

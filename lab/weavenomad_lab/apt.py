@@ -197,10 +197,23 @@ def _install(lab: LabLayout, node: NodeLayout, state: PackageState,
         dockerd.switch_engine(lab, node, engine)
 
 
+def _words(args: Sequence[str]) -> list[str]:
+    """The arguments that are no option nor an option's value (``-o X``, ``-t X``, ``-c X``)."""
+    words, skip = [], False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg in ("-o", "-t", "-c"):
+            skip = True
+        elif not arg.startswith("-"):
+            words.append(arg)
+    return words
+
+
 def run(lab: LabLayout, node: NodeLayout, program: str, args: list[str],
         out: Callable[[str], None], err: Callable[[str], None]) -> int:
     """One ``apt-cache``/``apt-mark``/``apt-get`` command on the node; its exit code."""
-    words = [a for a in args if not a.startswith("-")]
+    words = _words(args)
     state = load(node)
     tables = suite_packages(state.suites)
     known = set(state.installed) | {p for s in tables.values() for p in s}
