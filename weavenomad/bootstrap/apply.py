@@ -353,6 +353,12 @@ class Executor:
         launch = action.launch
         self.clients.weave_command.with_env(dict(action.env)).launch(
             launch.ipalloc_range, launch.default_subnet, launch.peers)
+        try:  # the socket the new router serves is what Nomad must be on
+            reported = self.clients.weave.proxy_addrs()
+        except WeavenomadError:
+            reported = []
+        if reported:
+            self.written_endpoint = reported[0]
         return Outcome(st.RemoveRouter(), " ".join(f"{k}={v}" for k, v in action.env))
 
     def do_InstallWeaveScript(self, action: st.InstallWeaveScript) -> Outcome:  # noqa: N802
@@ -375,6 +381,10 @@ class Executor:
         config_files.write_atomic(action.path, config_files.read_text(backup))
         config_files.remove_backup(action.path)
         return Outcome(None, f"{action.path} is the one before again")
+
+    def do_ExposeAgain(self, action: st.ExposeAgain) -> Outcome:  # noqa: N802
+        done = self.do_WeaveExpose(st.WeaveExpose(action.specs))
+        return Outcome(None, done.note)
 
     def do_WaitForWeave(self, action: st.WaitForWeave) -> Outcome:  # noqa: N802
         deadline = time.monotonic() + action.timeout

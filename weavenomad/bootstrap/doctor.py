@@ -15,7 +15,6 @@ from weavenomad.bootstrap.guards import check_isolation
 from weavenomad.bootstrap.observe import NodeFacts, agent_endpoint, docker_driver, probe
 from weavenomad.bootstrap.packages import check_docker_packages
 from weavenomad.config import WeaveSettings
-from weavenomad.nodeconfig.edit import WEAVE_PROXY_ENDPOINT
 from weavenomad.runtime import unitcheck
 from weavenomad.tenancy.model import overlapping_tenants
 
@@ -109,7 +108,7 @@ def check_nomad_endpoint(facts: NodeFacts) -> ck.Check:
         return ck.Check(name, ck.FAIL, "Nomad does not answer", "start the Nomad agent")
     endpoint = agent_endpoint(facts.nomad_self)
     driver = docker_driver(facts.nomad_node)
-    accepted = {*facts.proxy_addrs, WEAVE_PROXY_ENDPOINT}
+    accepted = set(facts.proxy_endpoints)
     if endpoint not in accepted:
         return ck.Check(name, ck.FAIL, f"Nomad's Docker driver uses {endpoint}, not the Weave "
                         "proxy", "weavenomad bootstrap")
@@ -180,7 +179,7 @@ def check_weave_restart(facts: NodeFacts, tasks: Sequence[ProxiedTask] | None,
     unexpected EOF", uses a restart attempt and is taken over again after its delay."""
     name = "weave-restart"
     endpoint = agent_endpoint(facts.nomad_self)
-    if facts.nomad_self is None or endpoint not in {*facts.proxy_addrs, WEAVE_PROXY_ENDPOINT}:
+    if facts.nomad_self is None or endpoint not in facts.proxy_endpoints:
         return ck.Check(name, ck.PASS, "Nomad does not reach Docker through Weave's proxy: a "
                         "Weave restart leaves its tasks alone")
     if tasks is None:

@@ -27,7 +27,6 @@ from weavenomad.bootstrap.guards import guard_states
 from weavenomad.bootstrap.leftovers import WeaveContainer
 from weavenomad.bootstrap.observe import NodeFacts, exposed_specs
 from weavenomad.errors import ValidationError
-from weavenomad.nodeconfig.edit import WEAVE_PROXY_ENDPOINT
 
 #: where Weave's images keep the release's weave script
 SCRIPT_IN_IMAGE = "/home/weave/weave"
@@ -36,9 +35,10 @@ _BOOLEAN_FLAGS = {"--no-default-ipalloc", "--no-dns", "--no-fastdp", "--plugin",
                   "--no-discovery", "--no-restart", "--no-multicast-route", "--no-rewrite-hosts",
                   "--without-dns", "--rewrite-inspect", "--resume", "--no-masq-local",
                   "--awsvpc"}
-SURVIVES = ("Weave's IPAM (the weavedb container): every task keeps its Weave address and the "
-            "host its exposed addresses; the tenants and the registry; Nomad's config and its "
-            "Docker endpoint (the same proxy socket); the isolation guards (checked again)")
+SURVIVES = ("Weave's IPAM (the weavedb container): containers that keep running keep their Weave "
+            "addresses, the host its exposed ones; the tenants and the registry; Nomad's config "
+            "and its Docker endpoint (the same proxy socket); the isolation guards (checked "
+            "again)")
 
 
 @dataclass(frozen=True)
@@ -84,8 +84,12 @@ def release_of(router: WeaveContainer | None) -> Release | None:
 
 
 def router_peers(args: Sequence[str]) -> tuple[str, ...]:
-    """The peers a router was launched with: its trailing arguments that are no flag's value."""
-    peers, values = [], list(args)[1:]  # the weaver binary first
+    """The peers a router was launched with: its arguments after the weaver binary (when they
+    name it) that are no flag and no flag's value."""
+    values = list(args)
+    binary = [i for i, arg in enumerate(values) if arg.endswith("/weaver")]
+    values = values[binary[-1] + 1:] if binary else values
+    peers = []
     index = 0
     while index < len(values):
         arg = values[index]
@@ -167,12 +171,11 @@ def plan_weave_upgrade(facts: NodeFacts, given: UpgradeInputs) -> st.Plan:
     subnets = [cluster.default_subnet, *facts.tenant_subnets()]
     steps.append(st.Step("expose the default and tenant subnets on the host (the same "
                          "addresses: the IPAM kept them)",
-                         st.WeaveExpose(tuple(exposed_specs(subnets, cluster.default_subnet)))))
+                         st.ExposeAgain(tuple(exposed_specs(subnets, cluster.default_subnet)))))
     steps += _guard_steps(facts)
-    endpoint = facts.proxy_addrs[0] if facts.proxy_addrs else WEAVE_PROXY_ENDPOINT
+    endpoints = facts.proxy_endpoints
     steps.append(st.Step("verify Nomad's Docker driver through its API",
-                         st.VerifyNomad(endpoint, tuple(dict.fromkeys(
-                             [*facts.proxy_addrs, WEAVE_PROXY_ENDPOINT])))))
+                         st.VerifyNomad(endpoints[0], tuple(endpoints))))
     steps.append(st.Step("evaluate again the jobs that waited for the Docker driver",
                          st.ReevaluateBlocked()))
     notes = [f"moves Weave {current.describe() if current else '(unknown release)'} to "
@@ -190,7 +193,8 @@ def _restarts(facts: NodeFacts) -> str:
                 "break, each is 'Terminated: unexpected EOF' and taken over again after its "
                 "restart delay; the reconciler keeps their twins answering)")
     return ("the Weave router, which was not running; Nomad's Docker driver has been down with "
-            "it, so tasks Nomad failed meanwhile are placed again once it is healthy")
+            "it, so the tasks that died meanwhile (a Docker upgrade stops every container) are "
+            "placed again once it is healthy, with new allocations and addresses")
 
 
 def _guard_steps(facts: NodeFacts) -> list[st.Step]:
@@ -318,10 +322,10 @@ def plan_docker_hold(facts: NodeFacts, record: str, downgrade: bool, version: st
     hold = hold_step(facts.apt, facts.docker_version, facts.docker_root, record)
     steps += [hold] if hold is not None else []
     if steps and downgrade:
-        endpoint = facts.proxy_addrs[0] if facts.proxy_addrs else WEAVE_PROXY_ENDPOINT
+        endpoints = facts.proxy_endpoints
         steps += [st.Step("wait for Weave to answer again", st.WaitForWeave()),
                   st.Step("verify Nomad's Docker driver through its API",
-                          st.VerifyNomad(endpoint, (WEAVE_PROXY_ENDPOINT,))),
+                          st.VerifyNomad(endpoints[0], tuple(endpoints))),
                   st.Step("evaluate again the jobs that waited for the Docker driver",
                           st.ReevaluateBlocked())]
     if hold is None:

@@ -91,6 +91,18 @@ class NodeFacts:
         return next((c for c in self.weave_containers if c.name == WEAVE_CONTAINER), None)
 
     @property
+    def proxy_endpoints(self) -> list[str]:
+        """Every address of Weave's Docker API proxy here: what a running Weave reports, the
+        sockets its router container's ``-H`` flags name (known while it crashes too), and
+        Weave's default socket."""
+        from weavenomad.nodeconfig.edit import WEAVE_PROXY_ENDPOINT
+
+        router = self.weave_router
+        named = [f"unix://{path}" for path in leftovers.proxy_sockets(router.args)] \
+            if router is not None else []
+        return list(dict.fromkeys([*self.proxy_addrs, *named, WEAVE_PROXY_ENDPOINT]))
+
+    @property
     def weave_launched(self) -> bool:
         """Weave was launched here (its router or its IPAM's data container exists)."""
         return self.weave_running or any(c.name in (WEAVE_CONTAINER, "weavedb")

@@ -85,6 +85,8 @@ def run_weave_upgrade(settings, options: UpgradeOptions, say: Say,
                         if facts.docker_version is not None
                         and clients.docker.image_present(image))
     script = shutil.which(settings.weave.command)
+    if peers is None and facts.weave_router is None:  # no old router to take them from
+        peers = tuple(settings.bootstrap.peers)
     given = migrate.UpgradeInputs(target, script, (facts.weave_versions or {}).get(
         "weave script"), present, peers)
     plan = migrate.plan_weave_upgrade(facts, given)

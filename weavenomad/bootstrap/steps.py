@@ -188,6 +188,14 @@ class RestoreWeaveScript:
 
 
 @dataclass(frozen=True)
+class ExposeAgain:
+    """``weave expose`` of subnets the host had exposed before: the IPAM gives the same
+    addresses back, and nothing is hidden on a rollback (they were there before)."""
+
+    specs: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class WaitForWeave:
     """Weave's HTTP API answers again (its router restarts with dockerd by its policy)."""
 
@@ -198,7 +206,7 @@ Action = (WeaveLaunch | WeaveReset | WeaveExpose | WeaveHide | AddGuard | Remove
           | WriteConfig | RestoreConfig | DropBackup | RestartNomad | VerifyNomad
           | ReevaluateBlocked | RecordCluster | HoldPackages | ReleaseHold | InstallPackages
           | PullImage | RemoveRouter | LaunchRelease | InstallWeaveScript | RestoreWeaveScript
-          | WaitForWeave)
+          | ExposeAgain | WaitForWeave)
 
 WHY_FORCE = ("Weave is not running, and plain 'weave reset' then refuses (\"weave is not "
              "running; unable to remove from cluster\"); --force removes its local state without "
@@ -274,6 +282,8 @@ def release_command_line(action: Action, weave: str = "weave") -> str | None:
         return shlex.join(["docker", "pull", action.image])
     if isinstance(action, RemoveRouter):
         return "docker rm -f weave"
+    if isinstance(action, ExposeAgain):
+        return shlex.join([weave, "expose", *action.specs])
     if isinstance(action, LaunchRelease):
         return shlex.join(["env", *(f"{k}={v}" for k, v in action.env), weave,
                            *action.launch.args()])
