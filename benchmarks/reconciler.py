@@ -191,8 +191,10 @@ def run(args, lab) -> bool:
     (node.nomad_config_dir / "agent.hcl").write_text(WEAVE_PROXY_CONFIG)
     control.restart_agent(lab, node.name)
     log = open(lab.state_dir / "reconciler.log", "w")  # noqa: SIM115 - lives with the daemon
-    daemon = subprocess.Popen([sys.executable, "-m", "weavenomad", "reconciler", "run"],
-                              env=env, stdout=log, stderr=subprocess.STDOUT)
+    # inside the node, as on a real host: the daemon judges exposure from its weave bridge
+    daemon = subprocess.Popen(
+        core.exec_argv(lab, node, [sys.executable, "-m", "weavenomad", "reconciler", "run"]),
+        env=core.exec_env(lab, node, os.environ), stdout=log, stderr=subprocess.STDOUT)
     try:
         return measure(args, lab, node, env, nomad_url, consul_url, daemon)
     finally:

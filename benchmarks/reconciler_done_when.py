@@ -164,9 +164,13 @@ def main() -> int:
         logs = Path(tempfile.mkdtemp(prefix="wnbench-dw-logs-"))
         for node in lab.nodes:
             log = open(logs / f"reconciler-{node.name}.log", "w")  # noqa: SIM115
+            # inside the node, as on a real host: it judges exposure from its weave bridge
             daemons.append(subprocess.Popen(
-                [sys.executable, "-m", "weavenomad", "reconciler", "run"],
-                env=node_env(lab, node), stdout=log, stderr=subprocess.STDOUT))
+                core.exec_argv(lab, node, [sys.executable, "-m", "weavenomad", "reconciler",
+                                           "run"]),
+                env=core.exec_env(lab, node, dict(os.environ, **{
+                    "WEAVENOMAD_KV_PREFIX": "bench-done-when/"})),
+                stdout=log, stderr=subprocess.STDOUT))
         globex = logs / "httpbackend-globex.nomad"
         globex.write_text((JOBS / "httpbackend.nomad").read_text().replace(
             'job "httpbackend"', 'job "httpbackend-globex"'))

@@ -132,6 +132,11 @@ class ReconcilerSettings:
     pass_gap: float = _tuning(0.05)
     #: seconds between two reads of Weave's IPAM (it has no change feed)
     weave_poll: float = _tuning(2.0)
+    #: how long a twin is kept after Nomad deregistered its service while the container runs
+    #: on at the same address (a Weave restart broke Nomad's wait on it: day-two/1c): past the
+    #: task's announced restart, or, before Nomad's allocation says it restarts, this long
+    keep_twin_margin: float = _tuning(10.0)
+    keep_twin_unannounced: float = _tuning(5.0)
 
     @property
     def mirror_ttl(self) -> int:

@@ -15,7 +15,7 @@ LAB_TESTS = str(HERE.parent / "lab")
 if LAB_TESTS not in sys.path:  # labtools, shared with the lab tests
     sys.path.insert(0, LAB_TESTS)
 
-from .faultlab import FIGURES, NOTES, figures_table  # noqa: E402
+from .faultlab import DAY_TWO, FIGURES, NOTES, day_two_table, figures_table  # noqa: E402
 
 
 def fault_lab_name() -> str:
@@ -33,10 +33,12 @@ def pytest_collection_modifyitems(items):
 
 
 def pytest_terminal_summary(terminalreporter):
-    if not FIGURES and not NOTES:
+    if not FIGURES and not NOTES and not DAY_TWO:
         return
     terminalreporter.section("fault suite: time from recovery to converged")
     for line in NOTES + figures_table():
+        terminalreporter.write_line(line)
+    for line in day_two_table():
         terminalreporter.write_line(line)
 
 

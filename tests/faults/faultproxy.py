@@ -57,7 +57,9 @@ class _Server(ThreadingHTTPServer):
 
 
 class FaultProxy:
-    def __init__(self, name: str, upstream_port: int):
+    def __init__(self, name: str, upstream_port: int, netns: str | None = None):
+        """Listen on 127.0.0.1 inside ``netns`` (a lab node's, where its reconciler runs; the
+        host's when None) and forward to ``upstream_port`` on the host's loopback."""
         self.name = name
         self.upstream_port = upstream_port
         self.mode = PASS
@@ -95,7 +97,12 @@ class FaultProxy:
             def log_message(self, format, *args):  # noqa: A002 - quiet, the stdlib signature
                 pass
 
-        self.server = _Server(("127.0.0.1", 0), Handler)
+        from weavenomad_lab.netns import listen_tcp
+
+        self.server = _Server(("127.0.0.1", 0), Handler, bind_and_activate=False)
+        self.server.socket.close()
+        self.server.socket = listen_tcp("127.0.0.1", 0, netns=netns)
+        self.server.server_address = self.server.socket.getsockname()
         self.port = self.server.server_address[1]
         self._thread = threading.Thread(target=self.server.serve_forever,
                                         kwargs={"poll_interval": 0.2}, daemon=True,

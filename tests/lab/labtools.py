@@ -118,3 +118,29 @@ def node_cli_env(lab: LabLayout, node: NodeLayout, **extra: str) -> dict:
         env[key] = value.strip("'") if key != "PATH" else f"{node.bin_dir}:{os.environ['PATH']}"
     env.update(extra)
     return env
+
+
+def in_node_command(lab: LabLayout, node: NodeLayout, *argv: str,
+                    env: dict | None = None) -> tuple[list[str], dict]:
+    """The argv and environment that run ``argv`` inside the node, as ``lab exec`` does: in its
+    network namespace, with its agents at their in-node addresses (a real node's daemons,
+    the reconciler above all, see its own weave bridge and iptables). ``env`` is added."""
+    from weavenomad_lab import core
+
+    environment = core.exec_env(lab, node, os.environ)
+    environment.update(env or {})
+    return core.exec_argv(lab, node, list(argv)), environment
+
+
+def on_node(lab: LabLayout, node: NodeLayout, *argv: str, env: dict | None = None,
+            timeout: float = 180) -> subprocess.CompletedProcess:
+    command, environment = in_node_command(lab, node, *argv, env=env)
+    return subprocess.run(command, env=environment, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def weavenomad_on(lab: LabLayout, node: NodeLayout, *args: str, env: dict | None = None,
+                  timeout: float = 180) -> subprocess.CompletedProcess:
+    """``weavenomad ARGS`` run inside the node, as an operator logged in there would."""
+    return on_node(lab, node, sys.executable, "-m", "weavenomad", *args, env=env,
+                   timeout=timeout)

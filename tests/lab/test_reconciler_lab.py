@@ -24,12 +24,14 @@ from labtools import (
     docker_client,
     driver,
     ethwe_address,
+    in_node_command,
     launch_weave,
     node_cli_env,
     nomad,
     set_endpoint,
     task_containers,
     wait_for,
+    weavenomad_on,
 )
 from weavenomad_lab import core
 from weavenomad_lab.consul.component import COMPONENT as CONSUL
@@ -50,7 +52,8 @@ def weavenomad(env: dict, *args: str, timeout: float = 180) -> subprocess.Comple
 
 
 class Reconcilers:
-    """One ``weavenomad reconciler run`` process per lab node."""
+    """One ``weavenomad reconciler run`` process per lab node, inside the node (as on a real
+    host, it sees the node's own weave bridge)."""
 
     def __init__(self, lab, log_dir: Path):
         self.lab = lab
@@ -58,11 +61,12 @@ class Reconcilers:
         self.procs: dict[str, subprocess.Popen] = {}
 
     def start(self, node) -> None:
-        env = node_cli_env(self.lab, node, WEAVENOMAD_KV_PREFIX=KV_PREFIX)
+        argv, env = in_node_command(self.lab, node, sys.executable, "-m", "weavenomad",
+                                    "reconciler", "run", "--resync", "20", "--log-format",
+                                    "json", env={"WEAVENOMAD_KV_PREFIX": KV_PREFIX})
         log = open(self.log_dir / f"reconciler-{node.name}.log", "a")  # noqa: SIM115
-        self.procs[node.name] = subprocess.Popen(
-            [sys.executable, "-m", "weavenomad", "reconciler", "run", "--resync", "20",
-             "--log-format", "json"], env=env, stdout=log, stderr=subprocess.STDOUT)
+        self.procs[node.name] = subprocess.Popen(argv, env=env, stdout=log,
+                                                 stderr=subprocess.STDOUT)
 
     def start_all(self) -> None:
         for node in self.lab.nodes:
@@ -232,7 +236,9 @@ def test_done_when_consul_answers_the_weave_addresses(overlay, tmp_path):
     assert len(catalog) == 8
     shown = weavenomad(env, "status")
     assert shown.returncode == 0 and "4 of 4 advertised correctly" in shown.stdout, shown.stdout
-    once = weavenomad(env, "reconciler", "run", "--once")  # next to the daemon: nothing to do
+    # next to the daemon, on the node: nothing to do
+    once = weavenomad_on(lab, n1, "reconciler", "run", "--once",
+                         env={"WEAVENOMAD_KV_PREFIX": KV_PREFIX})
     assert once.returncode == 0, once.stderr
 
     for job in ("httpbackend", "httpbackend-globex"):

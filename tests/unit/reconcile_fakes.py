@@ -113,16 +113,28 @@ class FakeWeave:
     def __init__(self):
         self.addresses: dict[str, list[IPv4Interface]] = {
             "weave:expose": [IPv4Interface("10.32.0.1/24")]}
+        #: the host's weave bridge (the kernel's side): what is exposed, as bootstrap left it
+        self.bridge: list[IPv4Interface] = [IPv4Interface("10.32.0.1/24")]
         self.down = False
         self.exposed_calls: list[IPv4Network] = []
 
     def expose_subnet(self, subnet: IPv4Network) -> IPv4Interface:
+        """Weave's allocate-then-expose: the address the IPAM owns there, else a new one, put
+        on the bridge."""
         if self.down:
             raise down("weave")
         self.exposed_calls.append(subnet)
-        address = IPv4Interface(f"{subnet.broadcast_address - 1}/{subnet.prefixlen}")
-        self.addresses.setdefault("weave:expose", []).append(address)
+        owned = self.addresses.setdefault("weave:expose", [])
+        address = next((a for a in owned if a.ip in subnet), None)
+        if address is None:
+            address = IPv4Interface(f"{subnet.broadcast_address - 1}/{subnet.prefixlen}")
+            owned.append(address)
+        if address not in self.bridge:
+            self.bridge.append(address)
         return address
+
+    def bridge_addresses(self) -> tuple[IPv4Interface, ...]:
+        return tuple(self.bridge)
 
     def owned(self):
         if self.down:

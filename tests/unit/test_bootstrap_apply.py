@@ -246,3 +246,185 @@ def test_a_config_nomad_rejects_is_put_back_at_once(tmp_path, monkeypatch):
         apply_plan(st.Plan((step,)), Executor(FakeClients()), lambda line: None)
     assert path.read_text() == original
     assert sorted(p.name for p in tmp_path.iterdir()) == ["agent.hcl", "bin"]
+
+
+# -- day two: failed launches, resets of a stopped Weave, blocked evaluations ------------------
+
+
+def test_a_failed_launch_runs_its_undo_and_says_what_was_removed():
+    """Recorded (day-two/1d): a launch whose router dies leaves containers, bridge and socket;
+    the undo registered before the step runs removes them, and the message lists them."""
+
+    @dataclass
+    class Cleaning(RecordingExecutor):
+        def run(self, action):
+            if isinstance(action, st.WeaveReset):
+                self.ran.append(action)
+                return Outcome(None, "removed container weave (exited (1)), container weavedb "
+                                     "(created), the weave bridge")
+            return super().run(action)
+
+    executor = Cleaning(fail_on={"WeaveLaunch"})
+    launch = st.Step("launch", LAUNCH.action, st.WeaveReset(), undo_if_failed=True)
+    with pytest.raises(StepFailed) as info:
+        apply_plan(st.Plan((launch, EXPOSE)), executor, lambda line: None)
+    assert executor.ran == [LAUNCH.action, st.WeaveReset()]
+    message = info.value.one_line()
+    assert "rolled back: weave reset (removed container weave (exited (1)), container " \
+           "weavedb (created), the weave bridge)" in message
+    # nothing to remove: nothing had been changed
+    nothing = RecordingExecutor(fail_on={"WeaveLaunch"})
+    nothing.run = lambda action, base=nothing.run: (
+        Outcome(None, "nothing of Weave was left", changed=False)
+        if isinstance(action, st.WeaveReset) else base(action))
+    with pytest.raises(StepFailed, match="nothing had been changed"):
+        apply_plan(st.Plan((launch,)), nothing, lambda line: None)
+
+
+def test_a_commit_keeps_what_was_done_before_it_whatever_fails_later():
+    """A reset that moved Nomad off the Weave proxy and then fails never points it back."""
+    restore = st.Step("restore the config", st.RestoreConfig("/x", "docker", False),
+                      st.RestoreConfig("/x", "weave", False))
+    verify = st.Step("verify", st.VerifyNomad(DOCKER_SOCK), commits=True)
+    reset = st.Step("reset Weave", st.WeaveReset(force=True))
+    executor = RecordingExecutor(fail_on={"WeaveReset"})
+    with pytest.raises(StepFailed) as info:
+        apply_plan(st.Plan((restore, RESTART, verify, reset)), executor, lambda line: None)
+    assert st.RestoreConfig("/x", "weave", False) not in executor.ran
+    message = info.value.one_line()
+    assert "nothing had been changed; kept (done before the failure, and safe as it is): " \
+           "restore the config; restart; verify" in message
+
+
+class ResetClients:
+    def __init__(self, weave_up: bool, refuse_plain: bool = False):
+        self.weave_up, self.refuse_plain = weave_up, refuse_plain
+        self.resets: list[bool] = []
+        self.weave, self.weave_command, self.docker = self, self, None
+
+    def report(self):
+        if not self.weave_up:
+            raise BackendUnavailable("connection refused", backend="weave")
+        return {}
+
+    def reset(self, force=False):
+        self.resets.append(force)
+        if self.refuse_plain and not force:
+            raise BackendError("weave reset failed (exit 1): ERROR: weave is not running; "
+                               "unable to remove from cluster.", backend="weave")
+
+
+def stand_in_leftovers(monkeypatch, tmp_path, states: list):
+    """Weave's containers as the fake Docker lists them, one list per look, and a bridge that
+    exists while containers do."""
+    from weavenomad.bootstrap import leftovers, system
+    from weavenomad.bootstrap.leftovers import WeaveContainer
+
+    sock = tmp_path / "weave.sock"
+    import socket as socket_module
+
+    listener = socket_module.socket(socket_module.AF_UNIX)
+    listener.bind(str(sock))
+    listener.close()  # a socket file nobody listens on: what a dead proxy leaves
+    router = WeaveContainer("weave", "exited", 1, ("--port", "6783", "-H", f"unix://{sock}"))
+    looks = [[router, WeaveContainer("weavedb", "created")] if full else [] for full in states]
+    monkeypatch.setattr(leftovers, "weave_containers", lambda docker: looks.pop(0))
+    monkeypatch.setattr(system, "link_exists", lambda name: bool(looks))
+    return sock
+
+
+def test_reset_of_a_stopped_weave_uses_force_and_removes_the_stale_socket(monkeypatch, tmp_path):
+    from weavenomad.bootstrap import leftovers
+
+    sock = stand_in_leftovers(monkeypatch, tmp_path, [True, False])
+    monkeypatch.setattr(leftovers, "last_words", lambda docker: "FATA: invalid CIDR address")
+    clients = ResetClients(weave_up=False)
+    outcome = Executor(clients).run(st.WeaveReset())
+    assert clients.resets == [True]
+    assert not sock.exists()
+    assert outcome.note == (f"removed container weave (exited (1)), container weavedb "
+                            f"(created), the weave bridge, the stale socket {sock} (with "
+                            "--force: Weave was not running); the router's last log line: "
+                            "FATA: invalid CIDR address")
+
+
+def test_reset_of_a_weave_that_died_meanwhile_retries_with_force(monkeypatch, tmp_path):
+    stand_in_leftovers(monkeypatch, tmp_path, [True, False])
+    clients = ResetClients(weave_up=True, refuse_plain=True)
+    outcome = Executor(clients).run(st.WeaveReset())
+    assert clients.resets == [False, True] and "--force" in outcome.note
+
+
+def test_an_expose_that_lost_a_race_with_the_reconciler_counts_as_done(monkeypatch):
+    from ipaddress import IPv4Interface, IPv4Network
+
+    from weavenomad.bootstrap import system
+
+    class Clients:
+        def __init__(self):
+            self.weave_command, self.weave = self, self
+
+        def expose(self, specs):
+            raise BackendError("weave expose failed (exit 1): RTNETLINK answers: File exists",
+                               backend="weave")
+
+        def owned(self):
+            return {"weave:expose": [IPv4Interface("10.32.0.1/24"),
+                                     IPv4Interface("10.32.1.1/24")]}
+
+        def default_subnet(self):
+            return IPv4Network("10.32.0.0/24")
+
+    on_bridge = [("weave", IPv4Interface("10.32.0.1/24"))]
+    monkeypatch.setattr(system, "host_addresses", lambda: on_bridge)
+    expose = st.WeaveExpose(("net:default", "net:10.32.1.0/24"))
+    with pytest.raises(BackendError):  # 10.32.1.0/24 is not on the bridge: a real failure
+        Executor(Clients()).run(expose)
+    on_bridge.append(("weave", IPv4Interface("10.32.1.1/24")))  # the reconciler's doing
+    outcome = Executor(Clients()).run(expose)
+    assert outcome.undo is None and "exposed meanwhile" in outcome.note
+
+
+def test_jobs_with_a_blocked_evaluation_are_evaluated_again():
+    class Nomad:
+        def __init__(self):
+            self.evaluated = []
+
+        def evaluations(self):
+            return [{"JobID": "web", "Status": "blocked"}, {"JobID": "web", "Status": "blocked"},
+                    {"JobID": "db", "Status": "complete"}, {"JobID": "gone", "Status": "blocked"}]
+
+        def evaluate_job(self, job_id):
+            if job_id == "gone":
+                from weavenomad.errors import BackendNotFound
+
+                raise BackendNotFound("job not found", backend="nomad")
+            self.evaluated.append(job_id)
+
+    nomad = Nomad()
+    outcome = Executor(FakeClients(nomad=nomad)).run(st.ReevaluateBlocked())
+    assert nomad.evaluated == ["web"]
+    assert outcome.note == "re-evaluated 1 job(s) with a blocked evaluation: web"
+
+
+def test_a_config_that_names_weaves_reported_socket_already_is_what_verify_accepts(tmp_path):
+    """Weave was stopped while planning (no socket reported, the default one planned); once
+    relaunched it reports the socket the config names already: nothing is written, and the
+    check of Nomad's endpoint accepts that socket."""
+    lab_sock = "unix:///tmp/lab/nodes/n1/weave.sock"
+    path, original, step = config_step(tmp_path, endpoint=lab_sock)
+    Executor(FakeClients()).run(step.action)  # as an earlier bootstrap left it
+    files = (ConfigFile(str(path), path.read_text()),)
+    change = plan_endpoint(files, WEAVE_SOCK)
+    assert change is not None  # planned against the default socket
+
+    class Weave:
+        def proxy_addrs(self):
+            return [lab_sock]
+
+    executor = Executor(FakeClients(nomad=FakeNomad([agent_self(lab_sock)]), weave=Weave()),
+                        verify_timeout=0.1, verify_every=0.05)
+    before = path.read_text()
+    outcome = executor.run(st.WriteConfig(change, WEAVE_SOCK, files, True))
+    assert outcome.undo is None and path.read_text() == before
+    assert executor.run(st.VerifyNomad(WEAVE_SOCK)).note == "Docker driver healthy"

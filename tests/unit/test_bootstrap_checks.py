@@ -243,3 +243,62 @@ def test_check_lines_colour_the_status_words_only_when_asked():
     coloured = check_lines(checks, "", ansi)
     assert coloured[0] == "\033[32mPASS\033[0m  ports   free"
     assert coloured[1].startswith("\033[31mFAIL\033[0m")
+
+
+def test_addresses_the_ipam_owns_but_the_bridge_lost_are_not_exposed():
+    """Recorded (day-two/1a-after-reboot-weavenomad-doctor-noreconciler.txt): doctor said
+    PASS weave-exposed while the rebooted node's new bridge had no address at all."""
+    from weavenomad.bootstrap.observe import bridge_exposure
+
+    ipam = [IPv4Interface("10.32.0.1/24"), IPv4Interface("10.32.1.1/24")]
+    subnets = [IPv4Network("10.32.0.0/24"), IPv4Network("10.32.1.0/24")]
+    exposed, foreign = bridge_exposure(ipam, [])
+    check = ck.check_exposed(exposed, subnets, ipam, foreign, IPv4Network("10.32.0.0/24"))
+    assert check.status == ck.FAIL
+    assert "10.32.1.0/24 (Weave's IPAM owns 10.32.1.1/24 for this host, but the weave bridge " \
+        "lacks it, as after a reboot)" in check.detail
+    assert "weave expose net:default net:10.32.1.0/24" in check.fix
+    exposed, foreign = bridge_exposure(ipam, ipam)
+    assert ck.check_exposed(exposed, subnets, ipam, foreign).status == ck.PASS
+
+
+def test_a_foreign_address_on_the_bridge_fails_with_how_to_remove_it():
+    from weavenomad.bootstrap.observe import bridge_exposure
+
+    ipam = [IPv4Interface("10.32.0.1/24")]
+    stray = IPv4Interface("10.32.0.77/24")
+    exposed, foreign = bridge_exposure(ipam, [*ipam, stray, IPv4Interface("192.168.9.1/24")])
+    assert foreign == [stray, IPv4Interface("192.168.9.1/24")]
+    check = ck.check_exposed(exposed, [IPv4Network("10.32.0.0/24")], ipam, foreign)
+    assert check.status == ck.FAIL and "10.32.0.77/24" in check.detail
+    assert "192.168.9.1" not in check.detail  # outside Weave's subnets: the operator's own
+    assert check.fix == "ip addr del 10.32.0.77/24 dev weave"
+
+
+def test_doctor_says_what_a_weave_restart_would_do_to_the_nodes_tasks():
+    """The recorded allocation after one Weave restart (day-two/1c-alloc-83f67a40-after.json):
+    1 of its 2 restart attempts used in its 30 min interval."""
+    import json
+    from pathlib import Path
+
+    from weavenomad.bootstrap.doctor import check_weave_restart, proxied_tasks
+
+    alloc = json.loads((Path(__file__).resolve().parents[1] / "fixtures/recorded/day-two" /
+                        "1c-alloc-83f67a40-after.json").read_text())
+    then = 1796528300 * 10**9  # 45 s after the restart
+    (task,) = proxied_tasks([alloc], then)
+    assert (task.task, task.attempts_left, task.delay_s, task.interval_s) == (
+        "httpbackend", 1, 15.0, 1800.0)
+    facts = bootstrapped()
+    check = check_weave_restart(facts, [task], None)
+    assert check.status == ck.PASS
+    assert "breaks Nomad's waits on 1 Docker task(s) here" in check.detail
+    assert "(up to 19 s)" in check.detail and "twins answering" in check.detail
+    alloc["TaskStates"]["httpbackend"]["Restarts"] = 2
+    doomed = check_weave_restart(facts, proxied_tasks([alloc], then), None)
+    assert doomed.status == ck.WARN and "httpbackend (alloc 83f67a40)" in doomed.detail
+    # past the interval the attempts are back
+    assert proxied_tasks([alloc], then + 1800 * 10**9)[0].attempts_left == 2
+    # Nomad on Docker's own socket: a Weave restart does not touch its tasks
+    direct = bootstrapped(nomad_self=agent_self(DOCKER_SOCK))
+    assert check_weave_restart(direct, None, "x").status == ck.PASS

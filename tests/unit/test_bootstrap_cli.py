@@ -71,3 +71,29 @@ def test_doctor_reports_every_backend_that_does_not_answer(capsys):
         assert checks[name]["status"] == "fail", name
         assert checks[name]["fix"]
     assert "127.0.0.1:1" in checks["nomad-agent"]["detail"]
+
+
+def test_a_corrupt_weave_ipam_answer_is_one_line_before_anything_changes(monkeypatch, as_root):
+    """Weave answers GET /ip with something that is not weave 2.8's shape: bootstrap refuses
+    in one line before planning (exposure is judged from it), doctor says it cannot tell."""
+    from test_bootstrap_facts import bootstrapped
+
+    from weavenomad.bootstrap import checks as ck
+    from weavenomad.bootstrap import commands
+    from weavenomad.bootstrap.commands import NodeOptions, run_bootstrap
+    from weavenomad.config import build_settings
+    from weavenomad.errors import BackendError
+
+    error = ("Weave answered GET /ip with an unreadable IPAM list: owned[0].addrs[0] = "
+             "'10.32.1.300/24' is no IPv4 address with a prefix length")
+    facts = bootstrapped(exposed=None, ipam_exposed=None)
+    facts.errors["weave-ip"] = error
+    monkeypatch.setattr(commands, "observe_node", lambda *args: facts)
+    monkeypatch.setattr(commands, "preflight", lambda *args: [])
+    said = []
+    with pytest.raises(BackendError) as caught:
+        run_bootstrap(build_settings({}, {}), NodeOptions(), {}, said.append, clients=object())
+    assert caught.value.one_line().startswith(f"cannot read Weave's IPAM: {error}")
+    assert said == []  # nothing planned, nothing printed, nothing changed
+    check = ck.check_exposed(None, [], ipam_error=error)
+    assert check.status == ck.FAIL and check.detail == f"cannot tell: {error}"

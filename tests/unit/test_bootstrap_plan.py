@@ -50,7 +50,8 @@ def kinds(plan) -> list[str]:
 def test_fresh_node_gets_every_step_in_a_rollback_safe_order():
     plan = plan_bootstrap(fresh(), want())
     assert kinds(plan) == ["WeaveLaunch", *["AddGuard"] * len(GUARDS), "WeaveExpose",
-                           "WriteConfig", "RestartNomad", "VerifyNomad", "RecordCluster"]
+                           "WriteConfig", "RestartNomad", "VerifyNomad", "ReevaluateBlocked",
+                           "RecordCluster"]
     launch = plan.steps[0]
     assert st.command_line(launch.action) == (
         "weave launch --no-dns --no-default-ipalloc --ipalloc-range 10.32.0.0/16 "
@@ -127,7 +128,7 @@ def test_without_a_restart_command_the_plan_says_what_to_run():
 
 def test_config_already_edited_but_agent_not_restarted_plans_only_the_restart():
     plan = plan_bootstrap(bootstrapped(nomad_self=agent_self(DOCKER_SOCK)), want())
-    assert kinds(plan) == ["RestartNomad", "VerifyNomad"]
+    assert kinds(plan) == ["RestartNomad", "VerifyNomad", "ReevaluateBlocked"]
 
 
 def test_missing_guards_on_a_running_weave_are_added():
@@ -181,14 +182,15 @@ def test_reset_restores_config_first_then_weave_then_backups():
             '"weavenomad isolation guard" -j DROP')
     facts = bootstrapped(iptables_rules=["-P FORWARD ACCEPT", ours])
     plan = plan_reset(facts, RESTART)
-    assert kinds(plan) == ["RestoreConfig", "RestartNomad", "VerifyNomad", "WeaveHide",
-                           "WeaveReset", "RemoveGuard", "RemoveGuard", "DropBackup"]
+    assert kinds(plan) == ["RestoreConfig", "RestartNomad", "VerifyNomad", "ReevaluateBlocked",
+                           "WeaveHide", "WeaveReset", "RemoveGuard", "RemoveGuard",
+                           "DropBackup"]
     assert [s.action for s in plan.steps if st.kind(s.action) == "RemoveGuard"] == [
         st.RemoveGuard(GUARDS[0]), st.RemoveGuard(GUARDS[4])]
     assert plan.steps[0].action == st.RestoreConfig(CONFIG_PATH, config_text(DOCKER_SOCK), False)
     assert plan.steps[0].undo == st.RestoreConfig(CONFIG_PATH, config_text(WEAVE_SOCK), False)
     assert plan.steps[2].action.endpoint == DOCKER_SOCK
-    assert plan.steps[3].action == st.WeaveHide(("ip:10.32.0.1/24", "ip:10.32.1.3/24"))
+    assert plan.steps[4].action == st.WeaveHide(("ip:10.32.0.1/24", "ip:10.32.1.3/24"))
 
 
 def test_reset_removes_exactly_the_guards_bootstrap_added():
@@ -216,3 +218,59 @@ def test_reset_after_a_stopped_weave_still_removes_its_bridge():
                          backups={}, config_files=fresh().config_files)
     assert kinds(plan_reset(facts, RESTART)) == ["WeaveReset", *["RemoveGuard"] * 4]
     assert IPv4Interface("10.32.0.1/24") in bootstrapped().exposed
+
+
+def test_a_rebooted_node_plans_the_expose_step_again():
+    """The IPAM still owns both addresses; the new bridge has none (day-two/1a)."""
+    facts = bootstrapped(ipam_exposed=list(bootstrapped().exposed), exposed=[])
+    plan = plan_bootstrap(facts, Desired(CLUSTER))
+    assert [s.action for s in plan.steps if isinstance(s.action, st.WeaveExpose)] == [
+        st.WeaveExpose(("net:default", "net:10.32.1.0/24"))]
+
+
+def test_a_foreign_address_on_the_bridge_is_refused_before_any_change():
+    stray = IPv4Interface("10.32.1.77/24")
+    with pytest.raises(ValidationError) as caught:
+        plan_bootstrap(bootstrapped(foreign_bridge=[stray]), Desired(CLUSTER))
+    assert "10.32.1.77/24" in caught.value.one_line()
+    assert "ip addr del 10.32.1.77/24 dev weave" in caught.value.one_line()
+    # an address outside Weave's subnets is the operator's business
+    assert plan_bootstrap(bootstrapped(foreign_bridge=[IPv4Interface("192.168.9.1/24")]),
+                          Desired(CLUSTER)).steps == ()
+
+
+def test_reset_of_a_node_whose_weave_is_stopped_forces_and_never_points_nomad_back():
+    """Recorded (day-two/1b): plain 'weave reset' refuses while the router container exists
+    but does not run; reset used to roll back onto the dead proxy socket."""
+    from weavenomad.bootstrap.leftovers import WeaveContainer
+
+    stopped = bootstrapped(weave_report=None, proxy_addrs=[], exposed=None,
+                           weave_containers=[WeaveContainer("weave", "exited", 0),
+                                             WeaveContainer("weavedb", "created")])
+    plan = plan_reset(stopped, RESTART)
+    assert kinds(plan)[:5] == ["RestoreConfig", "RestartNomad", "VerifyNomad",
+                               "ReevaluateBlocked", "WeaveReset"]
+    restore, verify, reset = plan.steps[0], plan.steps[2], plan.steps[4]
+    assert restore.undo is None  # back onto a dead socket: never
+    assert verify.commits
+    assert reset.action == st.WeaveReset(force=True)
+    assert st.command_line(reset.action) == "weave reset --force"
+    assert "plain 'weave reset' then refuses" in reset.notes[0]
+    running = plan_reset(bootstrapped(), RESTART)
+    assert running.steps[0].undo is not None
+    assert [s.action for s in running.steps if st.kind(s.action) == "WeaveReset"] == [
+        st.WeaveReset(force=False)]
+
+
+def test_a_launch_registers_its_undo_before_it_runs_and_nomad_on_the_proxy_is_rechecked():
+    from weavenomad.bootstrap.leftovers import WeaveContainer
+
+    # Weave stopped (its containers here), Nomad still configured for its proxy socket
+    stopped = bootstrapped(weave_report=None, proxy_addrs=[], exposed=None,
+                           weave_containers=[WeaveContainer("weave", "exited", 0)])
+    plan = plan_bootstrap(stopped, want())
+    launch = plan.steps[0]
+    assert st.kind(launch.action) == "WeaveLaunch" and launch.undo_if_failed
+    assert any("Weave is stopped (container weave (exited (0)))" in n for n in launch.notes)
+    assert kinds(plan)[-2:] == ["VerifyNomad", "ReevaluateBlocked"]
+    assert "RestartNomad" not in kinds(plan)

@@ -201,3 +201,16 @@ def test_tls_is_verified_by_default_and_the_ca_setting_makes_it_pass(tmp_path):
         assert trusted.agent_self() == {"config": {}}
     finally:
         server.close()
+
+
+def test_evaluations_and_job_eval_with_a_percent_encoded_job_id():
+    import json as json_module
+
+    nomad, fake = api()
+    fake.add("GET", "/v1/evaluations", body=[{"ID": "e1", "JobID": "web", "Status": "blocked"}])
+    fake.add("POST", "/v1/job/%C3%9Cn%C3%AFc%C3%B8d%C3%A9-%E4%BD%9C%E4%B8%9A/evaluate",
+             body={"EvalID": "e2", "EvalCreateIndex": 9, "JobModifyIndex": 3})
+    assert nomad.evaluations() == [{"ID": "e1", "JobID": "web", "Status": "blocked"}]
+    assert nomad.evaluate_job("Ünïcødé-作业")["EvalID"] == "e2"
+    assert json_module.loads(fake.sent[-1].body) == {
+        "JobID": "Ünïcødé-作业", "EvalOptions": {"ForceReschedule": False}}

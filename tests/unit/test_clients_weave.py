@@ -148,3 +148,20 @@ def test_env_replaces_the_environment(tmp_path):
     WeaveCommand(str(script), env={"PATH": os.environ["PATH"],
                                    "DOCKER_API_VERSION": "1.24"}).reset()
     assert (tmp_path / "env").read_text().strip() == "1.24"
+
+
+@pytest.mark.parametrize("body, field", [
+    ({"owned": "x"}, "owned is str"),
+    ({"owned": [{"addrs": ["10.32.1.1/24"]}]}, "owned[0] has no containerid"),
+    ({"owned": [{"containerid": "weave:expose", "addrs": ["10.32.1.300/24"]}]},
+     "owned[0].addrs[0] = '10.32.1.300/24'"),
+    ({"owned": [{"containerid": "c", "addrs": ["10.32.1.1"]}]}, "owned[0].addrs[0]"),
+    ({"owned": [{"containerid": "c", "addrs": {"a": 1}}]}, "owned[0].addrs is dict"),
+    ([1, 2], "expected an object"),
+])
+def test_a_corrupt_ipam_answer_is_one_backend_error_naming_the_field(body, field):
+    weave, fake = api()
+    fake.add("GET", "/ip", body=body)
+    with pytest.raises(BackendError) as caught:
+        weave.owned()
+    assert field in caught.value.one_line() and "\n" not in caught.value.one_line()

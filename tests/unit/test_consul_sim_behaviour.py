@@ -239,3 +239,35 @@ def test_acl_mode_needs_the_token_as_consul_does():
         assert client.get("/v1/agent/self").status_code == 403
         allowed = client.get("/v1/catalog/service/web", headers={"X-Consul-Token": token})
         assert [e["ServiceName"] for e in allowed.json()] == ["web"]
+
+
+def test_a_restart_keeps_the_catalog_the_checks_and_the_kv_store(tmp_path):
+    """Consul's servers keep the catalog and KV in their log and each agent its services and
+    checks in its data directory: what the node had before a reboot is there after it (the
+    recorded reboot, day-two/1a: the twins and their checks were still registered)."""
+    from weavenomad_lab.consul import persist
+
+    with running_sim() as before:
+        u1 = before["u1"]
+        u1.ok("PUT", "/v1/agent/service/register", nomad_service("a1"))
+        u1.ok("PUT", "/v1/agent/check/register", mask(nomad_service("a1")["ID"]))
+        u1.ok("PUT", "/v1/kv/weavenomad/tenants", '{"acme": {}}')
+        u1.ok("DELETE", "/v1/kv/weavenomad/gone")
+        kv_index = u1.get("/v1/kv/weavenomad/tenants").json()[0]["ModifyIndex"]
+        services = u1.get("/v1/agent/services").json()
+        checks = u1.get("/v1/agent/checks").json()
+        index = int(u1.get("/v1/catalog/services").headers["X-Consul-Index"])
+    persist.save(tmp_path / persist.STATE_FILE, before.sim.state.dump())
+    with running_sim() as after:
+        after.sim.state.restore(persist.load(tmp_path / persist.STATE_FILE))
+        u1 = after["u1"]
+        assert u1.get("/v1/agent/services").json() == services
+        assert {k: (c["Status"], c["ServiceID"]) for k, c in
+                u1.get("/v1/agent/checks").json().items()} == {
+            k: (c["Status"], c["ServiceID"]) for k, c in checks.items()}
+        entry = u1.get("/v1/kv/weavenomad/tenants").json()[0]
+        assert entry["ModifyIndex"] == kv_index
+        assert base64.b64decode(entry["Value"]) == b'{"acme": {}}'
+        assert int(u1.get("/v1/catalog/services").headers["X-Consul-Index"]) >= index
+        u1.ok("PUT", "/v1/kv/weavenomad/next", "x")  # indexes go on from the saved ones
+        assert u1.get("/v1/kv/weavenomad/next").json()[0]["ModifyIndex"] > kv_index

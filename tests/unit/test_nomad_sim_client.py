@@ -156,3 +156,15 @@ def test_rfc3339_like_go():
     assert gostyle.rfc3339(1795315384030787440) == "2026-11-22T02:43:04.03078744Z"
     with pytest.raises(ValueError):
         gostyle.parse_duration("soon")
+
+
+def test_a_restart_within_policy_waits_its_delay_plus_nomads_jitter():
+    """Recorded (day-two/1c): a 15 s delay became 16.06 s and 17.66 s (Nomad adds up to 25 %)."""
+    from weavenomad_lab.nomad import lifecycle
+
+    policy = {"Attempts": 2, "Delay": 15 * 10**9, "Interval": 1800 * 10**9, "Mode": "fail"}
+    decision = lifecycle.restart_decision(policy, "service", 0, 0, 0)
+    assert lifecycle.jittered(decision, 0.0).delay == 15 * 10**9
+    assert lifecycle.jittered(decision, 0.1).delay == 16_500_000_000
+    exhausted = lifecycle.restart_decision(policy, "service", 0, 2, 10**9)
+    assert lifecycle.jittered(exhausted, 0.25) == exhausted  # no restart: nothing to jitter

@@ -87,20 +87,68 @@ def test_constraints_on_node_name_and_distinct_hosts():
     assert len(plan.place) == 2 and plan.queued == {"httpbackend": 1}
 
 
-def test_failed_placement_leaves_a_blocked_eval_that_a_healthy_node_unblocks():
+def test_failed_placement_leaves_a_blocked_eval_that_only_a_job_eval_unblocks():
+    """As recorded (day-two/1b-after-relaunch-nomad-job-httpbackend-evaluations.json): a job
+    registered while the node's Docker driver is unhealthy stays blocked on "missing drivers"
+    after the driver turns healthy, until ``nomad job eval``."""
     cluster = Cluster(nodes=0)
     sick = fake_node("n1", "192.168.56.3", healthy=False)
     cluster.state.upsert_node(sick)
     answer = cluster.register_seed_job()
     _, _, evaluation = cluster.call("GET", f"/v1/evaluation/{answer['EvalID']}")
     assert evaluation["Status"] == "complete" and "httpbackend" in evaluation["FailedTGAllocs"]
+    assert evaluation["FailedTGAllocs"]["httpbackend"]["ConstraintFiltered"] == {
+        "missing drivers": 1}
     _, _, blocked = cluster.call("GET", f"/v1/evaluation/{evaluation['BlockedEval']}")
     assert blocked["Status"] == "blocked"
+    assert blocked["ClassEligibility"] == {sick["ComputedClass"]: False}
     _, _, job = cluster.call("GET", "/v1/job/httpbackend")
     assert job["Status"] == "pending"
     cluster.state.upsert_node(fake_node("n1", "192.168.56.3", healthy=True))
     _, _, allocs = cluster.call("GET", "/v1/job/httpbackend/allocations")
+    assert allocs == []
+    status, _, again = cluster.call("POST", "/v1/job/httpbackend/evaluate", {})
+    assert status == 200 and again["EvalID"]
+    _, _, allocs = cluster.call("GET", "/v1/job/httpbackend/allocations")
     assert len(allocs) == 2
+    _, _, blocked = cluster.call("GET", f"/v1/evaluation/{blocked['ID']}")
+    assert blocked["Status"] == "canceled"
+    assert blocked["StatusDescription"] == f'evaluation "{blocked["ID"]}" successful'
+
+
+def test_a_blocked_eval_short_of_resources_is_unblocked_by_a_node_change():
+    cluster = Cluster(nodes=1)
+    job = seed_job(count=1)
+    job["TaskGroups"][0]["Tasks"][0]["Resources"]["MemoryMB"] = 10**7
+    status, _, answer = cluster.call("POST", "/v1/jobs", {"Job": job})
+    assert status == 200
+    _, _, evaluation = cluster.call("GET", f"/v1/evaluation/{answer['EvalID']}")
+    _, _, blocked = cluster.call("GET", f"/v1/evaluation/{evaluation['BlockedEval']}")
+    assert list(blocked["ClassEligibility"].values()) == [True]
+    cluster.state.upsert_node(fake_node("n1", "192.168.56.3"))
+    _, _, blocked = cluster.call("GET", f"/v1/evaluation/{blocked['ID']}")
+    assert blocked["Status"] != "blocked"  # looked at again (and blocked anew: still too big)
+
+
+def test_job_ids_are_percent_decoded_in_paths():
+    """Recorded (plan-dns-catalog-checks): a job named Ünïcødé-作业 is read back with its ID
+    percent-encoded in the path, upper- or lower-case hex."""
+    from urllib.parse import quote
+
+    cluster = Cluster(nodes=1)
+    job = seed_job(count=1, ID="Ünïcødé-作业", Name="Ünïcødé-作业")
+    status, _, _ = cluster.call("POST", "/v1/jobs", {"Job": job})
+    assert status == 200
+    encoded = quote("Ünïcødé-作业", safe="")
+    for form in (encoded, encoded.lower()):
+        status, _, body = cluster.call("GET", f"/v1/job/{form}")
+        assert status == 200 and body["ID"] == "Ünïcødé-作业"
+        status, _, allocs = cluster.call("GET", f"/v1/job/{form}/allocations")
+        assert status == 200 and len(allocs) == 1
+    status, _, stubs = cluster.call("GET", f"/v1/jobs?prefix={quote('Ün')}")
+    assert [s["ID"] for s in stubs] == ["Ünïcødé-作业"]
+    assert cluster.call("DELETE", f"/v1/job/{encoded}?purge=true")[0] == 200
+    assert cluster.call("GET", f"/v1/job/{encoded}")[:3:2] == (404, "job not found")
 
 
 def test_enforce_index_and_versions():

@@ -69,7 +69,7 @@ class World:
     def reconciler(self, settings: ReconcilerSettings = FAST, notifier=None) -> Reconciler:
         r = Reconciler(nomad=self.nomad, consul=self.consul, docker=self.docker,
                        weave=self.weave, registry=TenantRegistry(self.consul, "test-reconcile/"),
-                       settings=settings, notifier=notifier)
+                       settings=settings, notifier=notifier, bridge=self.weave.bridge_addresses)
         self.reconcilers.append((r, None))
         return r
 

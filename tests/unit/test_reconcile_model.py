@@ -78,3 +78,26 @@ def test_a_recorded_task_container_and_its_start_time():
     assert inspect["State"]["StartedAt"] == "2026-11-22T02:53:44.319085891Z"
     assert started_at(inspect) == expected
     assert started_at({"State": {"StartedAt": "0001-01-01T00:00:00Z"}}) is None
+
+
+def test_a_restart_nomad_announced_is_read_from_the_task_state():
+    """Recorded (day-two/1c-nomad-event-stream.ndjson, index 548): after a Weave restart each
+    task is pending, its last event 'Restarting' with StartDelay 16.06 s."""
+    import json
+    from pathlib import Path
+
+    from weavenomad.reconcile.model import restarting_until
+
+    path = Path(__file__).resolve().parents[1] / "fixtures/recorded/day-two" / \
+        "1c-nomad-event-stream.ndjson"
+    states = {}
+    for line in path.read_text().splitlines():
+        frame = json.loads(line) if line.strip() not in ("", "{}") else {}
+        if frame.get("Index") == 548:
+            states = {e["Payload"]["Allocation"]["ID"][:8]:
+                      e["Payload"]["Allocation"]["TaskStates"]["httpbackend"]
+                      for e in frame["Events"]}
+    assert restarting_until(states["83f67a40"]) == (1796528271581312681 + 16061778088) / 1e9
+    assert restarting_until(states["acb51f1d"]) == (1796528271584433412 + 17662988541) / 1e9
+    running = dict(states["83f67a40"], State="running")
+    assert restarting_until(running) is None and restarting_until(None) is None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from ipaddress import IPv4Interface
 
+import pytest
 from reconcile_support import (
     ALLOC_A,
     ALLOC_B,
@@ -144,9 +145,10 @@ def test_a_stopped_allocation_or_dropped_service_loses_everything_of_ours():
     stopping[ALLOC_A] = dataclasses.replace(stopping[ALLOC_A], desired_status="stop")
     result = plan(Observation(stopping, obs.services, obs.checks, obs.containers, obs.tenancy))
     assert kinds(result) == [(REMOVE_MASK, MASK_A), (REMOVE_TWIN, TWIN_A)]
-    # Nomad deregistered its service (Consul dropped the mask with it): the twin goes
+    # Nomad deregistered its service (Consul dropped the mask with it) and its allocation
+    # announces no restart: once Nomad had the time to say so, the twin goes
     gone = with_checks(with_services(obs, drop=(SID_B,)), drop=(MASK_B,))
-    assert kinds(plan(gone)) == [(REMOVE_TWIN, TWIN_B)]
+    assert kinds(plan(gone, now=100.0, orphans={TWIN_B: 94.0})) == [(REMOVE_TWIN, TWIN_B)]
 
 
 def test_orphans_of_ours_go_and_nothing_foreign_is_touched():
@@ -357,3 +359,94 @@ def test_the_host_is_exposed_on_every_tenant_subnet_it_has_no_address_in():
     assert plan(dataclasses.replace(obs, exposed=None)).actions == ()
     extra = obs.exposed + exposed + (IPv4Interface("10.32.9.1/24"),)
     assert plan(dataclasses.replace(obs, exposed=extra)).actions == ()
+
+
+def test_exposure_is_what_the_ipam_gave_the_host_and_the_bridge_still_has():
+    """After a reboot Weave's IPAM (weavedb) still owns the host's addresses but the new
+    bridge has none (recorded: day-two/1a-after-reboot-ip.json, -ip-addr-weave.txt)."""
+    from weavenomad.reconcile.observe import exposure
+
+    owned = {"weave:expose": [IPv4Interface("10.32.0.1/24"), IPv4Interface("10.32.1.1/24")]}
+    assert exposure(owned, ()) == ((), ())
+    assert exposure(owned, (IPv4Interface("10.32.1.1/24"),)) == (
+        (IPv4Interface("10.32.1.1/24"),), ())
+    foreign = IPv4Interface("10.32.1.77/24")
+    assert exposure(owned, (foreign, IPv4Interface("10.32.0.1/24"))) == (
+        (IPv4Interface("10.32.0.1/24"),), (foreign,))
+    assert exposure(owned, None) == (tuple(owned["weave:expose"]), ())  # bridge unreadable
+    assert exposure(None, ()) == (None, ())  # Weave did not answer
+
+
+def test_after_a_reboot_every_subnet_is_exposed_again_and_a_foreign_address_is_a_problem():
+    obs = dataclasses.replace(converge(recorded_observation()),
+                              tenancy=tenancy(acme="10.32.1.0/24"), exposed=())
+    result = plan(obs)
+    assert [a.id for a in result.actions if a.kind == EXPOSE_SUBNET] == [
+        "10.32.0.0/24", "10.32.1.0/24"]
+    foreign = dataclasses.replace(obs, foreign=(IPv4Interface("10.32.1.77/24"),
+                                                IPv4Interface("192.168.7.1/24")))
+    problems = plan(foreign).problems
+    assert [(p.service_id, p.reason) for p in problems] == [
+        ("weave-bridge", "foreign-bridge-address")]  # outside every subnet: not ours to judge
+    assert "10.32.1.77/24" in problems[0].detail and "ip addr del" in problems[0].detail
+    # it does not count as exposure: the host's own address goes next to it
+    assert [a.id for a in plan(foreign).actions if a.kind == EXPOSE_SUBNET] == [
+        "10.32.0.0/24", "10.32.1.0/24"]
+
+
+def restarting(obs: Observation, alloc_id: str, at: float, delay: float) -> Observation:
+    """Nomad's allocation after a Weave restart broke its wait on the task (day-two/1c):
+    pending, its last event 'Restarting' in ``delay`` seconds, announced at ``at``."""
+    from weavenomad.reconcile.model import restarting_until
+
+    state = {"State": "pending", "Events": [
+        {"Type": "Terminated", "Time": int(at * 1e9), "Message": "unexpected EOF"},
+        {"Type": "Restarting", "Time": int(at * 1e9), "StartDelay": int(delay * 1e9)}]}
+    alloc = obs.allocations[alloc_id]
+    tasks = tuple(dataclasses.replace(t, restarting_until=restarting_until(state))
+                  for t in alloc.tasks)
+    allocations = {**obs.allocations, alloc_id: dataclasses.replace(
+        alloc, client_status="pending", tasks=tasks)}
+    return dataclasses.replace(obs, allocations=allocations)
+
+
+def test_a_twin_outlives_nomads_deregistration_while_the_container_runs_on():
+    """A Weave restart: Nomad deregistered the service and takes the running container over
+    again after its restart delay; the twin keeps answering meanwhile, no longer."""
+    obs = converge(recorded_observation())
+    gone = restarting(with_checks(with_services(obs, drop=(SID_B,)), drop=(MASK_B,)),
+                      ALLOC_B, at=1000.0, delay=16.06)
+    kept = plan(gone, now=1000.1)
+    assert kinds(kept) == [] and kept.kept == {TWIN_B: 1000.1}
+    assert kept.next_look == pytest.approx(1000.0 + 16.06 + 10.0)  # the restart plus a margin
+    assert plan(gone, now=1020.0, orphans=kept.kept).kept == {TWIN_B: 1000.1}
+    # past the announced restart and its margin: it goes
+    assert kinds(plan(gone, now=1026.1, orphans=kept.kept)) == [(REMOVE_TWIN, TWIN_B)]
+    # before Nomad's allocation says it restarts: a short while only
+    plain = with_checks(with_services(obs, drop=(SID_B,)), drop=(MASK_B,))
+    assert plan(plain, now=50.0, orphans={TWIN_B: 46.0}).kept == {TWIN_B: 46.0}
+    assert kinds(plan(plain, now=52.0, orphans={TWIN_B: 46.0})) == [(REMOVE_TWIN, TWIN_B)]
+
+
+@pytest.mark.parametrize("real_stop", ["stopped", "exited", "moved", "no container"])
+def test_a_real_stop_ends_a_kept_twin_at_once(real_stop):
+    obs = converge(recorded_observation())
+    gone = restarting(with_checks(with_services(obs, drop=(SID_B,)), drop=(MASK_B,)),
+                      ALLOC_B, at=1000.0, delay=16.0)
+    key = (ALLOC_B, "httpbackend")
+    if real_stop == "stopped":
+        allocations = {**gone.allocations, ALLOC_B: dataclasses.replace(
+            gone.allocations[ALLOC_B], desired_status="stop")}
+        gone = dataclasses.replace(gone, allocations=allocations)
+    elif real_stop == "exited":
+        containers = {**gone.containers, key: dataclasses.replace(gone.containers[key],
+                                                                  running=False, addresses=())}
+        gone = dataclasses.replace(gone, containers=containers)
+    elif real_stop == "moved":
+        containers = {**gone.containers, key: dataclasses.replace(
+            gone.containers[key], addresses=(IPv4Interface("10.32.1.9/24"),))}
+        gone = dataclasses.replace(gone, containers=containers)
+    else:
+        gone = dataclasses.replace(gone, containers={k: v for k, v in gone.containers.items()
+                                                     if k != key})
+    assert kinds(plan(gone, now=1001.0, orphans={TWIN_B: 1000.5})) == [(REMOVE_TWIN, TWIN_B)]

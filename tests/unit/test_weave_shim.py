@@ -108,3 +108,49 @@ def test_reset_warns_when_the_environment_uses_the_proxy():
     assert code == 0 and out.startswith("WARNING: It appears that your environment")
     assert calls[-1] == ("reset", {})
     assert run(answers, "reset", "--force")[1] == ""
+
+
+def test_reset_of_a_stopped_weave_is_the_scripts_refusal_and_force_says_so():
+    refused = shim.ScriptExit(1, "", "ERROR: weave is not running; unable to remove from "
+                              "cluster.\nRe-launch weave before reset or use --force to "
+                              "override.\n")
+    code, out, err, _ = run({"env": LabError("x"), "reset": refused}, "reset")
+    assert (code, out) == (1, "")  # recorded: day-two/1b-04
+    assert err == ("ERROR: weave is not running; unable to remove from cluster.\n"
+                   "Re-launch weave before reset or use --force to override.\n")
+    forced = {"env": LabError("x"),
+              "reset": {"stderr": "Weave is not running (ignore on Kubernetes).\n"}}
+    code, out, err, calls = run(forced, "reset", "--force")
+    assert (code, out, err) == (0, "", "Weave is not running (ignore on Kubernetes).\n")
+    assert calls[-1] == ("reset", {"force": True})
+
+
+def test_a_router_that_dies_at_launch_exits_1_with_the_scripts_words():
+    died = shim.ScriptExit(1, "", "invalid CIDR address: 10.32.0.0/33\nThe weave container "
+                           "has died. Consult the container logs for further details.\n")
+    code, out, err, calls = run({"launch": died}, "launch", "--ipalloc-range", "10.32.0.0/33",
+                                environ={shim.FATAL_VARIABLE: ""})
+    assert (code, out) == (1, "") and err.endswith("Consult the container logs for further "
+                                                   "details.\n")
+    assert calls[0][1]["options"]["fatal"] is None
+    _, _, _, calls = run({"launch": died}, "launch", environ={shim.FATAL_VARIABLE: "boom"})
+    assert calls[0][1]["options"]["fatal"] == "boom"
+
+
+def test_the_router_stand_in_carries_the_real_routers_flags_and_socket():
+    """What 'docker inspect weave' shows on a real node (day-two/1d-04): the launch flags in
+    Args, -H naming the proxy socket, restart policy always."""
+    from weavenomad_lab.weave import containers
+    from weavenomad_lab.weave.runtime import LaunchOptions
+
+    options = LaunchOptions.from_json(shim.parse_launch(
+        ["--no-dns", "--no-default-ipalloc", "--ipalloc-range", "10.32.0.0/16",
+         "--ipalloc-default-subnet", "10.32.0.0/24", "192.168.56.4"], {}))
+    args = containers.router_args(options.flags(), "/lab/nodes/n1/weave.sock")
+    assert args[0] == containers.WEAVER
+    assert args[args.index("-H") + 1] == "unix:///lab/nodes/n1/weave.sock"
+    assert "--no-default-ipalloc" in args and args[-1] == "192.168.56.4"
+    assert args[args.index("--ipalloc-range") + 1] == "10.32.0.0/16"
+    spec = containers.router_spec(args, None)
+    assert spec["HostConfig"]["RestartPolicy"] == {"Name": "always"} and spec["Env"] == []
+    assert containers.router_spec(args, "boom")["Env"] == ["WEAVE_LAB_FATAL=boom"]

@@ -2,8 +2,12 @@
 reverse, and say what was rolled back. The I/O of every action lives in :class:`Executor`.
 
 An executed step hands back the undo that fits what really happened (a guard that was already
-there needs no removal), so a rollback touches only what this run changed. Restoring the Nomad
-config after Nomad was (maybe) restarted restarts it again, so the agent reads the old text.
+there needs no removal), so a rollback touches only what this run changed. A step that can
+leave things behind when it fails (``weave launch``: its containers, bridge and socket) has its
+undo registered before it runs, and that undo runs after its own failure too. A step that
+*commits* (reset's check that Nomad runs on Docker's own socket again) is never undone, nor is
+anything before it. Restoring the Nomad config after Nomad was (maybe) restarted restarts it
+again, so the agent reads the old text.
 """
 
 from __future__ import annotations
@@ -13,12 +17,15 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from ipaddress import IPv4Network
 
+from weavenomad.bootstrap import leftovers, system
 from weavenomad.bootstrap import steps as st
-from weavenomad.bootstrap import system
+from weavenomad.bootstrap.checks import WEAVE_BRIDGE, missing_exposes
 from weavenomad.bootstrap.guards import guard_state, parse_rules
-from weavenomad.bootstrap.observe import agent_endpoint, docker_driver
-from weavenomad.errors import BackendError, ValidationError, WeavenomadError
+from weavenomad.bootstrap.observe import agent_endpoint, bridge_exposure, docker_driver
+from weavenomad.clients.weave import EXPOSE_IDENT
+from weavenomad.errors import BackendError, BackendNotFound, ValidationError, WeavenomadError
 from weavenomad.nodeconfig import files as config_files
 from weavenomad.nodeconfig.edit import (
     ConfigFile,
@@ -44,6 +51,8 @@ class Outcome:
     #: the action that undoes what happened (None: nothing to undo)
     undo: st.Action | None
     note: str = ""
+    #: whether the action changed anything (an undo that found nothing to undo did not)
+    changed: bool = True
 
 
 @dataclass
@@ -72,13 +81,71 @@ class Executor:
         return Outcome(st.WeaveReset())
 
     def do_WeaveReset(self, action: st.WeaveReset) -> Outcome:  # noqa: N802
-        self.clients.weave_command.reset()
-        return Outcome(None)
+        """``weave reset``, with ``--force`` when Weave does not run (plain reset refuses
+        then), and the stale proxy socket the script leaves; the note says what went."""
+        before = self._leftovers()
+        force = action.force or not self._weave_answers()
+        router = next((c for c in before.containers if c.name == "weave"), None)
+        # the router's logs go with its container: keep what a dead one said
+        said = (leftovers.last_words(self.clients.docker)
+                if router is not None and router.state != "running" else None)
+        try:
+            self.clients.weave_command.reset(force=force)
+        except BackendError as exc:
+            if force or "not running" not in exc.message:
+                raise
+            force = True  # it died since it was looked at
+            self.clients.weave_command.reset(force=True)
+        for path in before.stale_sockets:
+            leftovers.remove_stale_socket(path)
+        gone = leftovers.removed(before, self._leftovers())
+        note = ("removed " + ", ".join(gone)) if gone else "nothing of Weave was left"
+        if force:
+            note += " (with --force: Weave was not running)"
+        if said:
+            note += f"; the router's last log line: {said}"
+        return Outcome(None, note, changed=bool(gone))
+
+    def _weave_answers(self) -> bool:
+        try:
+            self.clients.weave.report()
+        except WeavenomadError:
+            return False
+        return True
+
+    def _leftovers(self) -> leftovers.Leftovers:
+        try:
+            containers = leftovers.weave_containers(self.clients.docker)
+        except WeavenomadError:
+            containers = []
+        return leftovers.observe(containers, system.link_exists(WEAVE_BRIDGE))
 
     def do_WeaveExpose(self, action: st.WeaveExpose) -> Outcome:  # noqa: N802
-        addresses = self.clients.weave_command.expose(action.specs)
+        try:
+            addresses = self.clients.weave_command.expose(action.specs)
+        except BackendError:
+            # the reconciler may have exposed a subnet between the script's look at the bridge
+            # and its 'ip addr add' ("Address already assigned"): what counts is the result
+            if not self._exposed_now(action.specs):
+                raise
+            return Outcome(None, "exposed meanwhile by another (the reconciler): nothing of "
+                           "this run to undo")
         return Outcome(st.WeaveHide(action.specs),
                        "host addresses " + " ".join(map(str, addresses)))
+
+    def _exposed_now(self, specs: tuple[str, ...]) -> bool:
+        """Whether every ``net:`` spec's subnet has an address on the bridge that Weave's IPAM
+        gave the host."""
+        try:
+            owned = self.clients.weave.owned()
+            default = self.clients.weave.default_subnet()
+        except WeavenomadError:
+            return False
+        bridge = [a for name, a in system.host_addresses() if name == WEAVE_BRIDGE]
+        exposed, _ = bridge_exposure(owned.get(EXPOSE_IDENT, []), bridge)
+        subnets = [default if spec == "net:default" else IPv4Network(spec[4:])
+                   for spec in specs if spec.startswith("net:")]
+        return not missing_exposes(exposed, subnets)
 
     def do_WeaveHide(self, action: st.WeaveHide) -> Outcome:  # noqa: N802
         self.clients.weave_command.hide(action.specs)
@@ -139,6 +206,8 @@ class Executor:
         if not reported or reported[0] == action.endpoint:
             return action.change
         change = plan_endpoint(files, reported[0], action.accepted)
+        if change is None:  # the config names that socket already: what Nomad must report
+            self.written_endpoint = reported[0]
         if change is not None and change.new != action.change.new:
             self.say(f"    Weave reports its proxy at {reported[0]}; writing that instead:")
             for line in change.diff().splitlines():
@@ -202,6 +271,22 @@ class Executor:
             return f"Docker driver unhealthy: {driver.get('HealthDescription') or 'unknown'}"
         return None
 
+    def do_ReevaluateBlocked(self, action: st.ReevaluateBlocked) -> Outcome:  # noqa: N802
+        nomad = self.clients.nomad
+        blocked = sorted({e.get("JobID") for e in nomad.evaluations()
+                          if e.get("Status") == "blocked" and e.get("JobID")})
+        done = []
+        for job_id in blocked:
+            try:
+                nomad.evaluate_job(job_id)
+            except BackendNotFound:
+                continue  # purged meanwhile: nothing to place
+            done.append(job_id)
+        if not done:
+            return Outcome(None, "no job waits on a blocked evaluation")
+        return Outcome(None, f"re-evaluated {len(done)} job(s) with a blocked evaluation: "
+                       + ", ".join(done))
+
     # -- registry ------------------------------------------------------------------------------
 
     def do_RecordCluster(self, action: st.RecordCluster) -> Outcome:  # noqa: N802
@@ -230,6 +315,8 @@ def apply_plan(plan: st.Plan, executor: Executor, say: Say) -> list[Applied]:
     """Run every step; on failure roll back and raise :class:`StepFailed` (Ctrl-C: roll back,
     then let the interrupt through)."""
     applied: list[Applied] = []
+    #: how many applied steps a commit keeps, whatever fails later
+    kept = 0
     total = len(plan.steps)
     for number, step in enumerate(plan.steps, 1):
         say(f"[{number}/{total}] {step.title}")
@@ -238,11 +325,15 @@ def apply_plan(plan: st.Plan, executor: Executor, say: Say) -> list[Applied]:
         except (WeavenomadError, OSError, KeyboardInterrupt) as exc:
             say(f"    failed: {_reason(exc)}")
             undo_this = []
-            if isinstance(exc, KeyboardInterrupt) and step.undo is not None and not isinstance(
-                    step.action, st.WriteConfig):  # the config step cleans up after itself
-                # interrupted halfway: clean up what the step may have started
+            interrupted = isinstance(exc, KeyboardInterrupt) and not isinstance(
+                step.action, st.WriteConfig)  # the config step cleans up after itself
+            if step.undo is not None and (interrupted or step.undo_if_failed):
+                # clean up what the step may have started or left
                 undo_this = [Applied(step, Outcome(step.undo))]
-            summary = rollback(applied + undo_this, executor, say)
+            summary = rollback(applied[kept:] + undo_this, executor, say)
+            if kept:
+                summary += "; kept (done before the failure, and safe as it is): " + "; ".join(
+                    a.step.title for a in applied[:kept])
             error = StepFailed(f"step {number}/{total} ({step.title}) failed: {_reason(exc)}; "
                                f"{summary}")
             if isinstance(exc, KeyboardInterrupt):
@@ -250,10 +341,12 @@ def apply_plan(plan: st.Plan, executor: Executor, say: Say) -> list[Applied]:
                 raise
             raise error from None
         except BaseException:  # a bug: still leave the node as it was
-            rollback(applied, executor, say)
+            rollback(applied[kept:], executor, say)
             raise
         say("    done" + (f": {outcome.note}" if outcome.note else ""))
         applied.append(Applied(step, outcome))
+        if step.commits:
+            kept = len(applied)
     return applied
 
 
@@ -272,11 +365,15 @@ def rollback(applied: list[Applied], executor: Executor, say: Say) -> str:
             what = st.describe(action)
             say(f"    rolling back: {what}")
             try:
-                executor.run(action)
-                undone.append(what)
+                outcome = executor.run(action)
             except (WeavenomadError, OSError) as exc:
                 failed.append(f"{what} ({_reason(exc)})")
                 say(f"    could not roll back: {what}: {_reason(exc)}")
+                continue
+            if outcome.changed:
+                undone.append(f"{what} ({outcome.note})" if outcome.note else what)
+            elif outcome.note:
+                say(f"    {outcome.note}")
     if not undone and not failed:
         return "nothing had been changed"
     summary = "rolled back: " + ("; ".join(undone) if undone else "nothing")

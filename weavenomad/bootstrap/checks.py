@@ -236,14 +236,45 @@ def missing_exposes(exposed: Iterable[IPv4Interface],
     return [s for s in subnets if not any(a.ip in s for a in have)]
 
 
+def foreign_in(foreign: Iterable[IPv4Interface],
+               subnets: Iterable[IPv4Network]) -> list[IPv4Interface]:
+    """The foreign bridge addresses that lie in one of ``subnets`` (Weave may give them to a
+    container there)."""
+    wanted = list(subnets)
+    return [a for a in foreign if any(a.ip in subnet for subnet in wanted)]
+
+
 def check_exposed(exposed: Sequence[IPv4Interface] | None,
-                  subnets: Sequence[IPv4Network]) -> Check:
+                  subnets: Sequence[IPv4Network],
+                  ipam_exposed: Sequence[IPv4Interface] = (),
+                  foreign: Sequence[IPv4Interface] = (),
+                  default: IPv4Network | None = None, ipam_error: str | None = None) -> Check:
+    """Exposed means: an address the IPAM gave the host, on the bridge. After a reboot the
+    IPAM still owns addresses a new bridge lacks (day-two/1a), which is no exposure."""
     name = "weave-exposed"
+    if ipam_error:
+        return Check(name, FAIL, f"cannot tell: {ipam_error}",
+                     "check that Weave's HTTP API answers GET /ip as weave 2.8 does")
     if exposed is None:
         return Check(name, FAIL, "Weave is not running", "weavenomad bootstrap")
     missing = missing_exposes(exposed, subnets)
+    clashing = foreign_in(foreign, subnets)
+    problems, fixes = [], []
     if missing:
-        return Check(name, FAIL, "not exposed: " + ", ".join(map(str, missing)),
-                     "weavenomad bootstrap (weave expose of each subnet)")
+        shown = []
+        for subnet in missing:
+            lost = [a for a in ipam_exposed if a.ip in subnet]
+            shown.append(f"{subnet} (Weave's IPAM owns {lost[0]} for this host, but the weave "
+                         "bridge lacks it, as after a reboot)" if lost else str(subnet))
+        problems.append("not exposed: " + ", ".join(shown))
+        specs = " ".join("net:default" if s == default else f"net:{s}" for s in missing)
+        fixes.append(f"the reconciler exposes them again within seconds of its start; by "
+                     f"hand: weave expose {specs}")
+    if clashing:
+        problems.append("not Weave's (its IPAM did not give them to this host; a container "
+                        "may get the same address): " + ", ".join(map(str, clashing)))
+        fixes.append("; ".join(f"ip addr del {a} dev weave" for a in clashing))
+    if problems:
+        return Check(name, FAIL, "; ".join(problems), "; ".join(fixes))
     return Check(name, PASS, f"{len(subnets)} subnet(s) exposed: "
                  + ", ".join(map(str, exposed)))

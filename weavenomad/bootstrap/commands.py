@@ -18,7 +18,13 @@ from weavenomad.bootstrap.doctor import doctor_checks, node_checks, summary
 from weavenomad.bootstrap.observe import Clients, NodeFacts, observe
 from weavenomad.bootstrap.plan import Desired, plan_bootstrap
 from weavenomad.bootstrap.reset import plan_reset
-from weavenomad.errors import ExitCode, PrivilegeError, ValidationError, WeavenomadError
+from weavenomad.errors import (
+    BackendError,
+    ExitCode,
+    PrivilegeError,
+    ValidationError,
+    WeavenomadError,
+)
 from weavenomad.nodeconfig import files as config_files
 from weavenomad.tenancy.model import Cluster
 from weavenomad.tenancy.weavecidr import parse_subnet
@@ -125,6 +131,10 @@ def run_bootstrap(settings, options: NodeOptions, environ: Mapping[str, str], sa
     if "registry" in facts.errors:
         raise ValidationError(f"cannot read the tenant registry: {facts.errors['registry']}",
                               hint="fix the Consul KV entry it names")
+    if facts.weave_running and "weave-ip" in facts.errors:
+        # exposure and leftovers are judged from it: nothing is planned on a guess
+        raise BackendError(f"cannot read Weave's IPAM: {facts.errors['weave-ip']}",
+                           backend="weave", hint="check Weave's HTTP API (weave status)")
     restart_argv, restart_hint = restart_plan(settings, facts, options.restart)
     # bad input (ranges, a running Weave with other settings) fails here, before any output
     plan = plan_bootstrap(facts, Desired(cluster, peers, restart_argv, restart_hint))

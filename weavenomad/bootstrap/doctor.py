@@ -4,6 +4,7 @@ pure function of what was observed (here or in :mod:`.checks`)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -114,6 +115,88 @@ def check_nomad_endpoint(facts: NodeFacts) -> ck.Check:
                         f"{driver.get('HealthDescription') or 'not detected'}",
                         "check that Weave runs (weave status) and restart Nomad")
     return ck.Check(name, ck.PASS, f"Nomad's Docker driver is healthy on {endpoint}")
+
+
+@dataclass(frozen=True)
+class ProxiedTask:
+    """A running Docker task of this node, which Nomad waits on through Weave's proxy."""
+
+    alloc_id: str
+    task: str
+    #: restart attempts left in the current interval (None: unlimited, mode delay)
+    attempts_left: int | None
+    delay_s: float
+    interval_s: float
+
+
+def _restart_policy(alloc: Mapping, task_name: str) -> dict:
+    job = alloc.get("Job") or {}
+    group = next((g for g in job.get("TaskGroups") or ()
+                  if g.get("Name") == alloc.get("TaskGroup")), {})
+    task = next((t for t in group.get("Tasks") or () if t.get("Name") == task_name), {})
+    return task.get("RestartPolicy") or group.get("RestartPolicy") or {}
+
+
+def proxied_tasks(allocations: Sequence[Mapping], now_ns: int) -> list[ProxiedTask]:
+    """The running Docker tasks of ``allocations`` with what their restart policy has left.
+    Restarts are counted against the attempts when the last one is inside the interval (an
+    upper bound: Nomad counts only those inside it). Pure."""
+    found = []
+    for alloc in allocations:
+        if alloc.get("DesiredStatus") != "run" or alloc.get("ClientStatus") != "running":
+            continue
+        tasks = {t.get("Name"): t for g in (alloc.get("Job") or {}).get("TaskGroups") or ()
+                 if g.get("Name") == alloc.get("TaskGroup") for t in g.get("Tasks") or ()}
+        for name, state in sorted((alloc.get("TaskStates") or {}).items()):
+            if state.get("State") != "running" or (tasks.get(name) or {}).get("Driver") != \
+                    "docker":
+                continue
+            policy = _restart_policy(alloc, name)
+            interval = int(policy.get("Interval") or 0)
+            last = _rfc3339_ns(state.get("LastRestart"))
+            recent = int(state.get("Restarts") or 0) if last and (
+                not interval or now_ns - last < interval) else 0
+            left = (None if policy.get("Mode") == "delay"
+                    else max(0, int(policy.get("Attempts") or 0) - recent))
+            found.append(ProxiedTask(str(alloc.get("ID")), str(name), left,
+                                     int(policy.get("Delay") or 0) / 1e9, interval / 1e9))
+    return found
+
+
+def _rfc3339_ns(text: str | None) -> int | None:
+    from weavenomad.reconcile.observe import started_at
+
+    when = started_at({"State": {"StartedAt": text}}) if text else None
+    return int(when * 1e9) if when is not None else None
+
+
+def check_weave_restart(facts: NodeFacts, tasks: Sequence[ProxiedTask] | None,
+                        error: str | None) -> ck.Check:
+    """What a restart of Weave (``docker restart weave``, an upgrade) would do to this node's
+    tasks (day-two/1c): Nomad's waits through the proxy break, each task is "Terminated:
+    unexpected EOF", uses a restart attempt and is taken over again after its delay."""
+    name = "weave-restart"
+    endpoint = agent_endpoint(facts.nomad_self)
+    if facts.nomad_self is None or endpoint not in {*facts.proxy_addrs, WEAVE_PROXY_ENDPOINT}:
+        return ck.Check(name, ck.PASS, "Nomad does not reach Docker through Weave's proxy: a "
+                        "Weave restart leaves its tasks alone")
+    if tasks is None:
+        return ck.Check(name, ck.WARN, f"cannot tell what a Weave restart would do: {error}")
+    if not tasks:
+        return ck.Check(name, ck.PASS, "no Docker task runs here: a Weave restart costs none")
+    longest = max(t.delay_s for t in tasks) * 1.25  # Nomad adds up to 25 % jitter
+    detail = (f"a Weave restart breaks Nomad's waits on {len(tasks)} Docker task(s) here: "
+              "each is marked 'Terminated: unexpected EOF', uses a restart attempt, leaves "
+              f"Consul and is taken over again after its restart delay (up to {longest:.0f} "
+              "s); the reconciler keeps their twins answering meanwhile")
+    doomed = [t for t in tasks if t.attempts_left == 0]
+    if not doomed:
+        return ck.Check(name, ck.PASS, detail)
+    shown = ", ".join(f"{t.task} (alloc {t.alloc_id[:8]})" for t in doomed[:5])
+    return ck.Check(name, ck.WARN, f"{detail}; but {shown} used every restart attempt of its "
+                    "interval: a Weave restart now would fail it (Nomad then reschedules it)",
+                    "restart Weave once their restart interval has passed (see the README: "
+                    "restarting or upgrading Weave)")
 
 
 def check_nomad_nodes(nodes: Sequence[Mapping] | None, error: str | None) -> ck.Check:
@@ -235,11 +318,19 @@ def doctor_checks(facts: NodeFacts, clients, weave_api_override: str | None) -> 
     default = facts.cluster.default_subnet if facts.cluster else ck.weave_settings(
         report or {})[1]
     subnets = ([default] if default else []) + facts.tenant_subnets()
-    checks.append(ck.check_exposed(facts.exposed if report is not None else None, subnets))
+    checks.append(ck.check_exposed(facts.exposed if report is not None else None, subnets,
+                                   facts.ipam_exposed or (), facts.foreign_bridge, default,
+                                   facts.errors.get("weave-ip")))
     checks.append(check_isolation(facts.iptables_rules, facts.nat_rules, facts.docker_bridge,
                                   facts.ip_forward, facts.bridge_filtering))
     checks.append(check_nomad_endpoint(facts))
     scratch = NodeFacts()
+    tasks = None
+    if facts.node_id:
+        tasks = probe(scratch, "allocations", lambda: proxied_tasks(
+            clients.nomad.node_allocations(facts.node_id)[1], time.time_ns()))
+    checks.append(check_weave_restart(facts, tasks, scratch.errors.get(
+        "allocations", "Nomad does not answer")))
     nodes = probe(scratch, "nodes", clients.nomad.nodes) if facts.nomad_self else None
     checks.append(check_nomad_nodes(nodes, scratch.errors.get("nodes", "Nomad does not answer")))
     checks.append(check_registry(facts))

@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Interface, IPv4Network
 from typing import Any, TypeVar
 
-from weavenomad.bootstrap import system
+from weavenomad.bootstrap import leftovers, system
 from weavenomad.bootstrap.checks import WEAVE_BRIDGE, Failure
+from weavenomad.bootstrap.leftovers import WeaveContainer
 from weavenomad.errors import WeavenomadError
 from weavenomad.nodeconfig.edit import ConfigFile
 
@@ -35,12 +36,21 @@ class NodeFacts:
     docker_version: dict | None = None
     docker_bridge: str | None = None
     docker_subnets: list[IPv4Network] = field(default_factory=list)
+    #: Weave's containers in any state (a stopped or crashed router, weavedb, weavevolumes)
+    weave_containers: list[WeaveContainer] = field(default_factory=list)
+    #: the running router's ``Args`` (its launch flags), None when it does not run
     weave_container_args: list[str] | None = None
     # Weave
     weave_versions: dict[str, str] | None = None
     weave_report: dict | None = None
     proxy_addrs: list[str] = field(default_factory=list)
+    #: the host's exposed addresses: given to it by Weave's IPAM (``weave:expose``) and on its
+    #: weave bridge (after a reboot the IPAM still owns addresses the new bridge lacks)
     exposed: list[IPv4Interface] | None = None
+    #: what Weave's IPAM owns for ``weave:expose`` (None: Weave did not answer)
+    ipam_exposed: list[IPv4Interface] | None = None
+    #: addresses on the weave bridge that Weave's IPAM did not give the host
+    foreign_bridge: list[IPv4Interface] = field(default_factory=list)
     weave_bridge: bool = False
     # kernel and init
     #: ``iptables -S`` of the filter table (every chain), and of the nat table
@@ -102,7 +112,8 @@ def observe(clients) -> NodeFacts:
     if facts.weave_report is not None:
         facts.proxy_addrs = probe(facts, "weave-proxy", clients.weave.proxy_addrs) or []
         owned = probe(facts, "weave-ip", clients.weave.owned)
-        facts.exposed = list((owned or {}).get("weave:expose", []))
+        if owned is not None:  # an unreadable IPAM answer says nothing about exposure
+            facts.ipam_exposed = list(owned.get("weave:expose", []))
     facts.weave_bridge = system.link_exists(WEAVE_BRIDGE)
     facts.iptables_rules, error = system.iptables_rules("filter")
     if error:
@@ -114,6 +125,9 @@ def observe(clients) -> NodeFacts:
     facts.ip_forward = system.ip_forward()
     facts.listeners = system.listening_ports()
     facts.host_addresses = system.host_addresses()
+    if facts.ipam_exposed is not None:
+        bridge = [a for name, a in facts.host_addresses if name == WEAVE_BRIDGE]
+        facts.exposed, facts.foreign_bridge = bridge_exposure(facts.ipam_exposed, bridge)
     facts.systemd = system.systemd_running()
     facts.nomad_unit_active = system.unit_active(system.NOMAD_UNIT)
     facts.nomad_self = probe(facts, "nomad", clients.nomad.agent_self)
@@ -137,15 +151,11 @@ def _docker(facts: NodeFacts, docker) -> None:
         if entry.get("Subnet") and ":" not in entry["Subnet"]:
             facts.docker_subnets.append(IPv4Network(entry["Subnet"], strict=False))
 
-    def weave_args() -> list[str] | None:
-        with docker.mapped():
-            found = docker.sdk.api.containers(all=False, filters={"name": WEAVE_CONTAINER})
-            mine = [c for c in found if f"/{WEAVE_CONTAINER}" in (c.get("Names") or [])]
-            if not mine:
-                return None
-            return list(docker.sdk.api.inspect_container(mine[0]["Id"]).get("Args") or [])
-
-    facts.weave_container_args = probe(facts, "weave-container", weave_args)
+    facts.weave_containers = probe(facts, "weave-container",
+                                   lambda: leftovers.weave_containers(docker)) or []
+    router = next((c for c in facts.weave_containers
+                   if c.name == WEAVE_CONTAINER and c.state == "running"), None)
+    facts.weave_container_args = list(router.args) if router is not None else None
 
 
 def docker_bridge_network(docker) -> dict:
@@ -204,6 +214,13 @@ class Clients:
         return cls(nomad_client(settings), consul, docker_client(settings),
                    weave_client(settings), weave_command(settings, env=weave_env),
                    TenantRegistry(consul, settings.kv_prefix))
+
+
+def bridge_exposure(ipam: Sequence[IPv4Interface], bridge: Sequence[IPv4Interface]
+                    ) -> tuple[list[IPv4Interface], list[IPv4Interface]]:
+    """(exposed: on the bridge and the IPAM's, foreign: on the bridge only). Pure."""
+    given = {address.ip for address in ipam}
+    return ([a for a in bridge if a.ip in given], [a for a in bridge if a.ip not in given])
 
 
 def exposed_specs(subnets: Sequence[IPv4Network], default: IPv4Network) -> list[str]:

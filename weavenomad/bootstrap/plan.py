@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Interface, IPv4Network
 
 from weavenomad.bootstrap import steps as st
-from weavenomad.bootstrap.checks import missing_exposes, weave_settings
+from weavenomad.bootstrap.checks import foreign_in, missing_exposes, weave_settings
 from weavenomad.bootstrap.guards import guard_states
 from weavenomad.bootstrap.observe import NodeFacts, agent_endpoint, exposed_specs
 from weavenomad.errors import ConflictError, ValidationError
@@ -22,6 +22,11 @@ from weavenomad.nodeconfig.edit import WEAVE_PROXY_ENDPOINT, plan_endpoint
 from weavenomad.tenancy.model import Cluster, plan_record_cluster
 
 RESET_HINT = "run 'weavenomad reset' on this node first (it stops Weave), then bootstrap again"
+#: after Nomad's Docker driver turned healthy: jobs registered while it was not stay blocked
+REEVALUATE = st.Step(
+    "re-evaluate jobs blocked while Nomad's Docker driver was unhealthy", st.ReevaluateBlocked(),
+    notes=("Nomad leaves an evaluation blocked on \"missing drivers\" when the driver turns "
+           "healthy on the same node: this is 'nomad job eval' of each such job",))
 #: interfaces whose addresses may lie in the Weave range: Weave's own bridge holds the exposes
 _OWN_INTERFACES = ("weave", "lo")
 
@@ -78,6 +83,19 @@ def check_running_weave(facts: NodeFacts, cluster: Cluster) -> None:
                             hint=RESET_HINT)
 
 
+def check_bridge(facts: NodeFacts, subnets: Sequence[IPv4Network]) -> None:
+    """An address on the weave bridge, in a subnet Weave allocates from, that its IPAM did not
+    give the host would be handed to a container too: refused before anything changes."""
+    clashing = foreign_in(facts.foreign_bridge, subnets)
+    if clashing:
+        shown = ", ".join(map(str, clashing))
+        raise ValidationError(
+            f"the weave bridge has {shown}, which Weave's IPAM did not give this host (a "
+            "container may get the same address)",
+            hint="remove it first: " + "; ".join(f"ip addr del {a} dev weave"
+                                                  for a in clashing))
+
+
 def plan_bootstrap(facts: NodeFacts, want: Desired) -> st.Plan:
     cluster = want.cluster
     notes: list[str] = []
@@ -86,6 +104,7 @@ def plan_bootstrap(facts: NodeFacts, want: Desired) -> st.Plan:
     check_recorded(facts.cluster, cluster)
     bridge = facts.docker_bridge or "docker0"
 
+    launching = not facts.weave_running
     if facts.weave_running:
         check_running_weave(facts, cluster)
         notes.append(f"Weave already runs with range {cluster.ipalloc_range} and default "
@@ -94,11 +113,19 @@ def plan_bootstrap(facts: NodeFacts, want: Desired) -> st.Plan:
     else:
         launch = st.WeaveLaunch(str(cluster.ipalloc_range), str(cluster.default_subnet),
                                 tuple(want.peers))
-        steps.append(st.Step("launch the Weave peer", launch, st.WeaveReset(),
-                             (st.WHY_NO_DEFAULT_IPALLOC,)))
+        why = [st.WHY_NO_DEFAULT_IPALLOC]
+        if facts.weave_containers:
+            shown = ", ".join(c.describe() for c in facts.weave_containers)
+            why.append(f"Weave is stopped ({shown}): the launch starts it again on its saved "
+                       "IPAM; should it fail, its undo removes them with the rest")
+        # a failed launch leaves containers, bridge and socket behind (day-two/1d): its undo
+        # is registered before it runs
+        steps.append(st.Step("launch the Weave peer", launch, st.WeaveReset(), tuple(why),
+                             undo_if_failed=True))
     steps += guard_steps(facts, bridge)
 
     subnets = [cluster.default_subnet, *facts.tenant_subnets()]
+    check_bridge(facts, subnets)
     missing = missing_exposes(facts.exposed or [], subnets)
     if missing:
         specs = tuple(exposed_specs(missing, cluster.default_subnet))
@@ -124,8 +151,14 @@ def plan_bootstrap(facts: NodeFacts, want: Desired) -> st.Plan:
         steps.append(st.Step("restart Nomad so it reads the new config",
                              st.RestartNomad(want.restart_argv)))
         steps.append(st.Step("verify Nomad's Docker driver through its API", verify))
+        steps.append(REEVALUATE)
     elif needs_restart:
         notes.append(f"Nomad must be restarted to use the Weave proxy: {want.restart_hint}")
+    elif launching and facts.nomad_self is not None:
+        # Nomad stays on the proxy's socket: its driver turns healthy once Weave answers there
+        steps.append(st.Step("wait for Nomad's Docker driver to be healthy on the Weave proxy",
+                             verify))
+        steps.append(REEVALUATE)
 
     if facts.cluster is None:
         steps.append(st.Step("record the Weave range in the tenant registry",

@@ -48,6 +48,9 @@ def plan_lines(plan: st.Plan, weave: str = "weave") -> list[str]:
             lines.append(f"        {st.describe(step.action)}")
         lines += [f"        ({note})" for note in step.notes]
         if step.undo is not None:
-            lines.append(f"        undo on failure: {st.describe(step.undo)}")
+            when = "if it or a later step fails" if step.undo_if_failed else "on failure"
+            lines.append(f"        undo {when}: {st.describe(step.undo)}")
+        if step.commits:
+            lines.append("        once done, kept whatever fails later")
     lines += [f"  note: {note}" for note in plan.notes]
     return lines

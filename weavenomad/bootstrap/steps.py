@@ -32,7 +32,18 @@ class WeaveLaunch:
 
 @dataclass(frozen=True)
 class WeaveReset:
-    pass
+    """Remove everything of Weave on the node (its containers, bridge, rules, and the socket a
+    dead proxy left), saying what went. ``weave reset`` refuses while the router container
+    exists but does not run ("weave is not running; unable to remove from cluster"), so a
+    stopped or crashed Weave is reset with ``--force``, which does not tell the peers."""
+
+    force: bool = False
+
+
+@dataclass(frozen=True)
+class ReevaluateBlocked:
+    """``nomad job eval`` of every job with a blocked evaluation: one blocked while Nomad's
+    Docker driver was unhealthy stays blocked after it turns healthy (day-two/1b)."""
 
 
 @dataclass(frozen=True)
@@ -110,7 +121,13 @@ class RecordCluster:
 
 
 Action = (WeaveLaunch | WeaveReset | WeaveExpose | WeaveHide | AddGuard | RemoveGuard
-          | WriteConfig | RestoreConfig | DropBackup | RestartNomad | VerifyNomad | RecordCluster)
+          | WriteConfig | RestoreConfig | DropBackup | RestartNomad | VerifyNomad
+          | ReevaluateBlocked | RecordCluster)
+
+WHY_FORCE = ("Weave is not running, and plain 'weave reset' then refuses (\"weave is not "
+             "running; unable to remove from cluster\"); --force removes its local state without "
+             "telling its peers: if this node never comes back, run 'weave rmpeer <its peer "
+             "name>' on one other node")
 
 
 @dataclass(frozen=True)
@@ -120,6 +137,12 @@ class Step:
     undo: Action | None = None
     #: extra lines for the plan: the reason, a note
     notes: tuple[str, ...] = ()
+    #: the action can leave things behind when it fails (``weave launch``'s containers): its
+    #: undo is registered before it runs and runs after its own failure too
+    undo_if_failed: bool = False
+    #: once this step succeeded, a later failure keeps it and everything before it (a reset
+    #: that moved Nomad off the Weave proxy never points it back at a socket about to die)
+    commits: bool = False
 
     def to_json(self) -> dict:
         return {"title": self.title, "kind": kind(self.action),
@@ -149,7 +172,7 @@ def command_line(action: Action, weave: str = "weave") -> str | None:
     if isinstance(action, WeaveLaunch):
         return shlex.join([weave, *action.args()])
     if isinstance(action, WeaveReset):
-        return f"{weave} reset"
+        return f"{weave} reset" + (" --force" if action.force else "")
     if isinstance(action, WeaveExpose):
         return shlex.join([weave, "expose", *action.specs])
     if isinstance(action, WeaveHide):
@@ -183,6 +206,8 @@ def describe(action: Action) -> str:
         return f"remove {action.path}.weavenomad.bak"
     if isinstance(action, VerifyNomad):
         return f"check that Nomad's Docker driver is healthy on {action.endpoint}"
+    if isinstance(action, ReevaluateBlocked):
+        return "nomad job eval of every job with a blocked evaluation"
     if isinstance(action, RecordCluster):
         return (f"record range {action.ipalloc_range} and default subnet "
                 f"{action.default_subnet} in the registry")

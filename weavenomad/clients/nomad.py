@@ -52,7 +52,7 @@ ENFORCE_INDEX_PREFIX = "Enforcing job modify index"
 #: job validation failures come back as 500 with a hashicorp/go-multierror text
 _MULTIERROR = re.compile(r"^\d+ errors? occurred:")
 _VARIABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
-_NAMESPACED = {"job", "jobs"}
+_NAMESPACED = {"job", "jobs", "evaluations"}
 #: a job that parses only when ``Variables`` reach the evaluation (see parse_evaluates_variables)
 VARIABLES_PROBE_NAME = "weavenomad_probe"
 VARIABLES_PROBE = (f'variable "{VARIABLES_PROBE_NAME}" {{\n  type = string\n}}\n\n'
@@ -169,7 +169,7 @@ class NomadAPI:
             cert=cert or (), timeout=timeout, session=self.session,
         )
         endpoints = (nomad_api.Agent, nomad_api.Nodes, nomad_api.Node, nomad_api.Job,
-                     nomad_api.Jobs)
+                     nomad_api.Jobs, nomad_api.Evaluations)
         self._requesters = {cls.ENDPOINT: cls(**common) for cls in endpoints}
 
     @classmethod
@@ -324,6 +324,16 @@ class NomadAPI:
         except BackendRequestError:
             return False
         return isinstance(job, dict) and job.get("Datacenters") == ["probe"]
+
+    def evaluations(self) -> list[dict]:
+        """Every evaluation (of the namespace), as ``GET /v1/evaluations`` lists them."""
+        return self._get("evaluations")
+
+    def evaluate_job(self, job_id: str) -> dict:
+        """``nomad job eval``: a new evaluation of the registered job (one blocked on a node
+        change is not looked at again when the node's driver turns healthy)."""
+        body = {"JobID": job_id, "EvalOptions": {"ForceReschedule": False}}
+        return self._json(self._request("job", job_id, "evaluate", method="POST", body=body))
 
     def register_job(self, job: Mapping[str, Any], check_index: int | None = None) -> dict:
         """Submit ``job``; with ``check_index`` only if the job's JobModifyIndex still equals it

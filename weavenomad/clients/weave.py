@@ -65,6 +65,35 @@ def parse_version(text: str) -> dict[str, str]:
     return found
 
 
+def parse_owned(body: object) -> dict[str, list[IPv4Interface]]:
+    """``GET /ip``'s ``{"owned": [{"containerid": ID, "addrs": [CIDR, ...]}, ...]}`` by ID.
+    Pure; ValueError naming the first field that is not as Weave 2.8 writes it."""
+    if not isinstance(body, dict):
+        raise ValueError(f"expected an object, got {type(body).__name__}")
+    entries = body.get("owned") or []
+    if not isinstance(entries, list):
+        raise ValueError(f"owned is {type(entries).__name__}, not a list")
+    found: dict[str, list[IPv4Interface]] = {}
+    for index, entry in enumerate(entries):
+        ident = entry.get("containerid") if isinstance(entry, dict) else None
+        if not isinstance(ident, str) or not ident:
+            raise ValueError(f"owned[{index}] has no containerid")
+        addrs = entry.get("addrs") or []
+        if not isinstance(addrs, list):
+            raise ValueError(f"owned[{index}].addrs is {type(addrs).__name__}, not a list")
+        parsed = []
+        for number, text in enumerate(addrs):
+            try:
+                if not isinstance(text, str) or "/" not in text:
+                    raise ValueError
+                parsed.append(IPv4Interface(text))
+            except ValueError:
+                raise ValueError(f"owned[{index}].addrs[{number}] = {text!r} is no IPv4 "
+                                 "address with a prefix length") from None
+        found[ident] = parsed
+    return found
+
+
 def cidr_spec(spec: str | IPv4Network | IPv4Interface) -> str:
     """A ``weave expose``/``hide`` argument: ``net:default``, ``net:<cidr>``, ``ip:<cidr>``."""
     if isinstance(spec, IPv4Network):
@@ -113,12 +142,15 @@ class WeaveAPI:
 
     def owned(self) -> dict[str, list[IPv4Interface]]:
         """Every address this peer's IPAM owns, by container ID (``weave:expose`` for the
-        host)."""
+        host). An answer of another shape is a :class:`BackendError` naming the first bad
+        field, never half read."""
         body = self._json("/ip")
-        return {
-            entry["containerid"]: [IPv4Interface(a) for a in entry.get("addrs") or []]
-            for entry in body.get("owned") or []
-        }
+        try:
+            return parse_owned(body)
+        except ValueError as exc:
+            raise BackendError(f"Weave answered GET /ip with an unreadable IPAM list: {exc}",
+                               backend="weave", hint=f"check that {self.addr} is Weave's "
+                               "HTTP API (weave 2.8)") from None
 
     def report(self) -> dict:
         return self._json("/report", accept="application/json")
@@ -266,8 +298,10 @@ class WeaveCommand:
     def version(self) -> dict[str, str]:
         return parse_version(self.run("version"))
 
-    def reset(self) -> None:
-        self.run("reset")
+    def reset(self, force: bool = False) -> None:
+        """``weave reset``; ``force`` for a Weave that does not run, which plain reset refuses
+        to touch (it cannot tell the peers)."""
+        self.run("reset", *(["--force"] if force else []))
 
 
 def _kill_group(proc: subprocess.Popen) -> None:

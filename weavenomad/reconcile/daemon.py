@@ -34,6 +34,7 @@ from weavenomad.reconcile.metrics import Metrics
 from weavenomad.reconcile.model import Allocation
 from weavenomad.reconcile.observe import AllocationCache, Observer, node_id_of
 from weavenomad.reconcile.plan import (
+    BRIDGE_SUBJECT,
     EXPOSE_SUBNET,
     REGISTER_MASK,
     REGISTER_TWIN,
@@ -59,6 +60,8 @@ class PassOutcome:
     #: services whose answer may change by itself soon
     waiting: frozenset[str] = frozenset()
     changes: int = 0
+    #: when (monotonic) a kept twin's bound is due: look again then
+    look_at: float | None = None
 
 
 def _backend(exc: BaseException) -> str:
@@ -89,7 +92,8 @@ class Reconciler:
                  agent: ServiceAgent | None = None, settings: ReconcilerSettings | None = None,
                  metrics: Metrics | None = None, notifier: Notifier | None = None,
                  clock: Callable[[], float] = time.time,
-                 monotonic: Callable[[], float] = time.monotonic):
+                 monotonic: Callable[[], float] = time.monotonic,
+                 bridge: Callable[[], tuple] | None = None):
         self.nomad, self.consul, self.docker, self.weave = nomad, consul, docker, weave
         self.registry = registry
         self.agent = agent or ConsulAgent(consul)
@@ -99,7 +103,7 @@ class Reconciler:
         self.supervised = Supervised(self.notifier, monotonic)
         self.clock, self.monotonic = clock, monotonic
         self.observer = Observer(agent=self.agent, docker=docker, weave=weave,
-                                 registry=registry, clock=clock)
+                                 registry=registry, clock=clock, bridge=bridge)
         self.node_id: str | None = settings.node_id
         self._stop = threading.Event()
         self._wake = threading.Event()
@@ -114,6 +118,8 @@ class Reconciler:
         #: what the daemon waits for, by what found it (the node lookup, a watcher, a pass)
         self._waiting: dict[str, str] = {}
         self._twins = self._masks = 0
+        #: twins kept without their Nomad service (a Weave restart), since when (epoch s)
+        self._orphans: dict[str, float] = {}
         #: check statuses are watched only while some twin mirrors a Nomad check
         self._mirrors_wanted = threading.Event()
 
@@ -244,7 +250,10 @@ class Reconciler:
             return PassOutcome(ok=False)
         self._resolve(lambda k: k[0] == "pass", set())
         self._soft_errors()
-        wanted = plan(observation, self.settings, now=self.clock(), refresh_mirrors=resync)
+        now = self.clock()
+        wanted = plan(observation, self.settings, now=now, refresh_mirrors=resync,
+                      orphans=self._orphans)
+        self._note_kept(wanted.kept)
         self._problems(wanted.problems)
         for action in wanted.actions:
             if action.is_drift:
@@ -271,8 +280,18 @@ class Reconciler:
             log.info("pass (%s): %d change(s), %d done, %d failed, %d skipped", trigger,
                      len(wanted.actions), len(result.done), len(result.failed),
                      len(result.skipped))
+        look_at = (None if wanted.next_look is None
+                   else self.monotonic() + max(0.0, wanted.next_look - now))
         return PassOutcome(ok=ok, converged=converged, waiting=frozenset(wanted.waiting),
-                           changes=len(wanted.actions))
+                           changes=len(wanted.actions), look_at=look_at)
+
+    def _note_kept(self, kept: Mapping[str, float]) -> None:
+        for twin_id in sorted(set(kept) - set(self._orphans)):
+            log.info("keeping twin %s: Nomad dropped its service, but the task's container runs "
+                     "on at the same address (a Weave restart broke Nomad's wait on it; Nomad "
+                     "takes it over again after its restart delay)", twin_id,
+                     extra=_fields(service_id=twin_id))
+        self._orphans = dict(kept)
 
     def _soft_errors(self) -> None:
         seen = set()
@@ -295,7 +314,7 @@ class Reconciler:
                 self.metrics.problems.labels(problem.reason).inc()
                 if problem.reason == TENANT_VIOLATION:
                     self.metrics.violations.labels(problem.tenant or "").inc()
-        self._resolve(lambda k: k[0].startswith("_nomad-"), current)
+        self._resolve(lambda k: k[0].startswith("_nomad-") or k[0] == BRIDGE_SUBJECT, current)
 
     def _record(self, result: applier.ApplyResult, observation) -> None:
         now = self.clock()
@@ -394,7 +413,7 @@ class Reconciler:
             outcome = self.reconcile(allocations, trigger=trigger, resync=resync)
             last_pass = self.monotonic()
             schedule.after(last_pass, ok=outcome.ok, waiting=outcome.waiting,
-                           resynced=resync)
+                           resynced=resync, look_at=outcome.look_at)
             supervised.tell(self._status_line(outcome))
         supervised.stopping()
 

@@ -53,6 +53,7 @@ TENANT_VIOLATION = "tenant-violation"
 TENANT_UNKNOWN = "tenant-unknown"
 UNKNOWN_SERVICE = "unknown-service"
 ID_TAKEN = "id-taken"
+FOREIGN_BRIDGE_ADDRESS = "foreign-bridge-address"
 
 
 @dataclass(frozen=True)
@@ -256,6 +257,38 @@ def desire(service: AgentService, obs: Observation, settings: ReconcilerSettings
     mask = Mask(mask_id(service.id), service.id,
                 f"weavenomad: superseded by {twin.id} at {ip}:{port} (Weave address)")
     return Outcome(twin=twin, mask=mask, problems=tuple(problems))
+
+
+def keep_orphan(twin: AgentService, obs: Observation, settings: ReconcilerSettings, now: float,
+                since: float) -> float | None:
+    """Until when (epoch seconds) to keep a twin whose Nomad service is gone, or None to
+    remove it now. A Weave restart breaks Nomad's wait on every task's container: Nomad says
+    "Terminated: unexpected EOF", deregisters the services and, after the restart delay, takes
+    the still running container over again (day-two/1c). The twin goes on answering for such a
+    task meanwhile, never past a real stop: an allocation Nomad wants stopped, a container that
+    is not running, an address that is not the twin's any more; and never past the restart
+    Nomad announced plus a margin (or, unannounced, a fixed while from ``since``)."""
+    source = twin.meta.get(META_SOURCE) or ""
+    alloc = obs.allocations.get(alloc_of(source) or "")
+    if alloc is None or not alloc.active:
+        return None
+    matched = match_service(AgentService(source, twin.name), alloc)
+    if matched is None:
+        return None
+    _, _, task = matched
+    if task is None:
+        container, task = _group_container(alloc, obs)
+    else:
+        container = obs.containers.get((alloc.id, task.name))
+    if container is None or not container.running:
+        return None
+    if container.addresses is not None and twin.address not in {
+            str(address.ip) for address in container.addresses}:
+        return None
+    announced = task.restarting_until if task is not None else None
+    deadline = (announced + settings.keep_twin_margin if announced is not None
+                else since + settings.keep_twin_unannounced)
+    return deadline if now <= deadline else None
 
 
 def choose_address(addresses, subnet: IPv4Network | None) -> IPv4Interface | None:

@@ -1,5 +1,7 @@
 """A container's ``ethwe`` addresses read from ``/proc/<pid>/net``, for when Weave's HTTP API
-cannot say (Weave down, or an address its IPAM does not list).
+cannot say (Weave down, or an address its IPAM does not list); and the addresses this host
+really has on its ``weave`` bridge (``/proc/self/net``), which after a reboot are not the ones
+Weave's IPAM still owns for it.
 
 ``/proc/<pid>/net/*`` shows the network namespace of process ``pid``, so reading it needs no
 ``setns``, no ``docker exec`` and no tool inside the image. ``route`` names the interface of
@@ -71,10 +73,25 @@ def interface_addresses(routes: list[tuple[str, IPv4Network]], local: list[IPv4A
     return tuple(sorted(found))
 
 
+#: the host's side of the overlay: Weave's bridge, which ``weave expose`` gives addresses
+BRIDGE = "weave"
+
+
+def read_addresses(net: Path, interface: str) -> tuple[IPv4Interface, ...]:
+    """The addresses of ``interface`` in the network namespace whose ``/proc/…/net`` is
+    ``net``. Raises OSError when it cannot be read."""
+    routes = parse_routes((net / "route").read_text())
+    local = parse_local_addresses((net / "fib_trie").read_text())
+    return interface_addresses(routes, local, interface)
+
+
 def read_ethwe(pid: int, proc: Path = Path("/proc")) -> tuple[IPv4Interface, ...]:
     """The ``ethwe`` addresses of process ``pid``'s network namespace. Raises OSError when the
     process is gone or its namespace cannot be read."""
-    net = proc / str(pid) / "net"
-    routes = parse_routes((net / "route").read_text())
-    local = parse_local_addresses((net / "fib_trie").read_text())
-    return interface_addresses(routes, local)
+    return read_addresses(proc / str(pid) / "net", INTERFACE)
+
+
+def read_bridge(proc: Path = Path("/proc")) -> tuple[IPv4Interface, ...]:
+    """The addresses on this host's weave bridge (none when it has no such bridge). Raises
+    OSError when the namespace's tables cannot be read."""
+    return read_addresses(proc / "self" / "net", BRIDGE)

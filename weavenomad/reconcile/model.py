@@ -72,6 +72,10 @@ class TaskSpec:
     #: ports of the task's own network (Nomad < 0.12 style)
     ports: tuple[PortMapping, ...] = ()
     services: tuple[ServiceSpec, ...] = ()
+    #: when Nomad starts the task again (epoch seconds), while it waits out its restart delay
+    #: (its last event is "Restarting": after a Weave restart broke Nomad's wait on the
+    #: container, which runs on, day-two/1c); None otherwise
+    restarting_until: float | None = None
 
     @property
     def wants_overlay(self) -> bool:
@@ -161,6 +165,21 @@ def service_from_api(raw: Mapping) -> ServiceSpec:
     )
 
 
+def restarting_until(state: Mapping | None) -> float | None:
+    """From a task's state: the epoch second Nomad starts it again, when its last event says
+    it is restarting ("Task restarting in 16.06s": Time + StartDelay, nanoseconds). Pure."""
+    events = (state or {}).get("Events") or []
+    if (state or {}).get("State") != "pending" or not events:
+        return None
+    last = events[-1]
+    if last.get("Type") != "Restarting":
+        return None
+    try:
+        return (int(last.get("Time") or 0) + int(last.get("StartDelay") or 0)) / 1e9
+    except (TypeError, ValueError):
+        return None
+
+
 def allocation_from_api(raw: Mapping) -> Allocation:
     """The parts of a Nomad allocation (with its embedded job) that the plan needs."""
     job = raw.get("Job") or {}
@@ -168,6 +187,7 @@ def allocation_from_api(raw: Mapping) -> Allocation:
     group = next((g for g in job.get("TaskGroups") or () if g.get("Name") == group_name), {})
     resources = raw.get("AllocatedResources") or {}
     task_resources = resources.get("Tasks") or {}
+    task_states = raw.get("TaskStates") or {}
     tasks = []
     for task in group.get("Tasks") or ():
         name = task.get("Name") or ""
@@ -180,6 +200,7 @@ def allocation_from_api(raw: Mapping) -> Allocation:
             port_map=MappingProxyType(_port_map(config)),
             ports=_network_ports((task_resources.get(name) or {}).get("Networks")),
             services=tuple(service_from_api(s) for s in task.get("Services") or ()),
+            restarting_until=restarting_until(task_states.get(name)),
         ))
     meta = {**(job.get("Meta") or {})}
     shared = resources.get("Shared") or {}
@@ -241,6 +262,8 @@ class Observation:
     #: running and stopped task containers by (allocation ID, task name)
     containers: Mapping[tuple[str, str], Container] = field(default_factory=dict)
     tenancy: Tenancy = field(default_factory=Tenancy)
-    #: the host's addresses on the weave bridge (Weave's ``weave:expose``); None when Weave
-    #: did not answer, so nothing is known about them
+    #: the host's exposed addresses: Weave's IPAM owns them for ``weave:expose`` and they are
+    #: on the host's weave bridge; None when Weave did not answer, so nothing is known
     exposed: tuple[IPv4Interface, ...] | None = None
+    #: addresses on the weave bridge that Weave's IPAM did not give the host
+    foreign: tuple[IPv4Interface, ...] = ()

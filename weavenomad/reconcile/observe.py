@@ -5,11 +5,15 @@ allocations the daemon's watcher holds.
 A container's Weave addresses rarely change while it lives, so they are cached by container ID
 (cleared at every full resync); an event-driven pass then costs two agent reads, a registry
 read, one Docker list and Weave's ``GET /ip``. That one answer (every address this peer owns)
-gives the host's exposed addresses and the addresses of all new containers at once; a
-container it does not list, or every container while Weave is down, is read from ``ethwe``
-(:mod:`weavenomad.reconcile.ethwe`). Weave's answer also overrules the cache: a relaunched Weave
-that lost its IPAM (``weave reset``) re-attaches running containers with new addresses, and
-:meth:`Observer.moved` tells the daemon's Weave watcher when that happened.
+gives the addresses of all new containers at once, and the host's exposed ones: those it
+owns for ``weave:expose`` *and* that are on the host's weave bridge, read from the kernel
+(after a reboot Weave comes back with a new, empty bridge while its persisted IPAM still owns
+them; day-two/1a). A bridge address in a tenant's subnet that the IPAM did not give the host is
+*foreign* (it may clash with a container's). A container Weave does not list, or every
+container while Weave is down, is read from ``ethwe`` (:mod:`weavenomad.reconcile.ethwe`).
+Weave's answer also overrules the cache: a relaunched Weave that lost its IPAM (``weave
+reset``) re-attaches running containers with new addresses, and :meth:`Observer.moved` tells
+the daemon's Weave watcher when that happened, or when the bridge changed.
 
 Failures that the pass can live with (Weave down, the registry unreadable) are kept in
 :attr:`Observer.soft_errors` for the daemon to log and count; the others raise and fail the
@@ -59,6 +63,22 @@ def _listing(owned: Mapping[str, list[IPv4Interface]], ident: str) -> tuple[IPv4
     return tuple(sorted(owned.get(ident) or ()))
 
 
+def exposure(owned: Mapping[str, list[IPv4Interface]] | None,
+             bridge: tuple[IPv4Interface, ...] | None
+             ) -> tuple[tuple[IPv4Interface, ...] | None, tuple[IPv4Interface, ...]]:
+    """(the host's exposed addresses, the foreign ones on its bridge). Exposed: owned by
+    ``weave:expose`` and on the bridge (None when Weave did not answer; IPAM's word alone when
+    the bridge could not be read). Foreign: on the bridge, not the IPAM's. Pure."""
+    if owned is None:
+        return None, ()
+    ipam = _listing(owned, EXPOSE_IDENT)
+    if bridge is None:
+        return ipam, ()
+    given = {address.ip for address in ipam}
+    return (tuple(sorted(a for a in bridge if a.ip in given)),
+            tuple(sorted(a for a in bridge if a.ip not in given)))
+
+
 def started_at(inspect: Mapping) -> float | None:
     """Docker's ``State.StartedAt`` as epoch seconds (nanoseconds cut to microseconds)."""
     text = ((inspect.get("State") or {}).get("StartedAt") or "").rstrip("Z")
@@ -92,20 +112,25 @@ class AllocationCache:
 
 class Observer:
     def __init__(self, *, agent: ServiceAgent, docker, weave, registry=None,
-                 proc: Path = Path("/proc"), clock: Callable[[], float] = time.time):
+                 proc: Path = Path("/proc"), clock: Callable[[], float] = time.time,
+                 bridge: Callable[[], tuple[IPv4Interface, ...]] | None = None):
         self.agent = agent
         self.docker = docker
         self.weave = weave
         self.registry = registry
         self.proc = proc
         self.clock = clock
+        #: reads the addresses on this host's weave bridge
+        self.bridge = bridge or (lambda: ethwe.read_bridge(proc))
         self.soft_errors: list[WeavenomadError] = []
         self._lock = threading.Lock()
         self._addresses: dict[str, tuple[IPv4Interface, ...]] = {}
         #: cached containers whose addresses came from Weave's list (not from ``ethwe``)
         self._listed: set[str] = set()
-        #: this host's exposed addresses as the last pass saw them (None: not known)
-        self._exposed: tuple[IPv4Interface, ...] | None = None
+        #: this host's addresses for ``weave:expose`` in Weave's IPAM, and on its bridge, as
+        #: the last pass saw them (None: not known)
+        self._ipam_exposed: tuple[IPv4Interface, ...] | None = None
+        self._bridge: tuple[IPv4Interface, ...] | None = None
         self._started: dict[str, float] = {}
         self._weave_default: IPv4Network | None = None
 
@@ -127,13 +152,15 @@ class Observer:
             self._listed.clear()
 
     def moved(self, owned: Mapping[str, list[IPv4Interface]]) -> bool:
-        """Whether Weave's answer ``owned`` contradicts what the last pass used: a cached
-        container's addresses, or this host's exposed addresses."""
+        """Whether Weave's answer ``owned`` (or this host's bridge) contradicts what the last
+        pass used: a cached container's addresses, or this host's exposed addresses."""
         with self._lock:
             if any(self._stale(cid, owned) for cid in self._addresses):
                 return True
-            exposed = self._exposed
-        return exposed is not None and _listing(owned, EXPOSE_IDENT) != exposed
+            exposed, bridge = self._ipam_exposed, self._bridge
+        if exposed is not None and _listing(owned, EXPOSE_IDENT) != exposed:
+            return True
+        return bridge is not None and self._read_bridge(quiet=True) not in (None, bridge)
 
     def _stale(self, container_id: str, owned: Mapping[str, list[IPv4Interface]]) -> bool:
         """(Lock held.) Weave lists the container with other addresses than the cached ones,
@@ -155,11 +182,24 @@ class Observer:
                      pool.submit(self.docker.nomad_containers, all=True))
         services, checks, owned, listed = (read.result() for read in reads)
         containers = self._containers(listed, allocations, owned)
-        exposed = _listing(owned, EXPOSE_IDENT) if owned is not None else None
+        bridge = self._read_bridge() if owned is not None else None
+        exposed, foreign = exposure(owned, bridge)
         with self._lock:
-            self._exposed = exposed
+            self._ipam_exposed = _listing(owned, EXPOSE_IDENT) if owned is not None else None
+            self._bridge = bridge
         return Observation(allocations=allocations, services=services, checks=checks,
-                           containers=containers, tenancy=self._tenancy(), exposed=exposed)
+                           containers=containers, tenancy=self._tenancy(), exposed=exposed,
+                           foreign=foreign)
+
+    def _read_bridge(self, quiet: bool = False) -> tuple[IPv4Interface, ...] | None:
+        try:
+            return tuple(sorted(self.bridge()))
+        except OSError as exc:
+            if not quiet:
+                self.soft_errors.append(BackendError(
+                    f"cannot read this host's weave bridge ({exc}); judging exposure from "
+                    "Weave's IPAM alone", backend="system"))
+            return None
 
     def _weave_owned(self) -> dict[str, list[IPv4Interface]] | None:
         try:

@@ -6,26 +6,37 @@ habit), in neutral terms: an action carries the wanted twin or mask, and the reg
 Drift is found by comparing data: a twin is re-registered (with exactly its checks) when it is
 missing or its name, tags, address, port, digest or set of checks differs; a mask
 when it is missing, attached elsewhere, not critical, or says something else. Whatever of ours
-is not wanted is removed. Actions come in a safe order: new twins before the masks that hide
-Nomad's instances, and a mask only once its twin is in place (``requires``), so a failed write
-never leaves a service with no instance at all.
+is not wanted is removed, but for the twin of a task whose container runs on at the same
+address while Nomad waits to take it over again (a Weave restart: :func:`desired.keep_orphan`),
+which is kept for a bounded while. Actions come in a safe order: new twins before the masks
+that hide Nomad's instances, and a mask only once its twin is in place (``requires``), so a
+failed write never leaves a service with no instance at all.
 
 Before any of that, the host must be *exposed* on every tenant subnet (an address of its own on
 the weave bridge), or neither Consul's checks of the twins nor anything else on the host reaches
 the tasks. Bootstrap exposes the subnets the registry holds at that time; tenants created later
-are exposed here, on every node, within a pass of ``tenant create``. Exposure is only ever
-added: hiding a subnet is ``weavenomad reset``'s business, because an address on the bridge may
-be the operator's own.
+are exposed here, on every node, within a pass of ``tenant create``, and so is every subnet the
+host lost its address in (a reboot brings a new, empty bridge while Weave's IPAM still owns the
+addresses: exposing again puts the same ones back). Exposure is only ever added: hiding a
+subnet is ``weavenomad reset``'s business, because an address on the bridge may be the
+operator's own. An address on the bridge inside a wanted subnet that Weave's IPAM did not give
+the host is a problem (logged, counted): Weave may hand it to a container.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from ipaddress import IPv4Network
 
 from weavenomad.config import ReconcilerSettings
-from weavenomad.reconcile.desired import ID_TAKEN, Problem, desire
+from weavenomad.reconcile.desired import (
+    FOREIGN_BRIDGE_ADDRESS,
+    ID_TAKEN,
+    Problem,
+    desire,
+    keep_orphan,
+)
 from weavenomad.reconcile.model import Observation
 from weavenomad.reconcile.registrations import (
     CRITICAL,
@@ -43,6 +54,8 @@ REGISTER_MASK = "register-mask"
 SET_TTL = "set-ttl"
 REMOVE_MASK = "remove-mask"
 REMOVE_TWIN = "remove-twin"
+#: the subject of problems about this host's weave bridge (not a service)
+BRIDGE_SUBJECT = "weave-bridge"
 #: the order in which the applier runs the kinds
 ORDER = (EXPOSE_SUBNET, REGISTER_TWIN, REGISTER_MASK, SET_TTL, REMOVE_MASK, REMOVE_TWIN)
 
@@ -84,6 +97,10 @@ class Plan:
     masks: int = 0
     #: TTL checks that follow a Nomad check's status (the daemon then watches check statuses)
     mirrors: int = 0
+    #: twins kept although Nomad's service is gone, by ID: since when (epoch seconds)
+    kept: Mapping[str, float] = field(default_factory=dict)
+    #: when the earliest kept twin is due to be looked at again (epoch seconds)
+    next_look: float | None = None
 
     @property
     def converged(self) -> bool:
@@ -153,17 +170,34 @@ def unexposed_subnets(obs: Observation) -> list[IPv4Network]:
     when Weave did not say what is exposed."""
     if obs.exposed is None:
         return []
-    wanted = set(obs.tenancy.subnets.values())
-    if obs.tenancy.default_subnet is not None:
-        wanted.add(obs.tenancy.default_subnet)
-    return sorted((subnet for subnet in wanted
+    return sorted((subnet for subnet in _wanted_subnets(obs)
                    if not any(address.ip in subnet for address in obs.exposed)),
                   key=lambda subnet: (int(subnet.network_address), subnet.prefixlen))
 
 
+def _wanted_subnets(obs: Observation) -> set[IPv4Network]:
+    wanted = set(obs.tenancy.subnets.values())
+    if obs.tenancy.default_subnet is not None:
+        wanted.add(obs.tenancy.default_subnet)
+    return wanted
+
+
+def foreign_bridge_problems(obs: Observation) -> list[Problem]:
+    """A problem per address on the weave bridge, inside a wanted subnet, that Weave's IPAM
+    did not give this host."""
+    wanted = _wanted_subnets(obs)
+    return [Problem(BRIDGE_SUBJECT, FOREIGN_BRIDGE_ADDRESS,
+                    f"{address} on the weave bridge is not Weave's (its IPAM did not give it to "
+                    f"this host) and may clash with a container's address: remove it (ip addr "
+                    f"del {address} dev weave)")
+            for address in obs.foreign if any(address.ip in s for s in wanted)]
+
+
 def plan(obs: Observation, settings: ReconcilerSettings | None = None, *, now: float = 0.0,
-         refresh_mirrors: bool = False) -> Plan:
-    """Everything one pass must change in the local agent, ``now`` (epoch seconds)."""
+         refresh_mirrors: bool = False, orphans: Mapping[str, float] | None = None) -> Plan:
+    """Everything one pass must change in the local agent, ``now`` (epoch seconds).
+    ``orphans``: the twins an earlier pass kept without their Nomad service, and since when
+    (the plan's ``kept``)."""
     settings = settings or ReconcilerSettings()
     on_service = _checks_by_service(obs.checks)
     actions: list[Action] = []
@@ -173,6 +207,7 @@ def plan(obs: Observation, settings: ReconcilerSettings | None = None, *, now: f
     masks: dict[str, Mask] = {}
     for subnet in unexposed_subnets(obs):
         actions.append(Action(EXPOSE_SUBNET, str(subnet), why="the host has no address in it"))
+    problems.extend(foreign_bridge_problems(obs))
     for service in sorted(obs.services.values(), key=lambda s: s.id):
         if not service.nomad_task:
             continue
@@ -197,12 +232,21 @@ def plan(obs: Observation, settings: ReconcilerSettings | None = None, *, now: f
             if drift is not None:
                 needs = twin.id if registering else None
                 actions.append(Action(REGISTER_MASK, mask.id, drift, mask=mask, requires=needs))
+    kept: dict[str, float] = {}
+    looks: list[float] = []
     for service in obs.services.values():
         if service.ours and service.id not in twins:
+            since = (orphans or {}).get(service.id, now)
+            until = keep_orphan(service, obs, settings, now, since)
+            if until is not None:
+                kept[service.id] = since
+                looks.append(until)
+                continue
             actions.append(Action(REMOVE_TWIN, service.id, why="not wanted"))
     for check in obs.checks.values():
         if check.id.startswith(MASK_PREFIX) and check.id not in masks:
             actions.append(Action(REMOVE_MASK, check.id, why="not wanted"))
     actions.sort(key=lambda a: (ORDER.index(a.kind), a.id))
     mirrors = sum(len(t.mirrors) for t in twins.values())
-    return Plan(tuple(actions), tuple(problems), tuple(waiting), len(twins), len(masks), mirrors)
+    return Plan(tuple(actions), tuple(problems), tuple(waiting), len(twins) + len(kept),
+                len(masks), mirrors, kept, min(looks, default=None))

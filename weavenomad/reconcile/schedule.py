@@ -7,6 +7,7 @@
   being assigned) a quick look (0.05 s doubling to 2 s), at most ``waiting_rounds`` times in a
   row unless something new is waited for; then events and the resync take over, so nothing is
   ever polled for long;
+* a look when a twin kept for a task Nomad is about to take over again is due (its bound);
 * otherwise nothing: the watchers' events wake the daemon.
 """
 
@@ -46,7 +47,14 @@ class Schedule:
         self.resync_due = max(self.resync_due, now + self.settings.retry_cap)
 
     def after(self, now: float, *, ok: bool, waiting: frozenset[str], resynced: bool,
-              jitter: float = 0.5) -> None:
+              jitter: float = 0.5, look_at: float | None = None) -> None:
+        """After a pass at ``now``; ``look_at``: a moment (same clock) a pass is due anyway."""
+        self._after(now, ok=ok, waiting=waiting, resynced=resynced, jitter=jitter)
+        if look_at is not None:
+            self.retry_at = look_at if self.retry_at is None else min(self.retry_at, look_at)
+
+    def _after(self, now: float, *, ok: bool, waiting: frozenset[str], resynced: bool,
+               jitter: float) -> None:
         if resynced:
             self.resync_due = now + self.settings.resync
         t = self.settings

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from weavenomad.errors import WeavenomadError
 from weavenomad_lab import security
+from weavenomad_lab.consul import persist
 from weavenomad_lab.consul.server import ConsulSimulator, SimNode
 from weavenomad_lab.errors import LabError
 from weavenomad_lab.layout import CONSUL_PORT, LabLayout
@@ -56,8 +57,19 @@ def build(layout: LabLayout, acl_token: str | None = None,
 
 def run(layout: LabLayout, stop: threading.Event, *, acl_token: str | None = None,
         tls: ssl.SSLContext | None = None) -> None:
-    """Serve until ``stop`` is set."""
-    sim = build(layout, acl_token, tls).start()
+    """Serve until ``stop`` is set. What the cluster held when it last stopped comes back
+    (:mod:`.persist`), and what it holds now is kept for the next start."""
+    sim = build(layout, acl_token, tls)
+    state_file = layout.component_dir("consul") / persist.STATE_FILE
+    try:
+        saved = persist.load(state_file)
+    except ValueError as exc:
+        sim.stop()
+        raise LabError(str(exc), hint="remove the file to start with an empty Consul") from None
+    if saved is not None:
+        sim.state.restore(saved)
+        log.info("restored the catalog and KV store of %s", state_file)
+    sim.start()
     try:
         for node in layout.nodes:
             log.info("agent %s: 127.0.0.1:%d in %s, 127.0.0.1:%d on the host", node.name,
@@ -65,6 +77,7 @@ def run(layout: LabLayout, stop: threading.Event, *, acl_token: str | None = Non
         stop.wait()
     finally:
         sim.stop()
+        persist.save(state_file, sim.state.dump())
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -56,6 +56,12 @@ class ConsulComponent:
         lab.component_dir(COMPONENT_NAME).mkdir(parents=True, exist_ok=True)
         self.daemon(lab).start(ready=lambda: all(_leader_answers(lab, n) for n in lab.nodes))
 
+    def restart(self, lab: LabLayout) -> None:
+        """Stop and start the agents as a reboot does: the catalog and the KV store are kept,
+        as Consul's servers and agents keep them in their data directories."""
+        self.daemon(lab).stop()
+        self.up(lab)
+
     def down(self, lab: LabLayout) -> None:
         self.daemon(lab).stop()
         shutil.rmtree(lab.component_dir(COMPONENT_NAME), ignore_errors=True)

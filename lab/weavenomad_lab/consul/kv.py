@@ -41,6 +41,15 @@ class KVStore:
         #: Consul's max("kvs", "tombstones") table index
         self.table_index = 0
 
+    def tombstones(self) -> dict[str, int]:
+        return dict(self._graveyard)
+
+    def restore(self, entries: list[KVEntry], tombstones: dict[str, int], index: int) -> None:
+        """Take the entries, tombstones and index a restarted server reads from its log."""
+        self._entries = {e.key: e for e in entries}
+        self._graveyard = dict(tombstones)
+        self.table_index = index
+
     def get(self, key: str) -> KVEntry | None:
         return self._entries.get(key)
 

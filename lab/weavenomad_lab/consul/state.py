@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from weavenomad_lab.consul import persist
 from weavenomad_lab.consul.kv import KVStore
 from weavenomad_lab.consul.reads import Answer, CatalogReads, node_key, service_key
 from weavenomad_lab.consul.records import (
@@ -168,6 +169,45 @@ class ConsulState(CatalogReads):
     def nodes(self) -> list[Node]:
         with self._lock:
             return list(self._nodes.values())
+
+    # -- what a restart keeps ----------------------------------------------------------------
+
+    def dump(self) -> dict:
+        """Everything a restarted Consul still has (see :mod:`.persist`)."""
+        with self._lock:
+            return {
+                "index": self._index, "tables": dict(self._tables),
+                "service_index": dict(self._service_index),
+                "nodes": {name: {
+                    "services": [persist.service_to_json(s) for s in services.values()
+                                 if s.agent_local],
+                    "checks": [persist.check_to_json(c) for c in self._checks[name].values()
+                               if c.agent_local]}
+                    for name, services in self._services.items()},
+                "kv": persist.kv_to_json(self.kv),
+            }
+
+    def restore(self, data: dict) -> None:
+        """Take back what :meth:`dump` saved, for the nodes this cluster has (call before
+        the check runner starts: it schedules the restored checks)."""
+        with self._lock:
+            self._index = max(self._index, int(data["index"]))
+            for table, index in data["tables"].items():
+                self._tables[table] = max(self._tables.get(table, 0), int(index))
+            self._service_index.update({k: int(v) for k, v in data["service_index"].items()})
+            for name, saved in data["nodes"].items():
+                if name not in self._nodes:
+                    continue
+                for raw in saved["services"]:
+                    service = persist.service_from_json(name, raw)
+                    self._services[name][service.service_id] = service
+                for raw in saved["checks"]:
+                    check = persist.check_from_json(name, raw, next(self._generations))
+                    if check.status == CRITICAL:
+                        check.critical_since = self._clock()
+                    self._checks[name][check.check_id] = check
+                    self._schedule(check)
+            self.kv = persist.kv_from_json(data["kv"])
 
     # -- writes -----------------------------------------------------------------------------
 

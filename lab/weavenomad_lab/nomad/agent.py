@@ -189,6 +189,11 @@ class NodeAgent:
                     self.runners[alloc["ID"]] = runner
                     runner.start()
 
+    def crash(self) -> None:
+        """Die as a rebooting node's agent does: threads stop, nothing is synced or removed."""
+        self.syncer.killed = True
+        self.shutdown(remove_containers=False)
+
     def shutdown(self, remove_containers: bool) -> None:
         """Stop the agent's threads; with ``remove_containers`` also every task container."""
         self.stop.set()

@@ -6,7 +6,9 @@ watches deployment health. One :class:`AllocRunner` thread per allocation, one
 
 from __future__ import annotations
 
+import copy
 import logging
+import random
 import shutil
 import threading
 from collections.abc import Callable
@@ -27,6 +29,10 @@ log = logging.getLogger(__name__)
 #: task and slice through the Weave proxy, which a full node felt
 WAIT_SLICE = 30.0
 HEALTH_POLL = 0.5
+#: Nomad's restart tracker adds up to this fraction of the delay (client/.../restarts.go)
+RESTART_JITTER = 0.25
+#: what Docker's client reports when the connection of a wait breaks (the Weave proxy went)
+BROKEN_WAIT = "unexpected EOF"
 
 
 @dataclass
@@ -59,12 +65,21 @@ class TaskRunner(threading.Thread):
 
     # -- the main loop ------------------------------------------------------------------------
 
+    @property
+    def agent_gone(self) -> bool:
+        """The node's agent was killed (a reboot): its runners stop without a word, as the
+        process they are part of does."""
+        return self.owner.ctx.stop.is_set()
+
     def run(self) -> None:
-        self.event("Received", "pending")
-        self.event("Task Setup", Message="Building Task Directory",
-                   Details={"message": "Building Task Directory"})  # fmt: skip
+        if self.name_ not in self.owner.task_states:  # restored runners have their history
+            self.event("Received", "pending")
+            self.event("Task Setup", Message="Building Task Directory",
+                       Details={"message": "Building Task Directory"})  # fmt: skip
         while not self.killed.is_set():
             exit_code = self._run_once()
+            if self.agent_gone:
+                return
             if self.killed.is_set():
                 break
             decision = self._decide(exit_code)
@@ -79,6 +94,8 @@ class TaskRunner(threading.Thread):
             self.restart_times.append(now_ns())
             if self.killed.wait(decision.delay / SECOND):
                 break
+            if self.agent_gone:
+                return
         self.owner.task_finished(self.name_, failed=False)
 
     def _decide(self, exit_code: int) -> lifecycle.RestartDecision:
@@ -87,10 +104,13 @@ class TaskRunner(threading.Thread):
         now = now_ns()
         recent = [t for t in self.restart_times if not interval or now - t < interval]
         left = (interval - (now - recent[0])) if recent and interval else 0
-        return lifecycle.restart_decision(policy, self.owner.job_type, exit_code, len(recent), left)
+        decision = lifecycle.restart_decision(policy, self.owner.job_type, exit_code,
+                                              len(recent), left)
+        return lifecycle.jittered(decision, random.random() * RESTART_JITTER)
 
     def _run_once(self) -> int:
-        """Start the container and wait for it to exit; the exit code (-1: never started)."""
+        """Start (or adopt) the container and wait for it to exit; the exit code (-1: never
+        started)."""
         try:
             docker = self.owner.ctx.docker()
             self.container_id = self._start(docker)
@@ -106,11 +126,20 @@ class TaskRunner(threading.Thread):
             self.event("Driver Failure", DriverError=_one_line(exc))
             self._remove(docker)
             return -1
-        exit_code = self._wait(docker)
+        exit_code, broken = self._wait(docker)
+        if self.agent_gone:
+            return exit_code
+        if broken:
+            # Nomad's handle.run: "failed to wait for container; already terminated", then a
+            # StopContainer through the same endpoint "just in case"; while the Weave proxy is
+            # away that fails ("cannot connect to Docker endpoint") and the container runs on
+            log.error("failed to wait for container %s; already terminated", self.container_id)
+            self._stop_quietly(docker)
         self.owner.deregister_task_services(self.name_)
         if not self.killed.is_set():
-            self.event("Terminated", ExitCode=exit_code)
-            self._remove(docker)
+            self.event("Terminated", ExitCode=exit_code, Message=BROKEN_WAIT if broken else "")
+            if not broken:
+                self._remove(docker)
         return exit_code
 
     def _start(self, docker: Any) -> str:
@@ -131,24 +160,40 @@ class TaskRunner(threading.Thread):
             api.pull(spec["image"])
         host_config = api.create_host_config(**spec.pop("host_config"))
         with gate.starting():
-            created = api.create_container(host_config=host_config, **spec)
+            try:
+                created = api.create_container(host_config=host_config, **spec)
+            except Exception as exc:
+                running = _running_container(api, spec["name"], exc)
+                if running is None:
+                    raise
+                # Nomad's createContainer on "container already exists": a running container
+                # of the task's name is taken over (the recorded Weave restart, day-two/1c:
+                # "created container" with the same ID, StartedAt unchanged)
+                return running
             api.start(created["Id"])
         return created["Id"]
 
-    def _wait(self, docker: Any) -> int:
-        """The container's exit code. A wait that fails (Docker, or the Weave proxy in front
-        of it, went away) counts as the task's exit, as in Nomad's Docker driver ("failed to
-        wait for container; already terminated"): the restart policy decides what follows."""
+    def _wait(self, docker: Any) -> tuple[int, bool]:
+        """(the container's exit code, whether the wait broke instead). A wait whose
+        connection breaks (Docker, or the Weave proxy in front of it, went away) counts as the
+        task's exit with code 0, as in Nomad's Docker driver: the restart policy decides what
+        follows, and the container may well run on."""
         while True:
             try:
                 result = docker.api.wait(self.container_id, timeout=WAIT_SLICE)
-                return int(result.get("StatusCode", -1))
+                return int(result.get("StatusCode", -1)), False
             except Exception as exc:
-                if wait_timed_out(exc) and not self.owner.ctx.stop.is_set():
+                if wait_timed_out(exc) and not self.agent_gone:
                     continue  # still running
-                if not self.owner.ctx.stop.is_set():
+                if not self.agent_gone:
                     log.warning("waiting for %s failed: %s", self.container_id, exc)
-                return -1
+                return 0, True
+
+    def _stop_quietly(self, docker: Any) -> None:
+        try:
+            docker.api.stop(self.container_id, timeout=0)
+        except Exception as exc:
+            log.error("error stopping container %s: %s", self.container_id, _one_line(exc))
 
     def kill(self, docker: Any) -> None:
         if self.killed.is_set():
@@ -184,7 +229,8 @@ class AllocRunner(threading.Thread):
         self.alloc_dir = ctx.alloc_root / alloc["ID"]
         self._lock = threading.Lock()
         self._changed = threading.Event()
-        self.task_states: dict[str, dict] = {}
+        # a runner of a restarted agent goes on from the states the servers have
+        self.task_states: dict[str, dict] = copy.deepcopy(alloc.get("TaskStates") or {})
         self.tasks: dict[str, TaskRunner] = {}
         self.finished = threading.Event()
         self._running_since: int | None = None
@@ -282,6 +328,8 @@ class AllocRunner(threading.Thread):
             self._watch_health()
             self._changed.wait(HEALTH_POLL)
             self._changed.clear()
+        if self.ctx.stop.is_set() and self.alloc["DesiredStatus"] == "run":
+            return  # the agent was killed: what it registered stays, as a dead agent's does
         self.ctx.syncer().remove_workload(self.alloc_id, f"group-{self.group['Name']}")
         self.finished.set()
         if self.alloc["DesiredStatus"] != "run":
@@ -348,13 +396,29 @@ def _driver_network(inspect: dict) -> consul_sync.DriverNetwork | None:
     return None
 
 
-def _remove_leftover(api: Any, name: str, gate: DockerGate) -> None:
-    """Remove a container left with the task's name by an earlier run (rare: asked first, so
-    that a start takes the gate's exclusive side only when there is one)."""
+def _running_container(api: Any, name: str, refused: Exception) -> str | None:
+    """The ID of the running container ``name`` when Docker refused a create for the name's
+    being taken (409), else None."""
+    status = getattr(getattr(refused, "response", None), "status_code", None)
+    if status != 409:
+        return None
     try:
-        api.inspect_container(name)
+        info = api.inspect_container(name)
+    except Exception:
+        return None
+    return info["Id"] if (info.get("State") or {}).get("Running") else None
+
+
+def _remove_leftover(api: Any, name: str, gate: DockerGate) -> None:
+    """Remove a stopped container left with the task's name by an earlier run (rare: asked
+    first, so that a start takes the gate's exclusive side only when there is one). A running
+    one stays: the create that follows takes it over, as Nomad's driver does."""
+    try:
+        info = api.inspect_container(name)
     except Exception:
         return  # none of that name: the normal case
+    if (info.get("State") or {}).get("Running"):
+        return
     with gate.removing():
         try:
             api.remove_container(name, force=True)

@@ -235,6 +235,9 @@ class ServiceSyncer:
                      len(plan.register_checks), len(plan.deregister_checks))  # fmt: skip
         return plan
 
+    #: set when the agent dies with its node: no last sync, as a killed process does none
+    killed = False
+
     def wake(self) -> None:
         """Run a sync now (and let ``run`` notice its stop flag)."""
         self._wake.set()
@@ -258,7 +261,8 @@ class ServiceSyncer:
             if periodic or failures:
                 self._next_periodic = self._clock() + delay
             self._wake.wait(max(0.0, self._next_periodic - self._clock()))
-        self._final_sync()
+        if not self.killed:
+            self._final_sync()
 
     def _final_sync(self) -> None:
         try:

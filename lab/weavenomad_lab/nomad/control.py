@@ -50,6 +50,23 @@ def restart_agent(lab: LabLayout, node: str) -> None:
                        hint=f"fix the files in {lab.node(node).nomad_config_dir}")
 
 
+def crash_agent(lab: LabLayout, node: str) -> None:
+    """A node's Nomad agent dies (the node goes down): see :meth:`NomadDaemon.crash`."""
+    _post(lab, f"/crash/{lab.node(node).name}", "crash")
+
+
+def boot_agent(lab: LabLayout, node: str) -> None:
+    """The node's Nomad agent starts again after its node came back up."""
+    _post(lab, f"/boot/{lab.node(node).name}", "start")
+
+
+def _post(lab: LabLayout, path: str, what: str) -> None:
+    status, answer = request(lab, "POST", path)
+    if status != 200:
+        detail = (answer or {}).get("error") or f"status {status}"
+        raise LabError(f"cannot {what} the lab Nomad's agent ({path}): {detail}")
+
+
 def set_sync_timing(lab: LabLayout, interval: float | None = None,
                     probation: float | None = None) -> None:
     """Change every client's Consul sync interval / probation (tests need short ones)."""

@@ -20,7 +20,7 @@ import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from weavenomad_lab.nomad import events, shapes
 from weavenomad_lab.nomad.gostyle import parse_duration
@@ -141,7 +141,9 @@ class NomadAPI:
     # -- routing -----------------------------------------------------------------------------
 
     def _route(self, request: Request) -> Response:
-        parts = [p for p in request.path.split("/") if p]
+        # Go's router matches the decoded path: a job ID arrives percent-encoded (recorded:
+        # plan-dns-catalog-checks, a job named Ünïcødé-作业), %2F inside one segment included
+        parts = [unquote(p) for p in request.path.split("/") if p]
         if len(parts) < 2 or parts[0] != "v1":
             return Response(404)
         head, rest = parts[1], parts[2:]
@@ -247,6 +249,9 @@ class NomadAPI:
             return self._register(request, job_id)
         if sub == "plan":
             return self._plan(request, job_id)
+        if sub == "evaluate" and request.method in ("PUT", "POST"):
+            answer = self.state.evaluate_job(key[0], job_id)  # `nomad job eval`
+            return self._json(answer, request, answer["Index"], query=False)
         if sub == "" and request.method == "DELETE":
             purge = request.arg("purge").lower() in ("1", "true", "t")
             answer = self.state.deregister_job(key[0], job_id, purge)

@@ -42,6 +42,9 @@ class Plan:
     failed: dict[str, dict] = field(default_factory=dict)
     #: group -> number of allocations that could not be placed
     queued: dict[str, int] = field(default_factory=dict)
+    #: computed node class -> whether its nodes passed the feasibility checks (drivers,
+    #: constraints) for a group that could not be placed; what a blocked evaluation keeps
+    class_eligibility: dict[str, bool] = field(default_factory=dict)
 
     def changes_anything(self) -> bool:
         return bool(self.place or self.stop or self.in_place)
@@ -121,7 +124,7 @@ def _plan_group(job: dict, group: dict, live: list[dict], nodes: list[dict],
     failures = 0
     metric: dict | None = None
     for index in missing:
-        node, metric_or_none = _choose_node(job, group, nodes, usage)
+        node, metric_or_none = _choose_node(job, group, nodes, usage, plan.class_eligibility)
         if node is None:
             failures += 1
             metric = metric or metric_or_none
@@ -178,8 +181,8 @@ def _release(usage: dict[str, Counter], alloc: dict) -> None:
 # -- feasibility -------------------------------------------------------------------------------
 
 
-def _choose_node(job: dict, group: dict, nodes: list[dict],
-                 usage: dict[str, Counter]) -> tuple[dict | None, dict | None]:  # fmt: skip
+def _choose_node(job: dict, group: dict, nodes: list[dict], usage: dict[str, Counter],
+                 eligibility: dict[str, bool]) -> tuple[dict | None, dict | None]:  # fmt: skip
     datacenters = job.get("Datacenters") or []
     in_dcs = [n for n in nodes if n.get("Datacenter") in datacenters]
     available = {dc: 0 for dc in datacenters}
@@ -192,6 +195,10 @@ def _choose_node(job: dict, group: dict, nodes: list[dict],
         if not _ready(node):
             continue
         reason = _filter_reason(job, group, node, usage)
+        node_class = node.get("ComputedClass") or ""
+        # Nomad's feasibility checker marks a class eligible once one of its nodes passed, and
+        # ineligible when its nodes fail a driver or constraint check
+        eligibility[node_class] = eligibility.get(node_class, False) or not reason
         if reason:
             metric["NodesFiltered"] += 1
             metric["ConstraintFiltered"] = metric["ConstraintFiltered"] or {}

@@ -156,8 +156,9 @@ class _UnixListener(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
 
 
 class ControlAPI:
-    """``POST /restart/<node>``, ``PUT /sync`` ``{"interval": s, "probation": s}``,
-    ``GET /status``: the lab's own levers, never part of Nomad's API."""
+    """``POST /restart/<node>``, ``POST /crash/<node>`` and ``POST /boot/<node>`` (a node's
+    reboot), ``PUT /sync`` ``{"interval": s, "probation": s}``, ``GET /status``: the lab's own
+    levers, never part of Nomad's API."""
 
     def __init__(self, daemon: NomadDaemon):
         self.daemon = daemon
@@ -169,10 +170,13 @@ class ControlAPI:
                 agent = self.daemon.agent(parts[1])
                 error = agent.restart()
                 return _json({"node": agent.node.name, "error": error}, 500 if error else 200)
+            if request.method == "POST" and len(parts) == 2 and parts[0] in ("crash", "boot"):
+                name = self.daemon.agent(parts[1]).node.name
+                (self.daemon.crash if parts[0] == "crash" else self.daemon.boot)(name)
+                return _json({"node": name})
             if request.method == "PUT" and parts == ["sync"]:
                 body = json.loads(request.body or b"{}")
-                for agent in self.daemon.agents.values():
-                    agent.syncer.set_timing(body.get("interval"), body.get("probation"))
+                self.daemon.set_sync_timing(body.get("interval"), body.get("probation"))
                 return _json({"ok": True})
             if request.method == "GET" and parts == ["status"]:
                 return _json(self.daemon.status())
@@ -197,13 +201,23 @@ class NomadDaemon:
         self.state = NomadState()
         self.stopping = threading.Event()
         self.in_netns = in_netns
-        self.agents: dict[str, NodeAgent] = {
-            node.name: NodeAgent(lab, node, self.state, sync_interval=sync_interval,
-                                 probation=probation, netns="node" if in_netns else None,
-                                 stop=threading.Event())
-            for node in lab.nodes
-        }  # fmt: skip
+        self.sync_interval, self.probation = sync_interval, probation
+        self.agents: dict[str, NodeAgent] = {node.name: self._new_agent(node)
+                                             for node in lab.nodes}
         self.listeners: list[socketserver.BaseServer] = []
+        #: each node's own HTTP listeners, closed while its agent is down (a reboot)
+        self.node_listeners: dict[str, list[socketserver.BaseServer]] = {}
+
+    def _new_agent(self, node) -> NodeAgent:
+        return NodeAgent(self.lab, node, self.state, sync_interval=self.sync_interval,
+                         probation=self.probation, netns="node" if self.in_netns else None,
+                         stop=threading.Event())
+
+    def set_sync_timing(self, interval: float | None, probation: float | None) -> None:
+        self.sync_interval = interval if interval is not None else self.sync_interval
+        self.probation = probation if probation is not None else self.probation
+        for agent in self.agents.values():
+            agent.syncer.set_timing(interval, probation)
 
     def agent(self, name: str) -> NodeAgent:
         for agent in self.agents.values():
@@ -223,14 +237,40 @@ class NomadDaemon:
             remove_labelled_containers(agent.node)  # leftovers of an earlier run: state was lost
             agent.start()
         for agent in self.agents.values():
-            api = NomadAPI(self.state, agent.agent_self, parse_job_text, self.acl_token)
-            sockets = [listen_tcp("127.0.0.1", agent.node.ports["nomad"])]
-            if self.in_netns:
-                sockets.append(listen_tcp("127.0.0.1", NOMAD_PORT, netns=agent.node.netns))
-            for sock in sockets:
-                self._serve(_Listener(sock, api, self.stopping, self.tls))
+            self._listen(agent.node.name)
         self._serve(_UnixListener(control_socket_path(self.lab), ControlAPI(self),
                                   self.stopping))  # fmt: skip
+
+    def _listen(self, name: str) -> None:
+        agent = self.agents[name]
+        api = NomadAPI(self.state, agent.agent_self, parse_job_text, self.acl_token)
+        sockets = [listen_tcp("127.0.0.1", agent.node.ports["nomad"])]
+        if self.in_netns:
+            sockets.append(listen_tcp("127.0.0.1", NOMAD_PORT, netns=agent.node.netns))
+        self.node_listeners[name] = [_Listener(sock, api, self.stopping, self.tls)
+                                     for sock in sockets]
+        for listener in self.node_listeners[name]:
+            self._serve(listener)
+
+    def crash(self, name: str) -> None:
+        """A node's agent dies with its node (a reboot): its API goes, its runners stop
+        without stopping or deregistering anything; the servers keep its allocations."""
+        for listener in self.node_listeners.pop(name, []):
+            listener.shutdown()
+            listener.server_close()
+            self.listeners.remove(listener)
+        self.agents[name].crash()
+
+    def boot(self, name: str) -> None:
+        """The node's agent starts again: same node ID (its data dir), its allocations taken
+        up again; tasks whose containers died with the node start anew, running ones are
+        taken over."""
+        if name in self.node_listeners:
+            return
+        agent = self._new_agent(self.agents[name].node)
+        self.agents[name] = agent
+        agent.start()
+        self._listen(name)
 
     def _serve(self, listener: socketserver.BaseServer) -> None:
         self.listeners.append(listener)

@@ -111,9 +111,17 @@ class NomadState:
             self.nodes[node["ID"]] = stored
             self._emit(index, [{"Topic": "Node", "Type": "NodeRegistration", "Key": node["ID"],
                                 "Payload": {"Node": copy.deepcopy(stored)}}])  # fmt: skip
+            node_class = stored.get("ComputedClass") or ""
             for evaluation in list(self.evals.values()):
-                if evaluation["Status"] == "blocked":
-                    self._unblock(evaluation)
+                if evaluation["Status"] != "blocked":
+                    continue
+                # Nomad's blocked-evals tracker: a node change unblocks an evaluation unless it
+                # found that node's class ineligible (a driver or constraint check failed), so
+                # a driver turning healthy on the same node leaves it blocked (recorded:
+                # day-two/1b-after-relaunch-nomad-job-httpbackend-evaluations.json)
+                if (evaluation.get("ClassEligibility") or {}).get(node_class) is False:
+                    continue
+                self._unblock(evaluation)
 
     def node_ids(self) -> list[str]:
         with self._cond:
@@ -181,6 +189,18 @@ class NomadState:
             return copy.deepcopy(plan.plan_answer(
                 self.jobs.get(key), job, allocs, list(self.nodes.values()), diff=diff,
                 new_id=self._new_id, now=self._clock()))
+
+    def evaluate_job(self, namespace: str, job_id: str) -> dict:
+        """``nomad job eval``: a new evaluation of the registered job, which a blocked one
+        waiting for a node change does not get by itself."""
+        with self._cond:
+            job = self.jobs.get((namespace, job_id))
+            if job is None:
+                raise NomadError(404, "job not found")
+            evaluation = self._evaluate(job, "job-register", job["JobModifyIndex"])
+            return {"EvalCreateIndex": evaluation["CreateIndex"], "EvalID": evaluation["ID"],
+                    "Index": evaluation["CreateIndex"], "JobModifyIndex": job["JobModifyIndex"],
+                    "KnownLeader": False, "LastContact": 0, "Warnings": ""}
 
     def deregister_job(self, namespace: str, job_id: str, purge: bool = False) -> dict:
         key = (namespace, job_id)
@@ -250,15 +270,25 @@ class NomadState:
         evaluation["QueuedAllocations"] = queued or None
         if plan.failed:
             evaluation["FailedTGAllocs"] = plan.failed
-            blocked = self._blocked_eval(evaluation, job)
+            blocked = self._blocked_eval(evaluation, job, plan.class_eligibility)
             evaluation["BlockedEval"] = blocked["ID"]
+        elif evaluation["TriggeredBy"] != "queued-allocs":
+            self._cancel_blocked(job_id)  # everything placed: nothing left to wait for
         events = [{"Topic": "Evaluation", "Type": "EvaluationUpdated", "Key": evaluation["ID"],
                    "Namespace": namespace, "Payload": {"Evaluation": copy.deepcopy(evaluation)}}]
         if job is not None and (namespace, job_id) in self.jobs:
             self._refresh_job_status(self.jobs[(namespace, job_id)], events)
         self._emit(index, events)
 
-    def _blocked_eval(self, previous: dict, job: dict | None) -> dict:
+    def _cancel_blocked(self, job_id: str) -> None:
+        for other in self.evals.values():
+            if other["JobID"] == job_id and other["Status"] == "blocked":
+                other["Status"] = "canceled"
+                other["StatusDescription"] = f'evaluation "{other["ID"]}" successful'
+                other["ModifyIndex"] = self.index
+
+    def _blocked_eval(self, previous: dict, job: dict | None,
+                      eligibility: dict[str, bool]) -> dict:
         # an older blocked evaluation of the same job is superseded, as in Nomad's eval broker
         for other in self.evals.values():
             if other["JobID"] == previous["JobID"] and other["Status"] == "blocked":
@@ -268,7 +298,7 @@ class NomadState:
         blocked = shapes.new_evaluation(
             eval_id=self._new_id(), job=job or {"ID": previous["JobID"]},
             triggered_by="queued-allocs", now=self._clock(), status="blocked",
-            PreviousEval=previous["ID"],
+            PreviousEval=previous["ID"], ClassEligibility=dict(eligibility),
             StatusDescription="created to place remaining allocations",
         )  # fmt: skip
         blocked.update(CreateIndex=index, ModifyIndex=index, SnapshotIndex=index)

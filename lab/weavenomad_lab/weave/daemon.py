@@ -7,6 +7,11 @@ launched node a :class:`~weavenomad_lab.weave.runtime.NodeRuntime`. Its state li
 which flags) and ``weavewait/`` (the volume mounted at ``/w``). A restarted daemon relaunches the
 recorded nodes, so containers keep their addresses across restarts.
 
+A node's Weave runs while its router container does (:mod:`.containers`): the daemon follows
+each node's dockerd events, so ``docker stop/restart weave``, a crash and dockerd's restart
+policy after a reboot act on the proxy and the API as they do on a real node, and ``weave
+status``/``reset`` of a stopped Weave answer with the real script's words.
+
 :data:`COMPONENT` plugs it into ``weavenomad lab up/down/status``.
 """
 
@@ -24,6 +29,7 @@ import signal
 import sys
 import time
 from dataclasses import dataclass
+from ipaddress import IPv4Network
 from pathlib import Path
 
 from weavenomad.errors import ConflictError, ValidationError, WeavenomadError
@@ -33,9 +39,11 @@ from weavenomad_lab.weave import (
     COMPONENT_NAME,
     api,
     cidr,
+    containers,
     control_call,
     control_socket,
     plumbing,
+    proxy,
     weavewait,
     wire,
 )
@@ -47,6 +55,24 @@ log = logging.getLogger("weavenomad_lab.weave")
 
 #: the real script's words, which scripts may look for
 NOT_LAUNCHED = "weave container is not present. Have you launched it?"
+NOT_RUNNING = "weave container is not running."
+#: ``weave reset`` of a node whose router container exists but does not run (recorded:
+#: day-two/1b-04), and what reset --force says then (1b-07, 1b-10)
+RESET_REFUSED = ("ERROR: weave is not running; unable to remove from cluster.\n"
+                 "Re-launch weave before reset or use --force to override.\n")
+RESET_NOT_RUNNING = "Weave is not running (ignore on Kubernetes).\n"
+#: the script's last words when the router died during ``weave launch`` (day-two/1d-01)
+LAUNCH_DIED = "The weave container has died. Consult the container logs for further details."
+#: seconds between attempts to follow a node's router container while its dockerd is away
+FOLLOW_RETRY = 1.0
+
+
+class ScriptExit(LabError):
+    """The weave script ends with this exit code and exactly this stderr (and stdout)."""
+
+    def __init__(self, code: int, stderr: str, stdout: str = ""):
+        super().__init__(stderr.strip().splitlines()[0] if stderr.strip() else f"exit {code}")
+        self.code, self.stderr, self.stdout = code, stderr, stdout
 
 
 class WeaveDaemon:
@@ -61,9 +87,12 @@ class WeaveDaemon:
         self.died_timeout = died_timeout
         self.ipam = ipam_mod.load(self.ipam_file)
         self.runtimes: dict[str, NodeRuntime] = {}
+        #: the launch flags of every node whose router container exists (running or not)
+        self.options: dict[str, LaunchOptions] = {}
         self._stop = asyncio.Event()
         self._sweep_wake = asyncio.Event()
-        self.changes = asyncio.Lock()  # launch/reset/expose/hide one at a time
+        # launch/reset/expose/hide and the router's comings and goings, one at a time
+        self.changes = asyncio.Lock()
 
     # -- shared state -------------------------------------------------------------------------
 
@@ -77,7 +106,7 @@ class WeaveDaemon:
         self._sweep_wake.set()
 
     def _save_launched(self) -> None:
-        data = {name: rt.options.to_json() for name, rt in sorted(self.runtimes.items())}
+        data = {name: options.to_json() for name, options in sorted(self.options.items())}
         tmp = self.launched_file.with_suffix(".tmp")
         tmp.write_text(json.dumps(data, indent=1) + "\n")
         os.replace(tmp, self.launched_file)
@@ -91,19 +120,23 @@ class WeaveDaemon:
             saved = json.loads(self.launched_file.read_text())
         except (OSError, ValueError):
             saved = {}
-        for name, options in saved.items():  # before answering: ready means relaunched
-            try:
-                await self.launch(name, LaunchOptions.from_json(options))
-            except WeavenomadError as exc:
-                log.warning("relaunching node %s failed: %s", name, exc.one_line())
+        self.options = {name: LaunchOptions.from_json(o) for name, o in saved.items()}
+        for name in list(self.options):  # before answering: ready means relaunched
+            async with self.changes:
+                try:
+                    await self._follow_state(self.lab.node(name))
+                except WeavenomadError as exc:
+                    log.warning("relaunching node %s failed: %s", name, exc.one_line())
         path = control_socket(self.dir)
         path.unlink(missing_ok=True)
         server = await asyncio.start_unix_server(self._control, path=str(path))
         path.chmod(0o600)
-        sweeper = asyncio.create_task(self._sweep())
+        background = [asyncio.create_task(self._sweep())]
+        background += [asyncio.create_task(self._follow_router(node)) for node in self.lab.nodes]
         log.info("weave emulator ready on %s", path)
         await self._stop.wait()
-        sweeper.cancel()
+        for task in background:
+            task.cancel()
         server.close()
         for rt in list(self.runtimes.values()):
             await rt.stop()  # the network stays: a restarted daemon takes over
@@ -123,22 +156,87 @@ class WeaveDaemon:
             if self.ipam.sweep(time.time(), self.died_timeout):
                 self.save_ipam()
 
+    # -- the router container -----------------------------------------------------------------
+
+    async def _follow_router(self, node: layout.NodeLayout) -> None:
+        """Keep the node's Weave in step with its router container, whoever starts or stops
+        it (``docker restart weave``, dockerd's restart policy after a reboot, a crash)."""
+        while True:
+            since = f"{time.time():.9f}"
+            try:
+                async with self.changes:
+                    await self._follow_state(node)
+                query = containers.router_events_query(since)
+                async for _event in wire.docker_events(str(node.docker_sock), query):
+                    async with self.changes:
+                        await self._follow_state(node)
+            except (OSError, asyncio.TimeoutError, wire.WireError, ValueError,
+                    WeavenomadError) as exc:
+                log.debug("node %s: following the router container: %s", node.name, exc)
+            await asyncio.sleep(FOLLOW_RETRY)
+
+    async def _follow_state(self, node: layout.NodeLayout) -> None:
+        """(Lock held.) The proxy and API run exactly while the router container does."""
+        router = await containers.state(str(node.docker_sock), containers.ROUTER)
+        options = self.options.get(node.name)
+        running = router is not None and router.running
+        if running and node.name not in self.runtimes and options and not options.fatal:
+            log.info("node %s: the router container runs: Weave starts", node.name)
+            await self._start_runtime(node, options)
+        elif not running and node.name in self.runtimes:
+            log.info("node %s: the router container stopped: Weave stops", node.name)
+            # a router that is stopped or dies leaves its socket file behind (day-two/1b)
+            await self.runtimes.pop(node.name).stop(unlink_socket=False)
+
     # -- operations ---------------------------------------------------------------------------
 
-    def runtime(self, node: str) -> NodeRuntime:
-        name = self.lab.node(node).name
-        if name not in self.runtimes:
-            raise LabError(NOT_LAUNCHED)
-        return self.runtimes[name]
+    async def runtime(self, node: str) -> NodeRuntime:
+        """The node's running Weave; else the script's words for a stopped or absent one."""
+        found = self.lab.node(node)
+        if found.name in self.runtimes:
+            return self.runtimes[found.name]
+        router = None
+        with contextlib.suppress(LabError):
+            router = await containers.state(str(found.docker_sock), containers.ROUTER)
+        raise LabError(NOT_LAUNCHED if router is None else NOT_RUNNING)
 
     async def launch(self, node_name: str, options: LaunchOptions) -> NodeRuntime:
         node = self.lab.node(node_name)
-        if node.name in self.runtimes:
+        sock = str(node.docker_sock)
+        router = await containers.state(sock, containers.ROUTER)
+        if node.name in self.runtimes or (router is not None and router.running):
             raise ConflictError("weave is already running; you can stop it with 'weave stop'.")
         if not netns.exists(node.netns) or not netns.exists(self.lab.fabric_netns):
             raise LabError(f"the namespaces of node {node.name} do not exist",
                            hint="run 'weavenomad lab up'")
-        # Weave's router reads both with ParseCIDRSubnet and dies with its bare error
+        fatal = options.fatal
+        try:
+            self._settings(options)
+        except ValidationError as exc:
+            # Weave's router reads both with ParseCIDRSubnet and dies with its bare error,
+            # after the script created its containers (day-two/1d)
+            fatal = exc.message
+        if router is not None:
+            await containers.remove(sock, containers.ROUTER)
+        await containers.ensure_data_only(sock)
+        args = containers.router_args(options.flags(), str(node.weave_sock))
+        await containers.create(sock, containers.ROUTER, containers.router_spec(args, fatal))
+        self.options[node.name] = LaunchOptions.from_json({**options.to_json(), "fatal": fatal})
+        self._save_launched()
+        if fatal:
+            await self._die_launching(node)
+            raise ScriptExit(1, f"{fatal}\n{LAUNCH_DIED}\n")
+        await containers.start(sock, containers.ROUTER)
+        try:
+            return await self._start_runtime(node, options)
+        except BaseException:
+            with contextlib.suppress(WeavenomadError):
+                await containers.stop(sock, containers.ROUTER)
+            raise
+
+    def _settings(self, options: LaunchOptions) -> tuple[IPv4Network, IPv4Network]:
+        """The launch's range and default subnet; ValidationError when the router would die
+        of them, ConflictError when they do not fit the launched peers'."""
         universe = cidr.parse_subnet(options.ipalloc_range or str(ipam_mod.DEFAULT_RANGE))
         default = (cidr.parse_subnet(options.default_subnet) if options.default_subnet
                    else universe)
@@ -151,6 +249,24 @@ class WeaveDaemon:
                 f"the launched peers ({', '.join(sorted(self.runtimes))})",
                 hint=f"launch with --ipalloc-range {self.ipam.universe}",
             )
+        return universe, default
+
+    async def _die_launching(self, node: layout.NodeLayout) -> None:
+        """What a router that dies at start leaves (day-two/1d): its bridge, the socket its
+        proxy was listening on, and an exited ``--restart=always`` container."""
+        bridge = await self._docker_bridge(node)
+        await plumbing.bring_up_node(plumbing.NodeNet(node.name, node.netns,
+                                                      self.lab.fabric_netns, bridge))
+        proxy.leave_stale_socket(node.weave_sock)
+        sock = str(node.docker_sock)
+        await containers.start(sock, containers.ROUTER)
+        await containers.wait_exited(sock, containers.ROUTER)
+        # the script stops the crash loop it started (1d-06: no restart after the first)
+        await containers.stop(sock, containers.ROUTER)
+
+    async def _start_runtime(self, node: layout.NodeLayout,
+                             options: LaunchOptions) -> NodeRuntime:
+        universe, default = self._settings(options)
         self.ipam.set_universe(universe)
         bridge = await self._docker_bridge(node)
         net = plumbing.NodeNet(node.name, node.netns, self.lab.fabric_netns, bridge)
@@ -164,7 +280,6 @@ class WeaveDaemon:
             with contextlib.suppress(WeavenomadError):
                 await plumbing.tear_down_node(net)
             raise
-        self._save_launched()
         self.save_ipam()
         return rt
 
@@ -181,28 +296,57 @@ class WeaveDaemon:
         return options.get("com.docker.network.bridge.name") or layout.DOCKER_BRIDGE
 
     async def stop_node(self, node_name: str) -> None:
-        """``weave stop``: the node's proxy and API go; bridge, guard and addresses stay."""
+        """``weave stop``: the router container stops, so the node's proxy and API go;
+        bridge, guard and addresses stay."""
         node = self.lab.node(node_name)
+        router = await containers.state(str(node.docker_sock), containers.ROUTER)
         rt = self.runtimes.pop(node.name, None)
-        if rt is None:
+        if rt is None and (router is None or not router.running):
             raise LabError("weave is not running.")
-        await rt.stop()
-        self._save_launched()
+        if rt is not None:
+            await rt.stop()
+        await containers.stop(str(node.docker_sock), containers.ROUTER)
 
-    async def reset(self, node_name: str) -> None:
+    async def reset(self, node_name: str, force: bool = False) -> str:
+        """``weave reset [--force]``: refused (as the script does) when the router container
+        exists but does not run, unless forced; else everything of Weave on the node goes:
+        containers (and with weavedb the node's IPAM), bridge, rules. A running proxy removes
+        its socket; a stopped one's stays. Returns what the script prints on stderr."""
         node = self.lab.node(node_name)
+        sock = str(node.docker_sock)
+        router = await containers.state(sock, containers.ROUTER)
+        running = node.name in self.runtimes
+        if not running and router is not None and not force:
+            raise ScriptExit(1, RESET_REFUSED)
         rt = self.runtimes.pop(node.name, None)
         if rt is not None:
             await rt.stop()
             net = rt.net
         else:
             net = plumbing.NodeNet(node.name, node.netns, self.lab.fabric_netns)
+        for name in containers.ALL:
+            await containers.remove(sock, name)
         if netns.exists(node.netns):
             await plumbing.tear_down_node(net)
-        node.weave_sock.unlink(missing_ok=True)
         self.ipam.release_node(node.name)
         self.save_ipam()
+        self.options.pop(node.name, None)
         self._save_launched()
+        return "" if running else RESET_NOT_RUNNING
+
+    async def node_down(self, node_name: str) -> None:
+        """The node goes down (``lab reboot``): Weave's processes die and the kernel forgets
+        the bridge, its addresses and every iptables rule; the router container (dockerd
+        stops it next), the IPAM and the launch flags are kept, as weavedb keeps them."""
+        node = self.lab.node(node_name)
+        rt = self.runtimes.pop(node.name, None)
+        if rt is not None:
+            await rt.stop()  # /var/run is a tmpfs: the socket goes with the reboot
+        node.weave_sock.unlink(missing_ok=True)
+        if netns.exists(node.netns):
+            net = plumbing.NodeNet(node.name, node.netns, self.lab.fabric_netns)
+            await plumbing.tear_down_node(net)
+            await plumbing.forget_rules(net)
 
     # -- control socket -----------------------------------------------------------------------
 
@@ -212,6 +356,9 @@ class WeaveDaemon:
             request = json.loads(line)
             result = await self.dispatch(request)
             answer = {"ok": True, **result}
+        except ScriptExit as exc:
+            answer = {"ok": False, "error": exc.one_line(), "exit": exc.code,
+                      "stderr": exc.stderr, "stdout": exc.stdout}
         except WeavenomadError as exc:
             answer = {"ok": False, "error": exc.one_line(), "exit": int(exc.exit_code)}
         except (ValueError, KeyError, TypeError, asyncio.TimeoutError) as exc:
@@ -228,26 +375,37 @@ class WeaveDaemon:
         op, node = request["op"], request.get("node")
         if op == "ping":
             return {"pid": os.getpid()}
+        if op == "options":  # nodes whose router container exists, running or not
+            return {"nodes": sorted(self.options)}
         if op == "launched":
             return {"nodes": {
                 name: {"api": rt.node.url("weave_api") if "weave_api" in rt.node.ports else None,
                        "proxy": rt.proxy_addresses, "peer": rt.peer.name}
                 for name, rt in self.runtimes.items()
             }}
-        if op in ("launch", "reset", "stop", "expose", "hide"):
+        if op in ("launch", "reset", "stop", "expose", "hide", "node-down"):
             async with self.changes:
                 if op == "launch":
                     rt = await self.launch(node, LaunchOptions.from_json(request["options"]))
                     return {"id": hashlib.sha256(rt.peer.name.encode()).hexdigest()}
                 if op == "reset":
-                    await self.reset(node)
-                    return {}
+                    return {"stderr": await self.reset(node, bool(request.get("force")))}
                 if op == "stop":
                     await self.stop_node(node)
                     return {}
-                method = self.runtime(node).expose if op == "expose" else self.runtime(node).hide
+                if op == "node-down":
+                    await self.node_down(node)
+                    return {}
+                rt = await self.runtime(node)
+                method = rt.expose if op == "expose" else rt.hide
                 return {"addresses": [str(a) for a in await method(request.get("args", []))]}
-        rt = self.runtime(node)
+        if op == "status":
+            try:
+                rt = await self.runtime(node)
+            except LabError as exc:  # the script frames its complaint with empty lines
+                raise ScriptExit(1, exc.message + "\n", "\n\n") from None
+        else:
+            rt = await self.runtime(node)
         if op == "status":
             view = request.get("view", "")
             render = status_mod.status_text if not view else api.STATUS_VIEWS.get(view)
@@ -354,7 +512,8 @@ class WeaveComponent:
         if daemon.running():
             for node in lab.nodes:
                 with contextlib.suppress(LabError):
-                    control_call(directory, {"op": "reset", "node": node.name}, 30.0)
+                    control_call(directory, {"op": "reset", "node": node.name, "force": True},
+                                 30.0)
             daemon.stop()
         else:  # no daemon to ask: undo the network side directly
             for node in lab.nodes:

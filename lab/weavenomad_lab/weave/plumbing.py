@@ -230,6 +230,14 @@ async def tear_down_node(node: NodeNet) -> None:
         await run(ip_argv(node.fabric_netns, "link", "del", node.fabric_port), check=False)
 
 
+async def forget_rules(node: NodeNet) -> None:
+    """What a reboot does to the node's iptables: every rule and chain of the filter and nat
+    tables is gone (Weave's, the isolation guards, everyone's)."""
+    for table in ("filter", "nat"):
+        await iptables(node, "-t", table, "-F", check=False)
+        await iptables(node, "-t", table, "-X", check=False)
+
+
 # -- containers ----------------------------------------------------------------------------
 
 

@@ -283,3 +283,15 @@ class Proxy:
                 return True
             await wire.relay_body(ur, cw, head, kind)
             await cw.drain()
+
+
+def leave_stale_socket(path: Path) -> None:
+    """A unix socket file nobody listens on, as a proxy that died leaves it."""
+    import socket as socket_module
+
+    path.unlink(missing_ok=True)
+    listener = socket_module.socket(socket_module.AF_UNIX, socket_module.SOCK_STREAM)
+    try:
+        listener.bind(str(path))  # never unlinked: closing a bound socket leaves the file
+    finally:
+        listener.close()

@@ -45,9 +45,32 @@ class LaunchOptions:
     name: str | None = None
     password: bool = False
     trusted_subnets: list[str] = field(default_factory=list)
+    #: the lab's lever for a router that dies at start with this message (the shim takes it
+    #: from WEAVENOMAD_LAB_WEAVE_FATAL), as a real one dies of a bad range or a crash
+    fatal: str | None = None
 
     def to_json(self) -> dict:
         return asdict(self)
+
+    def flags(self) -> list[str]:
+        """The router's own flags for these options, in the order Weave's script passes
+        them (recorded: day-two/1d-04), the peers last."""
+        flags = []
+        if self.nickname:
+            flags += ["--nickname", self.nickname]
+        if self.name:
+            flags += ["--name", self.name]
+        if self.ipalloc_range:
+            flags += ["--ipalloc-range", self.ipalloc_range]
+        if self.no_default_ipalloc:
+            flags.append("--no-default-ipalloc")
+        if self.default_subnet:
+            flags += ["--ipalloc-default-subnet", self.default_subnet]
+        if self.trusted_subnets:
+            flags += ["--trusted-subnets", ",".join(self.trusted_subnets)]
+        if not self.proxy:
+            flags.append("--proxy=false")
+        return [*flags, *self.peers]
 
     @classmethod
     def from_json(cls, data: dict) -> LaunchOptions:
@@ -112,7 +135,9 @@ class NodeRuntime:
         await self.reconcile()
         self.tasks.append(asyncio.create_task(self._watch_events()))
 
-    async def stop(self) -> None:
+    async def stop(self, unlink_socket: bool = True) -> None:
+        """Stop serving. ``unlink_socket`` False: a router that was stopped or died leaves
+        its proxy's socket file behind, as the real one does (day-two/1b, 1d)."""
         for task in self.tasks:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
@@ -123,7 +148,7 @@ class NodeRuntime:
         for task in list(self.api_tasks):
             task.cancel()
         self.servers.clear()
-        if self.options.proxy:
+        if self.options.proxy and unlink_socket:
             self.node.weave_sock.unlink(missing_ok=True)
 
     async def reconcile(self) -> None:

@@ -85,6 +85,18 @@ class UsageError(Exception):
     pass
 
 
+class ScriptExit(Exception):
+    """The emulator's answer is the script's own exit: this code, this stdout and stderr."""
+
+    def __init__(self, code: int, stdout: str, stderr: str):
+        super().__init__(stderr)
+        self.code, self.stdout, self.stderr = code, stdout, stderr
+
+
+#: the lab's lever for a router that dies at start (see runtime.LaunchOptions.fatal)
+FATAL_VARIABLE = "WEAVENOMAD_LAB_WEAVE_FATAL"
+
+
 def parse_launch(args: list[str], environ: dict[str, str]) -> dict:
     """``weave launch`` arguments -> LaunchOptions JSON (see runtime.LaunchOptions)."""
     values: dict[str, str] = {}
@@ -157,6 +169,9 @@ class Shim:
 
     def call(self, op: str, **fields) -> dict:
         answer = control_call(self.component_dir, {"op": op, "node": self.node, **fields})
+        if not answer.get("ok") and "stderr" in answer:
+            raise ScriptExit(int(answer.get("exit") or 1), answer.get("stdout") or "",
+                             answer["stderr"])
         if not answer.get("ok"):
             raise LabError(answer.get("error", "the weave emulator refused the request"))
         return answer
@@ -177,6 +192,10 @@ class Shim:
         except UsageError as exc:
             self.err(f"{exc}\n{USAGE}")
             return 1
+        except ScriptExit as exc:
+            self.out(exc.stdout)
+            self.err(exc.stderr)
+            return exc.code
         except LabError as exc:
             self.err(exc.one_line() + "\n")
             return 1
@@ -191,13 +210,15 @@ class Shim:
 
     def cmd_launch(self, args):
         options = parse_launch(args, self.environ)
+        options["fatal"] = self.environ.get(FATAL_VARIABLE) or None
         self.out(self.call("launch", options=options)["id"] + "\n")
 
     def cmd_reset(self, args):
         if args not in ([], ["--force"]):
             raise UsageError("reset takes only --force")
         self._warn_if_stopping_proxy_in_env()
-        self.call("reset")
+        answer = self.call("reset", **({"force": True} if args else {}))
+        self.err(answer.get("stderr") or "")
 
     def cmd_stop(self, args):
         if args:
