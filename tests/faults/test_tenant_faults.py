@@ -22,16 +22,12 @@ import pytest
 import requests
 from labtools import (
     NOMAD_ALLOC_LABEL,
-    WEAVE_PROXY_CONFIG,
     docker_client,
-    driver,
-    launch_weave,
     node_cli_env,
     nomad,
-    set_endpoint,
     wait_for,
+    weave_overlay,
 )
-from weavenomad_lab.nomad import control
 
 from .faultlab import JOBS, KV_PREFIX, NOTES, SYNC, Reconcilers
 
@@ -126,11 +122,7 @@ class World:
 @pytest.fixture(scope="module")
 def world(fault_lab, tmp_path_factory):
     lab = fault_lab
-    launch_weave(lab)
-    for node in lab.nodes:
-        set_endpoint(lab, node, WEAVE_PROXY_CONFIG)
-        wait_for(f"{node.name}'s docker driver", lambda node=node: driver(node)["Healthy"])
-    control.set_sync_timing(lab, interval=SYNC, probation=0)
+    weave_overlay(lab, sync=SYNC)
     daemons = Reconcilers(lab, tmp_path_factory.mktemp("reconcilers"))
     daemons.start_all()
     try:

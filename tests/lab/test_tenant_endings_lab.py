@@ -28,19 +28,15 @@ import pytest
 import requests
 from conftest import lab_name, lab_state_dir
 from labtools import (
-    WEAVE_PROXY_CONFIG,
     consul,
-    driver,
     ethwe_address,
-    launch_weave,
     node_cli_env,
     nomad,
-    set_endpoint,
     task_containers,
     wait_for,
+    weave_overlay,
 )
 from weavenomad_lab import core
-from weavenomad_lab.nomad import control
 
 pytestmark = pytest.mark.lab
 
@@ -173,11 +169,7 @@ class World:
 @pytest.fixture(scope="module")
 def world(own_lab, tmp_path_factory):
     lab = own_lab
-    launch_weave(lab)
-    for node in lab.nodes:
-        set_endpoint(lab, node, WEAVE_PROXY_CONFIG)
-        wait_for(f"{node.name}'s docker driver", lambda node=node: driver(node)["Healthy"])
-    control.set_sync_timing(lab, interval=SYNC, probation=0)
+    weave_overlay(lab, sync=SYNC)
     env = node_cli_env(lab, lab.nodes[0], WEAVENOMAD_KV_PREFIX=KV_PREFIX)
     daemons = Daemons(lab, tmp_path_factory.mktemp("reconcilers"))
     found = World(lab, env, daemons)
