@@ -7,6 +7,8 @@ from ipaddress import IPv4Network
 
 import pytest
 from fakes import FakeKV
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from weavenomad.errors import BackendUnavailable, ConflictError, ValidationError
 from weavenomad.tenancy import holders
@@ -219,13 +221,15 @@ def test_a_forced_delete_quarantines_while_tasks_run_and_the_next_create_avoids_
                                "in it")
     assert deletion.to_json()["quarantined"] is True
     assert set(registry.load().quarantined) == {ACME}
-    assert create_tenant(registry, "globex", nomad=nomad).subnet == IPv4Network("10.32.2.0/24")
+    created = create_tenant(registry, "globex", connect_nomad=lambda: nomad)
+    assert created.subnet == IPv4Network("10.32.2.0/24")
     with pytest.raises(ConflictError, match="1 allocation.s. of job web still hold"):
-        create_tenant(registry, "initech", cidr="10.32.1.0/24", nomad=nomad)
+        create_tenant(registry, "initech", cidr="10.32.1.0/24", connect_nomad=lambda: nomad)
     assert "initech" not in registry.load().tenants  # nothing half-applied
     # the task stopped: the next create frees the subnet, and may take it
     nomad._nodes = [(node("n1"), [alloc("a1", "web", "net:10.32.1.0/24", status="complete")])]
-    assert create_tenant(registry, "initech", cidr="10.32.1.0/24", nomad=nomad).subnet == ACME
+    created = create_tenant(registry, "initech", cidr="10.32.1.0/24", connect_nomad=lambda: nomad)
+    assert created.subnet == ACME
     assert registry.load().quarantined == {}
 
 
@@ -250,9 +254,41 @@ def test_when_nomad_cannot_be_asked_nothing_is_freed(registry):
     assert deletion.held.startswith("Nomad could not be asked whether tasks still hold "
                                     "addresses in it (cannot reach Nomad")
     warnings = []
-    created = create_tenant(registry, "globex", nomad=FakeNomad(down=down), warn=warnings.append)
+    created = create_tenant(registry, "globex", connect_nomad=lambda: FakeNomad(down=down),
+                            warn=warnings.append)
     assert created.subnet != ACME and set(registry.load().quarantined) == {ACME}
     assert warnings == ["cannot ask Nomad whether tasks still hold addresses in the quarantined "
                         "subnets (cannot reach Nomad at http://127.0.0.1:4646: connection "
                         "refused); they stay quarantined"]
     assert check_quarantine(None, registry.load()).released == frozenset()
+
+
+def test_create_asks_nomad_only_when_something_is_quarantined(registry):
+    def unreachable():
+        raise AssertionError("Nomad was asked with nothing quarantined")
+
+    assert create_tenant(registry, "globex", connect_nomad=unreachable).subnet == \
+        IPv4Network("10.32.2.0/24")
+
+
+@settings(max_examples=60, deadline=None, derandomize=True, database=None)
+@given(st.lists(st.integers(1, 40), max_size=6, unique=True),
+       st.lists(st.integers(1, 40), max_size=6, unique=True), st.integers(22, 26))
+def test_create_never_hands_out_what_a_quarantine_overlaps(tenants, quarantined, prefix_len):
+    """Whatever mix of tenants and quarantines of any size, a new subnet overlaps none."""
+    registry = Registry()
+    for number in tenants:
+        subnet = IPv4Network(f"10.32.{number}.0/24")
+        if registry.quarantine_of(subnet) is None and registry.owner_of(subnet) is None:
+            registry, _ = plan_create(registry, CLUSTER, f"t{number}", created=WHEN, cidr=subnet)
+    for number in quarantined:
+        name = f"q{number}"
+        subnet = IPv4Network(f"10.32.{number * 2}.0/23")
+        if all(not subnet.overlaps(s) for s in [*registry.subnets().values(),
+                                                 *registry.quarantined]):
+            registry, _ = plan_create(registry, CLUSTER, name, created=WHEN, cidr=subnet)
+            registry, _ = plan_retire(registry, name, deleted=WHEN)
+    assert decode_registry(encode_registry(registry), KEY) == registry
+    _, tenant = plan_create(registry, CLUSTER, "new", created=WHEN, prefix_len=prefix_len)
+    for other in [CLUSTER.default_subnet, *registry.subnets().values(), *registry.quarantined]:
+        assert not tenant.subnet.overlaps(other), (tenant.subnet, other)

@@ -53,7 +53,7 @@ def create(name, cidr, prefix_len, description, labels, ipalloc_range, default_s
         ops.registry_for(app.settings), name, cidr=cidr, prefix_len=prefix_len,
         description=description, labels=labels,
         cluster=ops.cluster_from_flags(ipalloc_range, default_subnet),
-        nomad=nomad_client(app.settings), warn=app.warn,
+        connect_nomad=lambda: nomad_client(app.settings), warn=app.warn,
     )
     app.emit(ops.describe_tenant(created), lambda t: f"created tenant {t['name']}: {t['subnet']}")
 

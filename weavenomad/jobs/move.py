@@ -7,10 +7,10 @@ take the first tenant's service away from it without a word. When asked, the mov
 against Nomad's own plan before anything is registered: every allocation of a task group with
 a Docker task must be replaced (a create/destroy update), never updated in place, because an
 allocation updated in place keeps its containers and their addresses in the old tenant's
-subnet under the new tenant's job. (Nomad replaces a task whose ``Env`` or combined meta
-changed, so the tenant transform's new ``WEAVE_CIDR`` already forces it; the check makes
-sure.) The registration then enforces the job modify index that was planned against, so a
-change by someone else in between is refused instead of moved over.
+subnet under the new tenant's job. (Nomad replaces a task whose ``Env`` changed, so the
+tenant transform's new ``WEAVE_CIDR`` already forces it; the check makes sure.) The
+registration then enforces the job modify index that was planned against, so a change by
+someone else in between is refused instead of moved over.
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from ipaddress import IPv4Network
+from typing import Any
 
 from weavenomad.errors import ConflictError, ValidationError, WeavenomadError
 from weavenomad.tenancy import holders
@@ -48,13 +49,15 @@ class QuarantineCheck:
     error: WeavenomadError | None = None
 
 
-def check_quarantine(nomad, registry: Registry) -> QuarantineCheck:
-    """Ask Nomad (None: do not ask) who holds addresses in each quarantined subnet."""
+def check_quarantine(connect_nomad: Callable[[], Any] | None,
+                     registry: Registry) -> QuarantineCheck:
+    """Ask Nomad who holds addresses in each quarantined subnet; ``connect_nomad`` gives the
+    Nomad client (called only when something is quarantined; None: do not ask)."""
     subnets = list(registry.quarantined)
-    if not subnets or nomad is None:
+    if not subnets or connect_nomad is None:
         return QuarantineCheck()
     try:
-        found = holders.read_holders(nomad, subnets)
+        found = holders.read_holders(connect_nomad(), subnets)
     except WeavenomadError as exc:
         reason = ("Nomad could not be asked whether tasks still hold addresses in it "
                   f"({exc.one_line()})")
@@ -72,15 +75,16 @@ def create_tenant(
     description: str = "",
     labels: Mapping[str, str] | None = None,
     cluster: Cluster | None = None,
-    nomad=None,
+    connect_nomad: Callable[[], Any] | None = None,
     warn: Callable[[str], None] | None = None,
 ) -> Tenant:
-    """Create a tenant; with ``nomad``, quarantined subnets that no task holds any more are
-    freed in the same write (and may be the new tenant's)."""
+    """Create a tenant; with ``connect_nomad`` (which gives the Nomad client, only asked for
+    when something is quarantined), quarantined subnets that no task holds any more are freed
+    in the same write (and may be the new tenant's)."""
     if cluster is not None:
         registry.record_cluster(cluster)
     subnet = parse_subnet(cidr, what="--cidr") if cidr else None
-    check = check_quarantine(nomad, registry.load())
+    check = check_quarantine(connect_nomad, registry.load())
     created = registry.create(name, cidr=subnet, prefix_len=prefix_len,
                               description=description, labels=dict(labels or {}),
                               released=check.released, held=check.held)
@@ -161,7 +165,7 @@ def delete_tenant(registry: TenantRegistry, nomad, name: str, *, force: bool = F
             )
     # quarantined before Nomad is asked: a job registered meanwhile is seen, not missed
     tenant = registry.retire(name)
-    check = check_quarantine(nomad, registry.load())
+    check = check_quarantine(lambda: nomad, registry.load())
     if check.released:
         registry.release(check.released)
     return Deletion(tenant, check.held.get(tenant.subnet))
