@@ -73,6 +73,18 @@ def launch_weave(lab: LabLayout) -> None:
               *[p for p in peers if p != node.host_ip])
 
 
+def weave_overlay(lab: LabLayout, sync: float | None = None) -> None:
+    """Weave launched on every node and each node's Nomad using the Weave proxy (its Docker
+    driver healthy again); with ``sync``, Nomad's Consul sync every ``sync`` seconds and no
+    probation, so tests need not wait 30 s for it."""
+    launch_weave(lab)
+    for node in lab.nodes:
+        set_endpoint(lab, node, WEAVE_PROXY_CONFIG)
+        wait_for(f"{node.name}'s docker driver", lambda node=node: driver(node)["Healthy"])
+    if sync is not None:
+        control.set_sync_timing(lab, interval=sync, probation=0)
+
+
 def set_endpoint(lab: LabLayout, node: NodeLayout, config_text: str) -> None:
     """Rewrite the node's Nomad agent config and restart the agent."""
     (node.nomad_config_dir / "agent.hcl").write_text(config_text)
