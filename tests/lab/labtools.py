@@ -73,6 +73,18 @@ def launch_weave(lab: LabLayout) -> None:
               *[p for p in peers if p != node.host_ip])
 
 
+def weave_overlay(lab: LabLayout, sync: float | None = None) -> None:
+    """Weave launched on every node and each node's Nomad using the Weave proxy (its Docker
+    driver healthy again); with ``sync``, Nomad's Consul sync every ``sync`` seconds and no
+    probation, so tests need not wait 30 s for it."""
+    launch_weave(lab)
+    for node in lab.nodes:
+        set_endpoint(lab, node, WEAVE_PROXY_CONFIG)
+        wait_for(f"{node.name}'s docker driver", lambda node=node: driver(node)["Healthy"])
+    if sync is not None:
+        control.set_sync_timing(lab, interval=sync, probation=0)
+
+
 def set_endpoint(lab: LabLayout, node: NodeLayout, config_text: str) -> None:
     """Rewrite the node's Nomad agent config and restart the agent."""
     (node.nomad_config_dir / "agent.hcl").write_text(config_text)
@@ -144,3 +156,21 @@ def weavenomad_on(lab: LabLayout, node: NodeLayout, *args: str, env: dict | None
     """``weavenomad ARGS`` run inside the node, as an operator logged in there would."""
     return on_node(lab, node, sys.executable, "-m", "weavenomad", *args, env=env,
                    timeout=timeout)
+
+
+def longest_wrong_stretch(samples: list[tuple[float, bool]], every: float) -> float:
+    """The longest run of wrong answers in ``samples`` (moment, answer was right), in seconds:
+    from the first wrong sample to the last one of the run, plus one sampling interval.
+
+    Only wrong answers count: on two loaded cores one slow request spaces two right answers
+    apart by more than a second, and that is the sampler waiting, not Consul lacking a task.
+    """
+    longest, first_wrong, last_wrong = 0.0, None, None
+    for moment, right in [*samples, (float("inf"), True)]:
+        if not right:
+            first_wrong = moment if first_wrong is None else first_wrong
+            last_wrong = moment
+        elif first_wrong is not None:
+            longest = max(longest, last_wrong - first_wrong + every)
+            first_wrong = None
+    return longest

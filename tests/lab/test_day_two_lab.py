@@ -35,6 +35,7 @@ from labtools import (
     docker_client,
     driver,
     in_node_command,
+    longest_wrong_stretch,
     nomad,
     on_node,
     wait_for,
@@ -51,6 +52,7 @@ RANGE, DEFAULT = "10.32.0.0/16", "10.32.0.0/24"
 #: the goals of the issue, asserted with room for two loaded cores (the fault suite prints
 #: the measured figures)
 GAP_LIMIT = 1.0
+SAMPLE_EVERY = 0.1
 HEAL_LIMIT = 30.0
 
 
@@ -164,17 +166,6 @@ def test_a_job_id_that_needs_percent_encoding_breaks_no_tenant_command(world):
                         "%E4%BD%9C%E4%B8%9A?purge=true", timeout=30)
 
 
-def largest_gap(samples: list[tuple[float, bool]]) -> float:
-    """The longest time from a correct sample to the next one."""
-    gap, last_ok = 0.0, None
-    for moment, ok in samples:
-        if ok:
-            if last_ok is not None:
-                gap = max(gap, moment - last_ok)
-            last_ok = moment
-    return gap
-
-
 def sample_passing(world, expected: set, stop: threading.Event,
                    samples: list[tuple[float, bool]]) -> None:
     while not stop.is_set():
@@ -183,7 +174,7 @@ def sample_passing(world, expected: set, stop: threading.Event,
         except requests.RequestException:
             ok = False
         samples.append((time.monotonic(), ok))
-        stop.wait(0.1)
+        stop.wait(SAMPLE_EVERY)
 
 
 def test_a_weave_restart_of_two_seconds_costs_no_answer(world):
@@ -220,7 +211,7 @@ def test_a_weave_restart_of_two_seconds_costs_no_answer(world):
         assert events[0] == ("Terminated", 'Exit Code: 0, Exit Message: "unexpected EOF"')
         assert events[1][0] == "Restarting" and events[2][0] == "Started"
     assert world.task_containers() == containers  # taken over, not restarted
-    gap = largest_gap(samples)
+    gap = longest_wrong_stretch(samples, SAMPLE_EVERY)
     assert all(ok for _, ok in samples[-10:])
     assert gap < GAP_LIMIT, f"?passing lacked a task for {gap:.1f} s during a Weave restart"
 

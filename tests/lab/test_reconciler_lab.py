@@ -300,6 +300,9 @@ def churn_job(n1, count: int) -> dict:
     group["Update"] = None
     task = group["Tasks"][0]
     task["Resources"].update(CPU=20, MemoryMB=16)
+    # acme's job, as 'weavenomad run --tenant acme' marks it: its WEAVE_CIDR is acme's subnet
+    # (issue 15: a job without tenant meta in a tenant's subnet is a violation, not advertised)
+    job["Meta"] = {"weavenomad.tenant": "acme", "weavenomad.subnet": "10.32.1.0/24"}
     return job
 
 

@@ -131,7 +131,11 @@ def test_two_tenants_run_the_seed_job_in_their_own_subnets(overlay_lab, tmp_path
         assert registered["TaskGroups"][0]["Count"] == 2  # a plan changes nothing
 
         # the job planned into another tenant: the transform's changes marked in the diff
-        moved = weavenomad(env, "plan", str(JOBS / "httpbackend.nomad"), "--tenant", "globex")
+        # (issue 15: only with --move-tenant; without it, refused in one line, exit 255)
+        unasked = weavenomad(env, "plan", str(JOBS / "httpbackend.nomad"), "--tenant", "globex")
+        assert unasked.returncode == 255 and "--move-tenant" in unasked.stderr, unasked.stderr
+        moved = weavenomad(env, "plan", str(JOBS / "httpbackend.nomad"), "--tenant", "globex",
+                           "--move-tenant")
         assert moved.returncode == 1, moved.stdout + moved.stderr
         lines = moved.stdout.splitlines()
         assert '+/- Meta[weavenomad.tenant]: "acme" => "globex" (weavenomad)' in lines, lines

@@ -83,6 +83,7 @@ def nomad_api(parse_status: int, parse_body) -> tuple[NomadAPI, FakeAdapter]:
                 headers={"Content-Type": "application/json"} if parse_status == 200 else {})
     adapter.add("POST", "/v1/jobs", body={"EvalID": "", "Warnings": ""},
                 headers={"Content-Type": "application/json"})
+    adapter.add("GET", "/v1/job/httpbackend", status=404, body="job not found")  # a new job
     settings = build_settings({}, {})
     return NomadAPI.from_settings(settings, session=fake_session(adapter)), adapter
 

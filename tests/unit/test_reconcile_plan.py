@@ -342,7 +342,7 @@ def test_interpolated_service_names_match_by_the_registered_name():
 
 
 def test_the_host_is_exposed_on_every_tenant_subnet_it_has_no_address_in():
-    obs = dataclasses.replace(converge(recorded_observation()),
+    obs = dataclasses.replace(converge(acme_observation()),
                               tenancy=tenancy(acme="10.32.1.0/24", globex="10.32.2.0/24"),
                               exposed=(IPv4Interface("10.32.0.1/24"),
                                        IPv4Interface("10.32.1.3/24")))
@@ -377,8 +377,17 @@ def test_exposure_is_what_the_ipam_gave_the_host_and_the_bridge_still_has():
     assert exposure(None, ()) == (None, ())  # Weave did not answer
 
 
+def acme_observation() -> Observation:
+    """The recorded allocations as acme's jobs (issue 15: a job without tenant meta that holds
+    an address in a tenant's subnet is a violation, not advertised)."""
+    recorded = recorded_observation()
+    acme_jobs = {alloc_id: dataclasses.replace(alloc, tenant="acme", tenant_subnet="10.32.1.0/24")
+                 for alloc_id, alloc in recorded.allocations.items()}
+    return dataclasses.replace(recorded, allocations=acme_jobs)
+
+
 def test_after_a_reboot_every_subnet_is_exposed_again_and_a_foreign_address_is_a_problem():
-    obs = dataclasses.replace(converge(recorded_observation()),
+    obs = dataclasses.replace(converge(acme_observation()),
                               tenancy=tenancy(acme="10.32.1.0/24"), exposed=())
     result = plan(obs)
     assert [a.id for a in result.actions if a.kind == EXPOSE_SUBNET] == [
@@ -450,3 +459,17 @@ def test_a_real_stop_ends_a_kept_twin_at_once(real_stop):
         gone = dataclasses.replace(gone, containers={k: v for k, v in gone.containers.items()
                                                      if k != key})
     assert kinds(plan(gone, now=1001.0, orphans={TWIN_B: 1000.5})) == [(REMOVE_TWIN, TWIN_B)]
+
+
+def test_a_quarantined_subnet_stays_exposed_for_the_deleted_tenants_tasks():
+    """A node that lost its bridge addresses (a reboot) while a deleted tenant's tasks still run
+    exposes their quarantined subnet again, or Consul's checks of their twins would fail."""
+    from ipaddress import IPv4Network
+
+    from weavenomad.reconcile.model import Tenancy
+
+    obs = dataclasses.replace(converge(acme_observation()), exposed=(),
+                              tenancy=Tenancy({}, IPv4Network("10.32.0.0/24"),
+                                              {IPv4Network("10.32.1.0/24"): "acme"}))
+    assert [a.id for a in plan(obs).actions if a.kind == EXPOSE_SUBNET] == [
+        "10.32.0.0/24", "10.32.1.0/24"]

@@ -29,6 +29,9 @@ class FakeNomad:
     def job_allocations(self, job_id, index=None, wait=None):
         return 1, self._jobs[job_id][1]
 
+    def nodes(self):  # (no node: nothing holds an address in a quarantined subnet)
+        return []
+
 
 def alloc(ident, status):
     return {"ID": ident, "JobID": "web", "TaskGroup": "g", "NodeID": "n", "ClientStatus": status}

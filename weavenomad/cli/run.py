@@ -106,8 +106,15 @@ RUN_VARIABLES = variable_options("An HCL2 job variable (repeatable).",
                                  "A file of HCL2 job variables (repeatable).")
 
 
+MOVE_TENANT = click.option(
+    "--move-tenant", is_flag=True,
+    help="Allow moving a job registered in another tenant into this one: Nomad replaces all "
+         "its allocations (refused if it would update any in place). Without it, such a job "
+         "is refused.")
+
+
 def _run(jobfile, tenant_spec, variables, var_files, *, check_index=None, detach=False,
-         dry_run=False, timeout=600.0, verbose=False) -> None:
+         dry_run=False, timeout=600.0, verbose=False, move_tenant=False) -> None:
     from weavenomad.clients import nomad_client
     from weavenomad.errors import WeavenomadError
     from weavenomad.jobs import plan as plan_view
@@ -119,7 +126,7 @@ def _run(jobfile, tenant_spec, variables, var_files, *, check_index=None, detach
         options = submit.RunOptions(
             path=jobfile, tenant=tenant_spec, variables=variables, var_files=var_files,
             check_index=check_index, detach=detach, dry_run=dry_run, timeout=timeout,
-            verbose=verbose)
+            verbose=verbose, move_tenant=move_tenant)
         printer = EventPrinter(app, bool(app.flags.get("json_output")))
         code = submit.run(nomad_client(app.settings), registry_for(app.settings), options,
                           printer)
@@ -148,9 +155,11 @@ PLAN_EXIT_CODES = ("Exit codes, as nomad job plan's: 0 no allocation would be cr
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=600.0,
               show_default=True, metavar="SECONDS",
               help="How long to watch the evaluation and deployment (above 0).")
+@MOVE_TENANT
 @connection_options
 @output_options
-def run(jobfile, tenant_spec, variables, var_files, check_index, detach, dry_run, timeout):
+def run(jobfile, tenant_spec, variables, var_files, check_index, detach, dry_run, timeout,
+        move_tenant):
     """Run JOBFILE with every Docker task in the tenant's Weave subnet.
 
     Parses the job with Nomad's own parser, sets WEAVE_CIDR on every Docker task, removes
@@ -168,9 +177,13 @@ def run(jobfile, tenant_spec, variables, var_files, check_index, detach, dry_run
     (Nomad 1.0) would quietly use the variables' defaults; there a local nomad CLI evaluates
     the job instead ('nomad job run -output', no server involved), and without one the run is
     refused before anything is registered.
+
+    A job already registered in another tenant is refused unless --move-tenant is given; then
+    it moves only if Nomad's plan replaces every allocation of its Docker tasks' groups, and
+    it is registered against the job modify index that plan saw.
     """
     _run(jobfile, tenant_spec, variables, var_files, check_index=check_index, detach=detach,
-         dry_run=dry_run, timeout=timeout)
+         dry_run=dry_run, timeout=timeout, move_tenant=move_tenant)
 
 
 @click.command()
@@ -178,9 +191,10 @@ def run(jobfile, tenant_spec, variables, var_files, check_index, detach, dry_run
 @RUN_VARIABLES
 @click.option("-v", "--verbose", is_flag=True, help="Show the fields of added and deleted "
               "jobs, groups and tasks too, as nomad job plan -verbose does.")
+@MOVE_TENANT
 @connection_options
 @output_options
-def plan(jobfile, tenant_spec, variables, var_files, verbose):
+def plan(jobfile, tenant_spec, variables, var_files, verbose, move_tenant):
     """Show what 'weavenomad run' would change, as 'nomad job plan' does; register nothing.
 
     Nomad's own plan endpoint dry-runs the job as the tenant transform leaves it: the diff
@@ -191,11 +205,15 @@ def plan(jobfile, tenant_spec, variables, var_files, verbose):
     transform set are marked (weavenomad) and listed with the warnings on stderr. --json
     prints the whole answer with the transformed job.
 
+    A job registered in another tenant is refused (exit 255) as 'run' refuses it, unless
+    --move-tenant is given.
+
     Exit codes, as nomad job plan's: 0 no allocation would be created, destroyed, migrated or
     replaced (in-place updates included), 1 some would, 255 error; 64 bad flags, 130
     interrupted.
     """
-    _run(jobfile, tenant_spec, variables, var_files, dry_run=True, verbose=verbose)
+    _run(jobfile, tenant_spec, variables, var_files, dry_run=True, verbose=verbose,
+         move_tenant=move_tenant)
 
 
 @click.command()

@@ -22,8 +22,15 @@ def status(tenant) -> None:
     Weave address only, else what is wrong (an explanation of each follows on stderr). The
     last line counts the correct ones. --json prints the rows.
 
-    Exit codes: 0 every instance is answered with its Weave address only, 2 some are not, 1
-    error (an unknown --tenant included), 64 bad flags.
+    A task whose WEAVE_CIDR puts it into a subnet that is not its job's (another tenant's, or
+    a deleted tenant's quarantined one, e.g. a job run around weavenomad) shows as "tenant
+    violation"; a task of a deleted tenant, whose subnet stays quarantined while it runs, as
+    "tenant deleted". Such tasks are listed even without services, and --tenant NAME lists
+    the tasks in the tenant's subnet that are not its own too.
+
+    Exit codes: 0 every instance is answered with its Weave address only, 2 some are not (or
+    are in violation, or a deleted tenant's), 1 error (an unknown --tenant included), 64 bad
+    flags.
     """
     from weavenomad.clients import consul_client, nomad_client
     from weavenomad.reconcile import status as report

@@ -31,7 +31,14 @@ def tenant() -> None:
 @connection_options
 @output_options
 def create(name, cidr, prefix_len, description, labels, ipalloc_range, default_subnet) -> None:
-    """Create tenant NAME with the lowest free subnet (or --cidr)."""
+    """Create tenant NAME with the lowest free subnet (or --cidr).
+
+    A deleted tenant's subnet is quarantined while Nomad shows tasks with addresses in it (see
+    'tenant delete'); create asks Nomad about every quarantined subnet first, frees those no
+    task holds any more, and never hands out one that is still held (--cidr asking for it is
+    refused, naming the jobs). When Nomad cannot be asked, the quarantine stays.
+    """
+    from weavenomad.clients import nomad_client
     from weavenomad.tenancy import operations as ops
     from weavenomad.tenancy.model import check_tenant_name
     from weavenomad.tenancy.weavecidr import parse_subnet
@@ -46,6 +53,7 @@ def create(name, cidr, prefix_len, description, labels, ipalloc_range, default_s
         ops.registry_for(app.settings), name, cidr=cidr, prefix_len=prefix_len,
         description=description, labels=labels,
         cluster=ops.cluster_from_flags(ipalloc_range, default_subnet),
+        connect_nomad=lambda: nomad_client(app.settings), warn=app.warn,
     )
     app.emit(ops.describe_tenant(created), lambda t: f"created tenant {t['name']}: {t['subnet']}")
 
@@ -54,7 +62,8 @@ def create(name, cidr, prefix_len, description, labels, ipalloc_range, default_s
 @connection_options
 @output_options
 def list_() -> None:
-    """List tenants and their subnets."""
+    """List tenants and their subnets, then the quarantined subnets of deleted tenants (not
+    handed out while tasks hold addresses in them; --json lists the tenants only)."""
     from weavenomad.tenancy import operations as ops
 
     app = app_context()
@@ -62,13 +71,13 @@ def list_() -> None:
     rows = [ops.describe_tenant(t) for _, t in sorted(registry.tenants.items())]
 
     def table(rows: list[dict]) -> str:
-        if not rows:
-            return "no tenants"
-        width = max(len(r["name"]) for r in rows + [{"name": "NAME"}])
-        lines = [f"{'NAME':<{width}}  {'SUBNET':<18}  {'CREATED':<20}  DESCRIPTION"]
-        lines += [f"{r['name']:<{width}}  {r['subnet']:<18}  {r['created']:<20}  "
-                  f"{r['description']}" for r in rows]
-        return "\n".join(lines)
+        lines = ["no tenants"]
+        if rows:
+            width = max(len(r["name"]) for r in rows + [{"name": "NAME"}])
+            lines = [f"{'NAME':<{width}}  {'SUBNET':<18}  {'CREATED':<20}  DESCRIPTION"]
+            lines += [f"{r['name']:<{width}}  {r['subnet']:<18}  {r['created']:<20}  "
+                      f"{r['description']}" for r in rows]
+        return "\n".join(lines + ops.quarantine_lines(registry))
 
     app.emit(rows, table)
 
@@ -100,16 +109,23 @@ def show(name) -> None:
 
 @tenant.command("delete")
 @click.argument("name")
-@click.option("--force", is_flag=True, help="Delete even while its allocations run.")
+@click.option("--force", is_flag=True, help="Delete even while its allocations run; the subnet "
+              "stays quarantined until they stop.")
 @connection_options
 @output_options
 def delete(name, force) -> None:
-    """Delete tenant NAME (refused while its allocations run, unless --force)."""
+    """Delete tenant NAME (refused while its allocations run, unless --force).
+
+    The subnet is quarantined, then freed at once when Nomad shows no task with an address in
+    it: no allocation of any job (the tenant's, or one run around weavenomad) pending or
+    running there, none lost on a node that is down, no job waiting to place tasks there.
+    Otherwise it stays quarantined, and 'tenant create' frees it once they are gone; until
+    then no new tenant gets it, 'tenant list' shows it and 'status' shows its tasks.
+    """
     from weavenomad.clients import nomad_client
     from weavenomad.tenancy import operations as ops
 
     app = app_context()
     removed = ops.delete_tenant(ops.registry_for(app.settings), nomad_client(app.settings),
                                 name, force=force)
-    app.emit(ops.describe_tenant(removed), lambda t: f"deleted tenant {t['name']} "
-             f"({t['subnet']})")
+    app.emit(removed.to_json(), lambda _: removed.text())

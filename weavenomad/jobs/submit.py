@@ -10,13 +10,14 @@ from __future__ import annotations
 import json
 import shlex
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from weavenomad.errors import ExitCode, ValidationError
+from weavenomad.errors import BackendNotFound, ExitCode, ValidationError
 from weavenomad.jobs import nomad_cli
 from weavenomad.jobs import plan as plan_view
 from weavenomad.jobs.monitor import HINT, RESULT, WARNING, Event, Report, watch
+from weavenomad.jobs.move import FLAG, Move, check_replaced, refuse_unasked, tenant_move
 from weavenomad.jobs.transform import Change, apply_tenant
 from weavenomad.tenancy.contract import TenantTarget
 
@@ -33,6 +34,8 @@ class RunOptions:
     timeout: float = 600.0
     #: a plan shows the fields of added and deleted parts too
     verbose: bool = False
+    #: the job may move from the tenant it is registered in to this one
+    move_tenant: bool = False
 
     def __post_init__(self) -> None:
         if not self.timeout > 0:  # also refuses NaN
@@ -46,6 +49,8 @@ class Prepared:
     target: TenantTarget
     warnings: tuple[str, ...]
     changes: tuple[Change, ...] = ()
+    #: the tenant the registered job leaves (allowed by --move-tenant)
+    move: Move | None = None
 
     @property
     def job_id(self) -> str:
@@ -113,9 +118,17 @@ def parse_job(nomad, options: RunOptions) -> dict:
     return nomad_cli.job_output(cli, options.path, options.variables, options.var_files)
 
 
+def registered_job(nomad, job_id: str) -> dict | None:
+    try:
+        return nomad.job(job_id)
+    except BackendNotFound:
+        return None
+
+
 def prepare(nomad, registry, options: RunOptions) -> Prepared:
-    """Parse, resolve the tenant, transform. Reads only; raises on any bad input, the tenant
-    spec first (before the job is sent anywhere)."""
+    """Parse, resolve the tenant, transform, and refuse a move to another tenant that was not
+    asked for. Reads only; raises on any bad input, the tenant spec first (before the job is
+    sent anywhere)."""
     from weavenomad.tenancy.registry import check_spec, resolve_target
 
     tenants = registry.load()
@@ -123,7 +136,17 @@ def prepare(nomad, registry, options: RunOptions) -> Prepared:
     target = resolve_target(options.tenant, tenants, registry.require_cluster())
     job = parse_job(nomad, options)
     result = apply_tenant(job, target)
-    return Prepared(result.job, target, result.warnings, result.changes)
+    prepared = Prepared(result.job, target, result.warnings, result.changes)
+    move = tenant_move(registered_job(nomad, prepared.job_id), target)
+    if move is not None and not options.move_tenant:
+        raise refuse_unasked(move, target)
+    return replace(prepared, move=move)
+
+
+def move_warning(prepared: Prepared) -> str:
+    move, target = prepared.move, prepared.target
+    return (f"moving job {prepared.job_id} from {move.describe()} to tenant {target.label} "
+            f"({target.subnet_text}): Nomad replaces its allocations")
 
 
 @dataclass(frozen=True)
@@ -140,14 +163,16 @@ class PlanResult:
 
     def warnings(self) -> list[str]:
         nomad = plan_view.warning_lines(self.answer.get("Warnings") or "")
-        return [*self.prepared.warnings, *(f"Nomad: {line}" for line in nomad)]
+        moving = [move_warning(self.prepared)] if self.prepared.move is not None else []
+        return [*moving, *self.prepared.warnings, *(f"Nomad: {line}" for line in nomad)]
 
     def submit_hint(self) -> str:
         """How to register exactly what was planned (``nomad job plan``'s -check-index hint):
         Nomad refuses it if someone changed the job since the plan."""
         index = int(self.answer.get("JobModifyIndex") or 0)
+        moving = [FLAG] if self.prepared.move is not None else []
         argv = ["weavenomad", "run", "--check-index", str(index), "--tenant",
-                self.options.tenant, *_variable_args(self.options), self.options.path]
+                self.options.tenant, *moving, *_variable_args(self.options), self.options.path]
         return ("To register exactly this plan (refused if the job changed since):\n"
                 f"  {shlex.join(argv)}")
 
@@ -160,6 +185,7 @@ class PlanResult:
 
     def to_json(self) -> dict:
         return {"job_id": self.prepared.job_id, **self.prepared.tenant_json(),
+                "moved_from": self.prepared.move.to_json() if self.prepared.move else None,
                 "changes": self.exit_code == plan_view.CHANGES,
                 "unchanged": plan_view.unchanged(self.answer),
                 "exit_code": self.exit_code,
@@ -178,9 +204,19 @@ def _variable_args(options: RunOptions) -> list[str]:
 
 
 def plan(nomad, registry, options: RunOptions) -> PlanResult:
-    """What registering the job would do, from Nomad's own plan endpoint; changes nothing."""
+    """What registering the job would do, from Nomad's own plan endpoint; changes nothing. A
+    move to another tenant that Nomad would not carry out by replacing the allocations is
+    refused, as ``run`` refuses it."""
     prepared = prepare(nomad, registry, options)
-    return PlanResult(prepared, nomad.plan_job(prepared.job), options)
+    return PlanResult(prepared, nomad_plan(nomad, prepared), options)
+
+
+def nomad_plan(nomad, prepared: Prepared) -> dict:
+    """Nomad's plan of the prepared job, checked to replace every allocation of a move."""
+    answer = nomad.plan_job(prepared.job)
+    if prepared.move is not None:
+        check_replaced(prepared.move, prepared.job, answer, prepared.target)
+    return answer
 
 
 def _warning(text: str) -> Event:
@@ -202,20 +238,29 @@ def run(nomad, registry, options: RunOptions, report: Report) -> ExitCode | int:
         return result.exit_code
     prepared = prepare(nomad, registry, options)
     job_id = prepared.job_id
+    check_index = options.check_index
+    if prepared.move is not None:
+        # registered only against the job the plan saw, whose allocations all get replaced
+        planned = nomad_plan(nomad, prepared)
+        if check_index is None:
+            check_index = int(planned.get("JobModifyIndex") or 0)
+        report(_warning(move_warning(prepared)))
     for warning in prepared.warnings:
         report(_warning(warning))
-    answer = nomad.register_job(prepared.job, check_index=options.check_index)
+    answer = nomad.register_job(prepared.job, check_index=check_index)
     nomad_warnings = plan_view.warning_lines(answer.get("Warnings") or "")
     for warning in nomad_warnings:
         report(_warning(f"Nomad: {warning}"))
     eval_id = answer.get("EvalID") or ""
     registered = {"job_id": job_id, **prepared.tenant_json(), "eval_id": eval_id,
                   "job_modify_index": answer.get("JobModifyIndex"),
+                  "moved_from": prepared.move.to_json() if prepared.move else None,
                   "warnings": [*prepared.warnings, *nomad_warnings],
                   "transform": [c.to_json() for c in prepared.changes]}
-    report(Event("registered", registered, (
-        f"registered job {job_id} in tenant {prepared.target.label} "
-        f"({prepared.target.subnet_text}); evaluation {eval_id[:8]}",), RESULT))
+    where = f"tenant {prepared.target.label} ({prepared.target.subnet_text})"
+    done = (f"moved job {job_id} from {prepared.move.describe()} to {where}"
+            if prepared.move is not None else f"registered job {job_id} in {where}")
+    report(Event("registered", registered, (f"{done}; evaluation {eval_id[:8]}",), RESULT))
     if options.detach or not eval_id:
         return ExitCode.OK
     return watch(nomad, job_id, eval_id, report, timeout=options.timeout)

@@ -36,7 +36,10 @@ answers and request bodies. The rules the plan follows:
 * **Tenants**: a job's tenant is its ``weavenomad.tenant`` meta; its subnet comes from the
   tenant registry, else from the job's ``weavenomad.subnet`` meta (``default``: the cluster's
   default subnet). A task whose address lies outside it is a *violation*: no twin, and the mask
-  still hides Nomad's instance, so it is not advertised at all.
+  still hides Nomad's instance, so it is not advertised at all. So is a task with any address
+  in a subnet that is not its job's: a tenant's subnet when the job is not that tenant's (no
+  tenant meta, as a job run around ``weavenomad run``, or another tenant's), or a deleted
+  tenant's quarantined subnet when the job is not that deleted tenant's.
 * **Bad input** (logged once per service and reason, counted, never half-registered): an
   unresolvable port (no twin, Nomad's instance left as it is), a container without a Weave
   address (likewise), a tenant whose subnet is unknown (likewise). A script or docker-exec check

@@ -9,7 +9,6 @@ holds.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from ipaddress import IPv4Interface, IPv4Network
 
@@ -21,6 +20,7 @@ from weavenomad.reconcile.model import (
     Observation,
     ServiceSpec,
     TaskSpec,
+    Tenancy,
 )
 from weavenomad.reconcile.registrations import (
     CRITICAL,
@@ -97,21 +97,47 @@ def container_port(label: str, alloc: Allocation, task: TaskSpec | None) -> int 
     return None
 
 
-def tenant_subnet(alloc: Allocation, subnets: Mapping[str, IPv4Network],
-                  default_subnet: IPv4Network | None) -> tuple[IPv4Network | None, bool]:
+def tenant_subnet(alloc: Allocation, tenancy: Tenancy) -> tuple[IPv4Network | None, bool]:
     """(the subnet the allocation's tenant owns, whether that could be decided). A job without
-    tenant meta has no subnet to keep to: (None, True)."""
+    tenant meta has no subnet to keep to: (None, True). A deleted tenant's job keeps to its
+    quarantined subnet, even when a new tenant of the same name exists."""
     if not alloc.tenant and not alloc.tenant_subnet:
         return None, True
-    if alloc.tenant and alloc.tenant in subnets:
-        return subnets[alloc.tenant], True
+    deleted = deleted_tenants_subnet(alloc, tenancy)
+    if deleted is not None:
+        return deleted, True
+    if alloc.tenant and alloc.tenant in tenancy.subnets:
+        return tenancy.subnets[alloc.tenant], True
     text = (alloc.tenant_subnet or "").strip()
     if text == "default":
-        return default_subnet, default_subnet is not None
+        return tenancy.default_subnet, tenancy.default_subnet is not None
     try:
         return parse_subnet(text), True
     except Exception:  # noqa: BLE001 - any unparsable meta means: cannot decide
         return None, False
+
+
+def deleted_tenants_subnet(alloc: Allocation, tenancy: Tenancy) -> IPv4Network | None:
+    """The quarantined subnet that the allocation's job holds as its deleted tenant's own (its
+    tenant and subnet meta name that quarantine), or None."""
+    return next((subnet for subnet, deleted in tenancy.quarantined.items()
+                 if alloc.tenant == deleted and alloc.tenant_subnet == str(subnet)), None)
+
+
+def trespassed(network: IPv4Network, alloc: Allocation, tenancy: Tenancy) -> str | None:
+    """Whose subnet ``network`` (an address as a /32, or a subnet a task asks for) enters
+    although the allocation's job is not theirs: "tenant globex's subnet 10.32.2.0/24", "deleted
+    tenant acme's quarantined subnet 10.32.1.0/24"; None when it enters only the job's own (or
+    nobody's). Only the job's tenant meta makes it a tenant's: a job run around ``weavenomad
+    run`` is nobody's, wherever its ``WEAVE_CIDR`` puts it."""
+    for name, subnet in sorted(tenancy.subnets.items()):
+        if network.overlaps(subnet) and alloc.tenant != name:
+            return f"tenant {name}'s subnet {subnet}"
+    own = deleted_tenants_subnet(alloc, tenancy)
+    for subnet, deleted in sorted(tenancy.quarantined.items()):
+        if network.overlaps(subnet) and subnet != own:
+            return f"deleted tenant {deleted}'s quarantined subnet {subnet}"
+    return None
 
 
 def match_service(service: AgentService, alloc: Allocation
@@ -228,7 +254,7 @@ def desire(service: AgentService, obs: Observation, settings: ReconcilerSettings
         return Outcome(problems=(Problem(service.id, NO_WEAVE_ADDRESS,
                                          f"container {container.id[:12]} has no Weave address",
                                          alloc.tenant),))
-    subnet, decided = tenant_subnet(alloc, obs.tenancy.subnets, obs.tenancy.default_subnet)
+    subnet, decided = tenant_subnet(alloc, obs.tenancy)
     if not decided:
         return Outcome(problems=(Problem(service.id, TENANT_UNKNOWN,
                                          f"the subnet of tenant {alloc.tenant!r} is unknown",
@@ -242,6 +268,17 @@ def desire(service: AgentService, obs: Observation, settings: ReconcilerSettings
         return Outcome(mask=mask, problems=(Problem(
             service.id, TENANT_VIOLATION, f"Weave address {listed} lies outside tenant "
             f"{alloc.tenant or alloc.tenant_subnet!r}'s subnet {subnet}", alloc.tenant),))
+    trespass = next(((a, whose) for a in container.addresses
+                     if (whose := trespassed(IPv4Network(a.ip), alloc, obs.tenancy))), None)
+    if trespass is not None:
+        intruder, whose = trespass
+        job = f"job {alloc.job_id} ({f'tenant {alloc.tenant}' if alloc.tenant else 'no tenant'})"
+        mask = Mask(mask_id(service.id), service.id,
+                    f"weavenomad: tenant violation: {intruder} in {whose}, which {job} may not "
+                    "use; not advertised")
+        return Outcome(mask=mask, problems=(Problem(
+            service.id, TENANT_VIOLATION, f"Weave address {intruder} lies in {whose}, which "
+            f"{job} may not use", alloc.tenant),))
     port = container_port(spec.port_label, alloc, task_for_ports)
     if port is None:
         return Outcome(problems=(Problem(service.id, PORT_UNRESOLVED,

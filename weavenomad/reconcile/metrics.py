@@ -33,7 +33,9 @@ class Metrics:
                                 "advertised as they are, by reason (counted once each).",
                                 ["reason"], registry=r)
         self.violations = Counter("weavenomad_reconciler_tenant_violations", "Tasks whose Weave "
-                                  "address lies outside their tenant's subnet.", ["tenant"],
+                                  "address lies outside their tenant's subnet, or in a subnet "
+                                  "that is not their job's (another tenant's, a quarantined "
+                                  "one), by the job's tenant (empty: none).", ["tenant"],
                                   registry=r)
         self.latency = Histogram("weavenomad_reconciler_advertise_seconds", "Seconds from a "
                                  "container's start to its Weave address registered in Consul.",

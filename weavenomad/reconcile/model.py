@@ -248,10 +248,18 @@ def container_from_summary(summary: Mapping) -> Container | None:
 
 @dataclass(frozen=True)
 class Tenancy:
-    """What the tenant audit needs: the registry's subnets and the cluster's default subnet."""
+    """What the tenant audit needs: the registry's subnets, the cluster's default subnet, and
+    the quarantined subnets of deleted tenants (subnet -> the deleted tenant's name)."""
 
     subnets: Mapping[str, IPv4Network] = field(default_factory=dict)
     default_subnet: IPv4Network | None = None
+    quarantined: Mapping[IPv4Network, str] = field(default_factory=dict)
+
+
+def tenancy_of(registry, default_subnet: IPv4Network | None) -> Tenancy:
+    """The audit's view of a tenant registry (a :class:`weavenomad.tenancy.model.Registry`)."""
+    return Tenancy(dict(registry.subnets()), default_subnet,
+                   {subnet: q.tenant for subnet, q in registry.quarantined.items()})
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import datetime
 from ipaddress import IPv4Interface, IPv4Network
 from pathlib import Path
@@ -41,6 +42,7 @@ from weavenomad.reconcile.model import (
     Tenancy,
     allocation_from_api,
     container_from_summary,
+    tenancy_of,
 )
 from weavenomad.reconcile.registrations import ServiceAgent
 
@@ -133,6 +135,7 @@ class Observer:
         self._bridge: tuple[IPv4Interface, ...] | None = None
         self._started: dict[str, float] = {}
         self._weave_default: IPv4Network | None = None
+        self._last_tenancy = Tenancy()
 
     # -- hints from the event watchers ---------------------------------------------------------
 
@@ -287,20 +290,23 @@ class Observer:
             return None
 
     def _tenancy(self) -> Tenancy:
-        subnets: dict[str, IPv4Network] = {}
-        default = None
+        """The registry's tenants and quarantine. A registry that cannot be read (a corrupt
+        record, a token that may not read it) is a soft error, and the pass audits with the
+        last registry it could read, so that a bad record does not blind the audit."""
+        tenancy = self._last_tenancy
         if self.registry is not None:
             try:
-                subnets = dict(self.registry.load().subnets())
                 cluster = self.registry.cluster()
-                default = cluster.default_subnet if cluster else None
+                tenancy = tenancy_of(self.registry.load(),
+                                     cluster.default_subnet if cluster else None)
+                self._last_tenancy = tenancy
             except WeavenomadError as exc:
                 if isinstance(exc, BackendError) and exc.temporary:
                     raise
                 self.soft_errors.append(exc)
-        if default is None:
-            default = self._weave_default_subnet()
-        return Tenancy(subnets, default)
+        if tenancy.default_subnet is None:
+            tenancy = replace(tenancy, default_subnet=self._weave_default_subnet())
+        return tenancy
 
     def _weave_default_subnet(self) -> IPv4Network | None:
         if self._weave_default is None:

@@ -166,8 +166,9 @@ def _twin_actions(twin: Twin, obs: Observation, on_service: dict[str, set[str]],
 
 
 def unexposed_subnets(obs: Observation) -> list[IPv4Network]:
-    """Tenant subnets (and the default subnet) in which the host has no address yet; none
-    when Weave did not say what is exposed."""
+    """Tenant subnets, quarantined ones (a deleted tenant's tasks still run there and stay
+    advertised, so Consul's checks must reach them) and the default subnet, in which the host
+    has no address yet; none when Weave did not say what is exposed."""
     if obs.exposed is None:
         return []
     return sorted((subnet for subnet in _wanted_subnets(obs)
@@ -176,7 +177,7 @@ def unexposed_subnets(obs: Observation) -> list[IPv4Network]:
 
 
 def _wanted_subnets(obs: Observation) -> set[IPv4Network]:
-    wanted = set(obs.tenancy.subnets.values())
+    wanted = set(obs.tenancy.subnets.values()) | set(obs.tenancy.quarantined)
     if obs.tenancy.default_subnet is not None:
         wanted.add(obs.tenancy.default_subnet)
     return wanted

@@ -14,8 +14,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from ipaddress import IPv4Network, ip_address
 
-from weavenomad.reconcile.desired import tenant_subnet
-from weavenomad.reconcile.model import Allocation, Tenancy, allocation_from_api
+from weavenomad.reconcile.desired import deleted_tenants_subnet, tenant_subnet, trespassed
+from weavenomad.reconcile.model import Allocation, Tenancy, allocation_from_api, tenancy_of
 from weavenomad.reconcile.registrations import (
     MASK_PREFIX,
     Instance,
@@ -23,6 +23,7 @@ from weavenomad.reconcile.registrations import (
     nomad_service_id,
     twin_id,
 )
+from weavenomad.tenancy.weavecidr import requested_networks
 
 OK = "ok"
 TWIN_FAILING = "twin failing"
@@ -30,6 +31,8 @@ NOT_ADVERTISED = "not advertised"
 WRONG_ADDRESS = "wrong address advertised"
 NOT_REGISTERED = "not registered"
 OUTSIDE_TENANT = "outside tenant subnet"
+TENANT_VIOLATION = "tenant violation"
+TENANT_DELETED = "tenant deleted"
 
 _EXPLAIN = {
     OK: "only the Weave address is returned",
@@ -38,6 +41,10 @@ _EXPLAIN = {
     WRONG_ADDRESS: "Nomad's address is returned: no twin (is the reconciler running?)",
     NOT_REGISTERED: "Nomad has not registered the service (yet)",
     OUTSIDE_TENANT: "the advertised address lies outside the tenant's subnet",
+    TENANT_VIOLATION: "its WEAVE_CIDR puts it into a subnet that is not its job's (another "
+                      "tenant's, or a quarantined one): not advertised, see the reconciler's log",
+    TENANT_DELETED: "its tenant was deleted: the subnet stays quarantined, out of reach of new "
+                    "tenants, until this task stops",
 }
 
 
@@ -99,27 +106,52 @@ def _state(twin: Instance | None, nomad: Instance | None, subnet: IPv4Network | 
     return NOT_ADVERTISED if _masked(nomad) else WRONG_ADDRESS
 
 
+def _overlay_networks(alloc: Allocation):
+    return [network for task in alloc.tasks if task.driver == "docker" and task.wants_overlay
+            for network in requested_networks(task.weave_cidr)]
+
+
+def tenancy_state(alloc: Allocation, tenancy: Tenancy) -> str | None:
+    """What the allocation's tenancy alone says, before any registration: a violation when a
+    Docker task's ``WEAVE_CIDR`` asks for a subnet that is not its job's (the reconciler's rule,
+    :func:`~weavenomad.reconcile.desired.trespassed`), "tenant deleted" when its tenant's
+    subnet is quarantined; None otherwise."""
+    if any(trespassed(network, alloc, tenancy) for network in _overlay_networks(alloc)):
+        return TENANT_VIOLATION
+    if deleted_tenants_subnet(alloc, tenancy) is not None:
+        return TENANT_DELETED
+    return None
+
+
 def rows(allocations: Iterable[tuple[Allocation, str]],
          health: Mapping[str, Mapping[str, Instance]], tenancy: Tenancy) -> list[Row]:
-    """One row per service of every active allocation. ``health`` maps a service name to its
-    instances in the registry's health view, by service ID. Pure."""
+    """One row per service of every active allocation; an allocation in violation or of a
+    deleted tenant gets a row (service "-") even without services. ``health`` maps a service
+    name to its instances in the registry's health view, by service ID. Pure."""
     found = []
     for alloc, node in allocations:
         if not alloc.active:
             continue
-        subnet, _ = tenant_subnet(alloc, tenancy.subnets, tenancy.default_subnet)
+        subnet, _ = tenant_subnet(alloc, tenancy)
+        verdict = tenancy_state(alloc, tenancy)
         services = [(f"group-{alloc.group}", s) for s in alloc.group_services]
         services += [(t.name, s) for t in alloc.tasks for s in t.services]
+        common = dict(tenant=alloc.tenant or "-", subnet=str(subnet) if subnet else "-",
+                      alloc_id=alloc.id, node=node, job=alloc.job_id or "-",
+                      group=alloc.group or "-")
+        if verdict is not None and not services:
+            task = next((t.name for t in alloc.tasks if t.wants_overlay), "-")
+            found.append(Row(**common, service="-", task=task, weave_address="-",
+                             nomad_address="-", state=verdict))
         for task, spec in services:
             instances = health.get(spec.name) or {}
             sid = nomad_service_id(alloc.id, task, spec.name, spec.port_label)
             twin, nomad = instances.get(twin_id(sid)), instances.get(sid)
             found.append(Row(
-                tenant=alloc.tenant or "-", subnet=str(subnet) if subnet else "-",
-                service=spec.name, alloc_id=alloc.id, node=node, task=task,
+                **common, service=spec.name, task=task,
                 weave_address=_addr(twin), nomad_address=_addr(nomad),
-                state=_state(twin, nomad, subnet), job=alloc.job_id or "-",
-                group=alloc.group or "-", consul_answers=_answered(twin, nomad),
+                state=verdict or _state(twin, nomad, subnet),
+                consul_answers=_answered(twin, nomad),
             ))
     found.sort(key=lambda r: (r.tenant, r.job, r.group, r.service, r.node, r.alloc_id, r.task))
     return found
@@ -137,7 +169,20 @@ def tenant_filter(tenant: str | None, registry) -> str | None:
     if tenant.startswith("net:"):
         owner = next((t for t in tenants.tenants.values() if f"net:{t.subnet}" == tenant), None)
         return owner.name if owner else tenant
+    if tenant not in tenants.tenants and any(q.tenant == tenant
+                                             for q in tenants.quarantined.values()):
+        return tenant  # a deleted tenant whose tasks still run in its quarantined subnet
     return tenants.get(tenant).name
+
+
+def concerns(alloc: Allocation, label: str, tenancy: Tenancy) -> bool:
+    """Whether ``status --tenant`` with ``label`` lists the allocation: the tenant's own, or
+    one whose tasks ask for addresses in the tenant's subnet although they are not its."""
+    if alloc.tenant == label:
+        return True
+    subnet = tenancy.subnets.get(label)
+    return subnet is not None and any(network.overlaps(subnet)
+                                      for network in _overlay_networks(alloc))
 
 
 def gather(nomad, agent: ServiceAgent, registry=None, tenant: str | None = None) -> list[Row]:
@@ -149,16 +194,15 @@ def gather(nomad, agent: ServiceAgent, registry=None, tenant: str | None = None)
         _, raw = nomad.node_allocations(node["ID"])
         allocations += [(allocation_from_api(a), node.get("Name") or node["ID"][:8])
                         for a in raw]
-    if label is not None:
-        allocations = [(a, n) for a, n in allocations if a.tenant == label]
-    names = {s.name for a, _ in allocations if a.active
-             for s in [*a.group_services, *(s for t in a.tasks for s in t.services)]}
-    health = {name: agent.instances(name) for name in sorted(names) if "${" not in name}
     tenancy = Tenancy()
     if registry is not None:
         cluster = registry.cluster()
-        tenancy = Tenancy(dict(registry.load().subnets()),
-                          cluster.default_subnet if cluster else None)
+        tenancy = tenancy_of(registry.load(), cluster.default_subnet if cluster else None)
+    if label is not None:
+        allocations = [(a, n) for a, n in allocations if concerns(a, label, tenancy)]
+    names = {s.name for a, _ in allocations if a.active
+             for s in [*a.group_services, *(s for t in a.tasks for s in t.services)]}
+    health = {name: agent.instances(name) for name in sorted(names) if "${" not in name}
     return rows(allocations, health, tenancy)
 
 

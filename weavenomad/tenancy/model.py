@@ -10,13 +10,23 @@ All tenants live in one document, written with check-and-set: "no two tenants ov
 a property of one atomic write, which per-tenant keys could only give through transactions.
 Consul limits a value to 512 KiB, about 3,000 tenants; far beyond what one Weave range holds
 in /24s (255 in the default /16).
+
+A deleted tenant's subnet is *quarantined* in the same document until no task holds an address
+in it any more (:mod:`weavenomad.tenancy.holders` decides that from Nomad), so allocation sees
+tenants and quarantine in one atomic read::
+
+    "quarantined": {"10.32.1.0/24": {"tenant": "acme", "deleted": "2026-11-23T08:00:00Z"}}
+
+A document with a quarantine is written as version 2, one without as version 1: a weavenomad
+that predates quarantine refuses version 2 instead of handing the subnet out again (and of
+dropping the quarantine on its next write), and still reads everything else.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Network
 
@@ -25,6 +35,8 @@ from weavenomad.tenancy.subnets import allocate_subnet, check_tenant_subnet
 from weavenomad.tenancy.weavecidr import parse_subnet
 
 REGISTRY_VERSION = 1
+#: the version of a document that holds a quarantine
+QUARANTINE_VERSION = 2
 _TENANT_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 
 
@@ -62,11 +74,31 @@ class Tenant:
 
 
 @dataclass(frozen=True)
+class Quarantine:
+    """A deleted tenant's subnet, kept from new tenants while tasks may hold addresses in it."""
+
+    subnet: IPv4Network
+    tenant: str
+    deleted: str
+
+    def to_json(self) -> dict:
+        return {"tenant": self.tenant, "deleted": self.deleted}
+
+    def describe(self) -> str:
+        return f"tenant {self.tenant!r} was deleted at {self.deleted}"
+
+
+@dataclass(frozen=True)
 class Registry:
     tenants: Mapping[str, Tenant] = field(default_factory=dict)
+    quarantined: Mapping[IPv4Network, Quarantine] = field(default_factory=dict)
 
     def subnets(self) -> dict[str, IPv4Network]:
         return {name: t.subnet for name, t in self.tenants.items()}
+
+    def quarantine_of(self, subnet: IPv4Network) -> Quarantine | None:
+        """The quarantine ``subnet`` overlaps, if any."""
+        return next((q for q in self.quarantined.values() if q.subnet.overlaps(subnet)), None)
 
     def get(self, name: str) -> Tenant:
         try:
@@ -169,10 +201,10 @@ def decode_registry(raw: bytes | None, key: str) -> Registry:
         return Registry()
     document = _load_object(raw, key, "tenant registry")
     version = document.get("version")
-    if version != REGISTRY_VERSION or isinstance(version, bool):
+    if version not in (REGISTRY_VERSION, QUARANTINE_VERSION) or isinstance(version, bool):
         raise ValidationError(
             f"Consul key {key}: tenant registry version {version!r} is not "
-            f"supported (expected {REGISTRY_VERSION})"
+            f"supported (expected {REGISTRY_VERSION} or {QUARANTINE_VERSION})"
         )
     records = _field(document, "tenants", dict, f"Consul key {key}")
     tenants = {}
@@ -199,14 +231,38 @@ def decode_registry(raw: bytes | None, key: str) -> Registry:
             description=description,
             labels=labels,
         )
-    return Registry(tenants)
+    return Registry(tenants, _decode_quarantine(document, key))
+
+
+def _decode_quarantine(document: Mapping, key: str) -> dict[IPv4Network, Quarantine]:
+    if document.get("quarantined") is None:
+        return {}
+    records = _field(document, "quarantined", dict, f"Consul key {key}")
+    found: dict[IPv4Network, Quarantine] = {}
+    for text, record in records.items():
+        where = f"Consul key {key}: quarantined subnet {text!r}"
+        try:
+            subnet = parse_subnet(text)
+        except ValidationError as exc:
+            raise ValidationError(f"{where}: {exc.message}") from None
+        if not isinstance(record, dict):
+            raise ValidationError(f"{where}: must be an object, not "
+                                  f"{_KINDS.get(type(record), type(record).__name__)}")
+        tenant = _field(record, "tenant", str, where)
+        if not is_tenant_name(tenant):
+            raise ValidationError(f"{where}: field 'tenant' {shown(tenant)} is not a tenant name")
+        found[subnet] = Quarantine(subnet, tenant, _field(record, "deleted", str, where))
+    return found
 
 
 def encode_registry(registry: Registry) -> bytes:
-    document = {
-        "version": REGISTRY_VERSION,
+    document: dict = {
+        "version": QUARANTINE_VERSION if registry.quarantined else REGISTRY_VERSION,
         "tenants": {name: t.to_json() for name, t in sorted(registry.tenants.items())},
     }
+    if registry.quarantined:
+        document["quarantined"] = {str(subnet): q.to_json() for subnet, q in sorted(
+            registry.quarantined.items(), key=lambda item: int(item[0].network_address))}
     return json.dumps(document, sort_keys=True).encode()
 
 
@@ -240,26 +296,60 @@ def plan_create(
     prefix_len: int = 24,
     description: str = "",
     labels: Mapping[str, str] | None = None,
+    released: Collection[IPv4Network] = (),
+    held: Mapping[IPv4Network, str] | None = None,
 ) -> tuple[Registry, Tenant]:
-    """The registry with tenant ``name`` added, and that tenant."""
+    """The registry with tenant ``name`` added, and that tenant.
+
+    Quarantined subnets in ``released`` (found free of tasks) are freed in the same write; the
+    others stay out of reach, and ``held`` says why for the error when ``cidr`` asks for one
+    (e.g. "2 allocation(s) of job web still hold addresses in it")."""
     check_tenant_name(name)
     if name in registry.tenants:
         raise ConflictError(f"tenant {name!r} exists already ({registry.tenants[name].subnet})")
+    registry = plan_release(registry, released)
     taken = registry.subnets()
     if cidr is None:
-        subnet = allocate_subnet(
-            cluster.ipalloc_range, cluster.default_subnet, taken.values(), prefix_len
-        )
+        subnet = allocate_subnet(cluster.ipalloc_range, cluster.default_subnet,
+                                 [*taken.values(), *registry.quarantined], prefix_len)
     else:
         subnet = cidr
+        quarantine = registry.quarantine_of(subnet)
+        if quarantine is not None:
+            why = (held or {}).get(quarantine.subnet, NOT_CHECKED)
+            raise ConflictError(
+                f"subnet {quarantine.subnet} is quarantined: {quarantine.describe()}, and {why}",
+                hint="stop them ('weavenomad status' lists them), or choose another --cidr")
         check_tenant_subnet(subnet, cluster.ipalloc_range, cluster.default_subnet, taken)
     tenant = Tenant(name, subnet, created, description, dict(labels or {}))
     return replace(registry, tenants={**registry.tenants, name: tenant}), tenant
 
 
+#: why a quarantined subnet stays so when nobody looked at Nomad
+NOT_CHECKED = "it was not checked whether tasks still hold addresses in it"
+
+
 def plan_delete(registry: Registry, name: str) -> Registry:
+    """The registry without tenant ``name``, its subnet free at once (only for a subnet that
+    certainly holds no task: :func:`plan_retire` is the safe way)."""
     registry.get(name)
     return replace(registry, tenants={k: v for k, v in registry.tenants.items() if k != name})
+
+
+def plan_retire(registry: Registry, name: str, *, deleted: str) -> tuple[Registry, Tenant]:
+    """The registry without tenant ``name`` and with its subnet quarantined, and the tenant."""
+    tenant = registry.get(name)
+    quarantine = Quarantine(tenant.subnet, name, deleted)
+    return replace(plan_delete(registry, name), quarantined={
+        **registry.quarantined, tenant.subnet: quarantine}), tenant
+
+
+def plan_release(registry: Registry, subnets: Collection[IPv4Network]) -> Registry:
+    """The registry with the quarantine of ``subnets`` lifted (those not quarantined: no-op)."""
+    if not any(subnet in registry.quarantined for subnet in subnets):
+        return registry
+    return replace(registry, quarantined={k: v for k, v in registry.quarantined.items()
+                                          if k not in set(subnets)})
 
 
 def plan_record_cluster(current: Cluster | None, wanted: Cluster) -> Cluster | None:

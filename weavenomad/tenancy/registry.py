@@ -12,7 +12,7 @@ import json
 import logging
 import random
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping
 from datetime import datetime, timezone
 from ipaddress import IPv4Network
 from typing import TypeVar
@@ -30,6 +30,8 @@ from weavenomad.tenancy.model import (
     plan_create,
     plan_delete,
     plan_record_cluster,
+    plan_release,
+    plan_retire,
     shown,
 )
 from weavenomad.tenancy.subnets import check_tenant_subnet
@@ -117,7 +119,11 @@ class TenantRegistry:
         return self._cas_cycle(self.cluster_key, decide)
 
     def create(self, name: str, *, cidr: IPv4Network | None = None, prefix_len: int = 24,
-               description: str = "", labels: dict[str, str] | None = None) -> Tenant:
+               description: str = "", labels: dict[str, str] | None = None,
+               released: Collection[IPv4Network] = (),
+               held: Mapping[IPv4Network, str] | None = None) -> Tenant:
+        """Add a tenant; quarantined subnets in ``released`` are freed in the same write
+        (:func:`~weavenomad.tenancy.model.plan_create`)."""
         cluster = self.require_cluster()
         created = self.clock()
 
@@ -125,18 +131,41 @@ class TenantRegistry:
             registry, tenant = plan_create(
                 decode_registry(raw, self.tenants_key), cluster, name, created=created,
                 cidr=cidr, prefix_len=prefix_len, description=description, labels=labels,
+                released=released, held=held,
             )
             return encode_registry(registry), tenant
 
         return self._cas_cycle(self.tenants_key, decide)
 
     def delete(self, name: str) -> Tenant:
+        """Remove a tenant and free its subnet at once; :meth:`retire` is the safe way while
+        tasks may still hold addresses in it."""
         def decide(raw: bytes | None) -> tuple[bytes, Tenant]:
             registry = decode_registry(raw, self.tenants_key)
             tenant = registry.get(name)
             return encode_registry(plan_delete(registry, name)), tenant
 
         return self._cas_cycle(self.tenants_key, decide)
+
+    def retire(self, name: str) -> Tenant:
+        """Remove a tenant and quarantine its subnet."""
+        deleted = self.clock()
+
+        def decide(raw: bytes | None) -> tuple[bytes, Tenant]:
+            registry, tenant = plan_retire(decode_registry(raw, self.tenants_key), name,
+                                           deleted=deleted)
+            return encode_registry(registry), tenant
+
+        return self._cas_cycle(self.tenants_key, decide)
+
+    def release(self, subnets: Collection[IPv4Network]) -> None:
+        """Lift the quarantine of ``subnets`` (found free of tasks)."""
+        def decide(raw: bytes | None) -> tuple[bytes | None, None]:
+            registry = decode_registry(raw, self.tenants_key)
+            released = plan_release(registry, subnets)
+            return (None if released is registry else encode_registry(released)), None
+
+        self._cas_cycle(self.tenants_key, decide)
 
 
 #: what --tenant takes, for the hints of a spec that is none of it
@@ -185,6 +214,10 @@ def resolve_target(spec: str, registry: Registry, cluster: Cluster) -> TenantTar
         owner = registry.owner_of(subnet)
         if owner is not None:
             return TenantTarget(owner.name, subnet, cluster.default_subnet)
+        quarantine = registry.quarantine_of(subnet)
+        if quarantine is not None:
+            raise ConflictError(f"subnet {quarantine.subnet} is quarantined: "
+                                f"{quarantine.describe()}", hint="choose another subnet")
         check_tenant_subnet(subnet, cluster.ipalloc_range, cluster.default_subnet,
                             registry.subnets())
         return TenantTarget(spec, subnet, cluster.default_subnet)

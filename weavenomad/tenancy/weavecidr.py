@@ -168,3 +168,18 @@ def for_subnet(subnet: IPv4Network | str) -> str:
     """The ``WEAVE_CIDR`` value that puts a container into ``subnet``."""
     network = subnet if isinstance(subnet, IPv4Network) else parse_subnet(str(subnet))
     return f"net:{network}"
+
+
+def requested_networks(value: str | None) -> tuple[IPv4Network, ...]:
+    """Where the addresses a ``WEAVE_CIDR`` value asks for come from, outside the default
+    subnet: a ``net:`` subnet as it is, an ``ip:`` claim as its one address (a /32). ``none``,
+    ``net:default`` and an empty or absent value ask for nothing else; a value Weave would
+    refuse asks for nothing at all (the proxy does not start such a container)."""
+    if value is None:
+        return ()
+    try:
+        parsed = parse(value)
+    except ValidationError:
+        return ()
+    return tuple(request.subnet or IPv4Network(request.address.ip)
+                 for request in parsed.effective_requests() if not request.is_default)

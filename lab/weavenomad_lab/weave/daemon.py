@@ -7,6 +7,11 @@ launched node a :class:`~weavenomad_lab.weave.runtime.NodeRuntime`. Its state li
 which flags) and ``weavewait/`` (the volume mounted at ``/w``). A restarted daemon relaunches the
 recorded nodes, so containers keep their addresses across restarts.
 
+A node's Weave runs while its router container does (:mod:`.containers`): the daemon follows
+each node's dockerd events, so ``docker stop/restart weave``, a crash and dockerd's restart
+policy after a reboot act on the proxy and the API as they do on a real node, and ``weave
+status``/``reset`` of a stopped Weave answer with the real script's words.
+
 :data:`COMPONENT` plugs it into ``weavenomad lab up/down/status``.
 """
 
