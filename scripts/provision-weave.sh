@@ -1,17 +1,22 @@
 #!/usr/bin/env bash
-# The weave 2.8.1 command (the `weave` script of the GitHub release) in /usr/local/bin, checked.
+# The weave command (by default 2.8.1's, the `weave` script of the GitHub release) in
+# /usr/local/bin, checked.
 # Weave is not launched here: `weavenomad bootstrap` launches it with the peers, the range and
 # the default subnet (provision-weavenomad.sh).
 #
 # Weave 2.8.1 speaks Docker API 1.18, which Docker >= 25 rejects; provision-base.sh installs
-# Debian 12's Docker 20.10 for that reason (see docs/design.md).
+# Debian 12's Docker 20.10 for that reason (see docs/design.md). A later --version is a release
+# of the maintained fork rajch/weave (2.8.3 and later, images rajchaudhuri/weave*, API 1.24),
+# which runs on a current Docker too.
 #
 # Verification: the release publishes no checksum for its `weave` asset. The same script ships
 # inside Weaveworks' weaveexec image (/home/weave/weave, which `weave` runs for most commands),
 # so the download must match that copy byte for byte: two channels (GitHub releases and Docker
 # Hub) that an attacker would both have to control. When WEAVE_SCRIPT_SHA256 is set (below or in
 # the environment) the script must also have that SHA-256; the log prints the value to pin.
-# A mismatch stops provisioning and installs nothing.
+# A mismatch stops provisioning and installs nothing. The fork's script comes from its
+# weaveexec image (rajchaudhuri/weaveexec:VERSION, as 'weavenomad weave-upgrade' installs it):
+# one channel, so pin WEAVE_SCRIPT_SHA256 for it.
 #
 # Usage: provision-weave.sh [--version X.Y.Z]     (root; idempotent)
 set -euo pipefail
@@ -20,6 +25,9 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 source "$here/provision-lib.sh"
 
 WEAVE_VERSION=2.8.1
+LAST_WEAVEWORKS=2.8.1
+#: the fork's images' owner on Docker Hub
+FORK_OWNER=rajchaudhuri
 #: the SHA-256 of the verified weave 2.8.1 script, once someone has pinned it (empty: not yet)
 WEAVE_SCRIPT_SHA256=${WEAVE_SCRIPT_SHA256:-}
 #: where the image keeps its copy of the script
@@ -39,8 +47,17 @@ done
 require_root
 command -v docker >/dev/null || die "docker is missing: run provision-base.sh first"
 
+# weaveworks' releases end at 2.8.1; later ones are the fork's
+fork=0
+if [[ $(printf '%s\n%s\n' "$WEAVE_VERSION" "$LAST_WEAVEWORKS" | sort -V | tail -n 1) \
+    != "$LAST_WEAVEWORKS" ]]; then
+  fork=1
+fi
 release_url="https://github.com/weaveworks/weave/releases/download/v$WEAVE_VERSION/weave"
 exec_image="weaveworks/weaveexec:$WEAVE_VERSION"
+if ((fork)); then
+  exec_image="$FORK_OWNER/weaveexec:$WEAVE_VERSION"
+fi
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
@@ -64,8 +81,13 @@ if [[ -f $TARGET ]] && acceptable "$TARGET"; then
   exit 0
 fi
 
-log "downloading $release_url"
-download "$release_url" "$work/weave"
+if ((fork)); then
+  cp "$work/from-image" "$work/weave"
+  log "the weave script of $exec_image (one channel: pin WEAVE_SCRIPT_SHA256)"
+else
+  log "downloading $release_url"
+  download "$release_url" "$work/weave"
+fi
 grep -qx "SCRIPT_VERSION=\"$WEAVE_VERSION\"" "$work/weave" \
   || die "the downloaded weave script is not version $WEAVE_VERSION: not installed"
 if ! cmp -s "$work/weave" "$work/from-image"; then

@@ -11,8 +11,14 @@
 # every boot, which re-exposes the Weave subnets after a reboot; on a node that needs nothing it
 # changes nothing. Follow it with: journalctl -u weavenomad-bootstrap
 #
+# With --weave-version (a release of the fork rajch/weave, provision-weave.sh installed its
+# command) and --docker-api-version (the fork's DOCKER_API_VERSION: Docker 29 and later want
+# 1.44), the [weave] section of /etc/weavenomad/config.toml names them, so that bootstrap, the
+# reconciler, the guards and doctor all run the weave command with that release's images.
+#
 # Usage: provision-weavenomad-install.sh --source DIR --peer ADDR [--peer ADDR ...]
 #          [--ipalloc-range CIDR] [--default-subnet CIDR] [--wait-for-bootstrap]
+#          [--weave-version X.Y.Z] [--docker-api-version 1.NN]
 #        (root; idempotent: reinstalls only when the project's sources changed, and re-runs the
 #        unit only when something it runs changed)
 set -euo pipefail
@@ -25,8 +31,12 @@ LIB_DIR=/usr/local/lib/weavenomad
 UNIT=weavenomad-bootstrap.service
 #: how long the unit waits for the Consul and Nomad leaders (a fresh cluster: until u3 is up)
 LEADER_WAIT=3600
+CONFIG=/etc/weavenomad/config.toml
+LAST_WEAVEWORKS=2.8.1
+FORK_OWNER=rajchaudhuri
 
 source_dir="" peers=() ipalloc_range=10.32.0.0/16 default_subnet=10.32.0.0/24 block=0
+weave_version="" docker_api_version=""
 while (($#)); do
   case $1 in
     --source) need_value "$@"; source_dir=$2; shift 2 ;;
@@ -34,6 +44,8 @@ while (($#)); do
     --ipalloc-range) need_value "$@"; ipalloc_range=$2; shift 2 ;;
     --default-subnet) need_value "$@"; default_subnet=$2; shift 2 ;;
     --wait-for-bootstrap) block=1; shift ;;
+    --weave-version) need_value "$@"; weave_version=$2; shift 2 ;;
+    --docker-api-version) need_value "$@"; docker_api_version=$2; shift 2 ;;
     -h | --help) print_help; exit 0 ;;
     *) usage_error "unknown argument: $1" ;;
   esac
@@ -47,7 +59,29 @@ for peer in "${peers[@]}"; do
 done
 valid_cidr "$ipalloc_range" || usage_error "not a CIDR: $ipalloc_range"
 valid_cidr "$default_subnet" || usage_error "not a CIDR: $default_subnet"
+[[ -z $weave_version || $weave_version =~ ^[0-9]+\.[0-9]+\.[0-9]+$ ]] \
+  || usage_error "not a Weave version: $weave_version"
+[[ -z $docker_api_version || $docker_api_version =~ ^1\.[0-9]+$ ]] \
+  || usage_error "not a Docker API version: $docker_api_version"
 require_root
+
+# --- the Weave release, for every weavenomad command -------------------------------------------
+
+config_changed=0
+if [[ -n $weave_version ]]; then
+  owner=weaveworks
+  if [[ $(printf '%s\n%s\n' "$weave_version" "$LAST_WEAVEWORKS" | sort -V | tail -n 1) \
+      != "$LAST_WEAVEWORKS" ]]; then
+    owner=$FORK_OWNER
+  fi
+  settings=$(printf '[weave]\nversion = "%s"\nimage_owner = "%s"' "$weave_version" "$owner")
+  if [[ -n $docker_api_version ]]; then
+    settings+=$(printf '\ndocker_api_version = "%s"' "$docker_api_version")
+  fi
+  update_file "$CONFIG" 644 root:root "# Written by scripts/provision-weavenomad-install.sh; provisioning rewrites it.
+$settings"
+  config_changed=$CHANGED
+fi
 
 # --- weavenomad into a virtualenv --------------------------------------------------------------
 
@@ -126,7 +160,7 @@ fi
 
 # Run the unit when it has not succeeded yet, or again when what it runs changed.
 start=(systemctl start)
-if ((installed || scripts_changed || unit_changed)); then
+if ((installed || scripts_changed || unit_changed || config_changed)); then
   start=(systemctl restart)
 elif systemctl is-active --quiet "$UNIT"; then
   log "$UNIT has run: nothing to do"

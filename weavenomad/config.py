@@ -14,12 +14,16 @@ The config file is TOML, ``--config PATH`` or ``/etc/weavenomad/config.toml`` wh
     addr = "127.0.0.1:8500"
     [weave]
     api = "http://127.0.0.1:6784"
+    # the maintained fork rajch/weave, for Docker >= 25 (see docs/design.md)
+    version = "2.9.0"
+    image_owner = "rajchaudhuri"
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -90,6 +94,20 @@ class WeaveSettings:
     api: str = "http://127.0.0.1:6784"
     #: the ``weave`` command; the lab puts its shim of the same name first on PATH
     command: str = "weave"
+    #: which Weave images the command runs, through the weave script's own variables:
+    #: ``WEAVE_VERSION`` (their tag; default: the script's version) and ``DOCKERHUB_USER`` (their
+    #: owner: weaveworks, or rajchaudhuri for the maintained fork rajch/weave)
+    version: str | None = None
+    image_owner: str | None = None
+    #: ``DOCKER_API_VERSION`` for the weave command: the API version the fork speaks (1.24 by
+    #: default; Docker 29 wants 1.44); weaveworks' 2.8 ignores it
+    docker_api_version: str | None = None
+
+    def command_environment(self) -> dict[str, str]:
+        """The weave command's variables these settings give (empty: the script's defaults)."""
+        values = {"WEAVE_VERSION": self.version, "DOCKERHUB_USER": self.image_owner,
+                  "DOCKER_API_VERSION": self.docker_api_version}
+        return {name: value for name, value in values.items() if value}
 
 
 @dataclass(frozen=True)
@@ -97,6 +115,10 @@ class BootstrapSettings:
     peers: tuple[str, ...] = ()
     ipalloc_range: str = "10.32.0.0/16"
     default_subnet: str = "10.32.0.0/24"
+    #: hold the Docker packages (``bootstrap --hold-docker``)
+    hold_docker: bool = False
+    #: where the node's own records live (the Docker package holds weavenomad made)
+    state_dir: str = "/var/lib/weavenomad"
 
 
 def _tuning(default: Any) -> Any:
@@ -230,6 +252,27 @@ def _token(value: Any, what: str) -> str | None:
     return text or None
 
 
+def _api_version(value: Any) -> str:
+    text = str(value).strip()
+    if not re.fullmatch(r"1\.\d{1,2}", text):
+        raise ValueError(f"expected a Docker API version such as 1.24 or 1.44, got {value!r}")
+    return text
+
+
+def _release(value: Any) -> str:
+    text = str(value).strip()
+    if not re.fullmatch(r"\d+\.\d+\.\d+|latest", text):
+        raise ValueError(f"expected a Weave release such as 2.9.0, got {value!r}")
+    return text
+
+
+def _image_owner(value: Any) -> str:
+    text = str(value).strip()
+    if not re.fullmatch(r"[a-z0-9][a-z0-9._/-]*", text):
+        raise ValueError(f"expected a Docker Hub user (weaveworks, rajchaudhuri), got {value!r}")
+    return text
+
+
 def _kv_prefix(text: str) -> str:
     text = text.strip().strip("/")
     if not text:
@@ -280,7 +323,13 @@ FIELDS: tuple[_Field, ...] = (
            attr="docker.tls_verify"),
     _Field("docker.cert_path", None, ("DOCKER_CERT_PATH",), attr="docker.cert_path"),
     _Field("weave.api", "weave_api", ("WEAVE_HTTP_ADDR",), attr="weave.api"),
-    _Field("weave.command", None, (), attr="weave.command"),
+    _Field("weave.command", None, ("WEAVENOMAD_WEAVE_COMMAND",), attr="weave.command"),
+    # the weave script's own variables (WEAVE_VERSION, DOCKERHUB_USER) and the fork's
+    _Field("weave.version", None, ("WEAVE_VERSION",), _release, _release, attr="weave.version"),
+    _Field("weave.image_owner", None, ("DOCKERHUB_USER",), _image_owner, _image_owner,
+           attr="weave.image_owner"),
+    _Field("weave.docker_api_version", None, ("DOCKER_API_VERSION",), _api_version,
+           _api_version, attr="weave.docker_api_version"),
     _Field("registry.kv_prefix", "kv_prefix", ("WEAVENOMAD_KV_PREFIX",), _kv_prefix, _kv_prefix,
            attr="kv_prefix"),
     _Field("http.timeout", "http_timeout", (), _positive_float, _positive_float,
@@ -289,6 +338,9 @@ FIELDS: tuple[_Field, ...] = (
            attr="bootstrap.peers"),
     _Field("bootstrap.ipalloc_range", "ipalloc_range", (), attr="bootstrap.ipalloc_range"),
     _Field("bootstrap.default_subnet", "default_subnet", (), attr="bootstrap.default_subnet"),
+    _Field("bootstrap.hold_docker", "hold_docker", (), _bool, bool,
+           attr="bootstrap.hold_docker"),
+    _Field("bootstrap.state_dir", None, ("WEAVENOMAD_STATE_DIR",), attr="bootstrap.state_dir"),
     _Field("reconciler.node_id", "node_id", (), attr="reconciler.node_id"),
     _Field("reconciler.resync", "resync", (), _positive_float, _positive_float,
            attr="reconciler.resync"),
@@ -377,11 +429,16 @@ def build_settings(
     weave = WeaveSettings(
         api=_with_scheme(get("weave.api", WeaveSettings.api)),
         command=get("weave.command", WeaveSettings.command),
+        version=get("weave.version"),
+        image_owner=get("weave.image_owner"),
+        docker_api_version=get("weave.docker_api_version"),
     )
     bootstrap = BootstrapSettings(
         peers=tuple(get("bootstrap.peers", ())),
         ipalloc_range=get("bootstrap.ipalloc_range", BootstrapSettings.ipalloc_range),
         default_subnet=get("bootstrap.default_subnet", BootstrapSettings.default_subnet),
+        hold_docker=bool(get("bootstrap.hold_docker", False)),
+        state_dir=get("bootstrap.state_dir", BootstrapSettings.state_dir),
     )
     reconciler = ReconcilerSettings(
         node_id=get("reconciler.node_id"),

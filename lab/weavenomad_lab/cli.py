@@ -65,10 +65,14 @@ def lab() -> None:
               help="Nomad and Consul serve HTTPS only, with certificates of the lab's own CA.")
 @click.option("--require-client-cert", is_flag=True, default=False,
               help="With --tls: the TLS handshake also needs the lab's client certificate.")
+@click.option("--docker", "docker_engine", type=click.Choice(["20.10", "26"]), default=None,
+              help="The nodes' Docker Engine: 20.10 (Debian 12's docker.io, the host's) or 26 "
+                   "(Debian 13's docker.io, fetched from deb.debian.org, checked and cached) "
+                   "[default: 20.10, or what each node of an existing lab runs].")
 @state_dir_option
 @output_options
 def up(nodes: int | None, name: str | None, acl: bool, tls: bool, require_client_cert: bool,
-       state_dir: Path | None) -> None:
+       docker_engine: str | None, state_dir: Path | None) -> None:
     """Bring the lab up; on a running lab, restart whatever is missing.
 
     --acl, --tls and --require-client-cert choose how the lab's Nomad and Consul are secured;
@@ -81,7 +85,8 @@ def up(nodes: int | None, name: str | None, acl: bool, tls: bool, require_client
     if acl or tls or require_client_cert:
         security = LabSecurity(acl=acl, tls=tls, verify_client=require_client_cert)
     app = app_context()
-    layout = core.up(_state_dir(state_dir), name, nodes, security=security, say=app.tell)
+    layout = core.up(_state_dir(state_dir), name, nodes, security=security, say=app.tell,
+                     docker=docker_engine)
 
     def human(data: dict) -> str:
         lines = [f"lab {data['name']!r} is up: {len(data['nodes'])} node(s), "
@@ -218,6 +223,65 @@ def nomad_restart(node: str, state_dir: Path | None) -> None:
     name = layout.node(node).name
     restart_agent(layout, name)
     click.echo(f"restarted the Nomad agent of {name}")
+
+
+@lab.command("docker-engine")
+@click.argument("node")
+@click.argument("engine", type=click.Choice(["20.10", "26"]))
+@state_dir_option
+def docker_engine(node: str, engine: str, state_dir: Path | None) -> None:
+    """Replace NODE's Docker Engine by ENGINE (20.10: Debian 12's docker.io; 26: Debian 13's),
+    as upgrading or downgrading the Docker packages does: dockerd stops with its containers,
+    the new one starts on the same data, and containers with a restart policy (Weave's router)
+    come back under it. Nomad's tasks die with the old dockerd.
+    """
+    from weavenomad_lab.dockerd import switch_engine
+    from weavenomad_lab.layout import LabLayout
+
+    layout = LabLayout.load(_state_dir(state_dir))
+    target = layout.node(node)
+    chosen = switch_engine(layout, target, engine)
+    click.echo(f"{target.name} runs Docker Engine {chosen.name} ("
+               + ", ".join(f"{p} {v}" for p, v in sorted(chosen.packages.items())) + ")")
+
+
+@lab.command("apt-source")
+@click.argument("node")
+@click.argument("suite", type=click.Choice(["bookworm", "trixie"]))
+@state_dir_option
+def apt_source(node: str, suite: str, state_dir: Path | None) -> None:
+    """Add Debian SUITE to NODE's apt sources, as editing sources.list and 'apt update' do:
+    with trixie, apt on the node offers Docker 26 (docker.io 26.1.5) over the installed 20.10,
+    and 'apt-get upgrade' on the node installs it unless the packages are held. A lab node's
+    apt-cache, apt-mark and apt-get know the Docker packages only, and never touch the host's.
+    """
+    from weavenomad_lab.apt import add_source
+    from weavenomad_lab.layout import LabLayout
+
+    layout = LabLayout.load(_state_dir(state_dir))
+    target = layout.node(node)
+    state = add_source(layout, target, suite)
+    click.echo(f"{target.name}'s apt sources: {', '.join(state.suites)}")
+
+
+@lab.command("weave-images")
+@click.argument("node")
+@click.argument("owner")
+@click.argument("version")
+@state_dir_option
+def weave_images(node: str, owner: str, version: str, state_dir: Path | None) -> None:
+    """Put Weave release OWNER/VERSION's images on NODE, as 'docker pull' from Docker Hub
+    would (the lab has no registry): OWNER/weave:VERSION, OWNER/weaveexec:VERSION (with that
+    release's weave script at /home/weave/weave) and OWNER/weavedb:latest. For the maintained
+    fork: weavenomad lab weave-images n1 rajchaudhuri 2.9.0.
+    """
+    from weavenomad_lab.layout import LabLayout
+    from weavenomad_lab.weave.images import put_images
+
+    layout = LabLayout.load(_state_dir(state_dir))
+    target = layout.node(node)
+    flavour = put_images(layout, target, owner, version)
+    click.echo(f"{target.name} has {', '.join(flavour.images)}")
 
 
 @click.command()

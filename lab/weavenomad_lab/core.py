@@ -340,10 +340,12 @@ def up(
     components: Sequence[str | Component] | None = None,
     security: LabSecurity | None = None,
     say: Callable[[str], None] | None = None,
+    docker: str | None = None,
 ) -> LabLayout:
     """Bring the lab up (or complete it); returns its layout. ``name``/``nodes``/``security``
     None: the existing lab's, or the defaults for a new one (no ACLs, no TLS). ``say`` hears
-    what each step waits for."""
+    what each step waits for. ``docker``: the Docker Engine of nodes that have none yet (see
+    :mod:`weavenomad_lab.engines`; None: Debian 12's)."""
     if name is not None:  # bad input first: it needs nothing of the machine
         validate_lab_name(name)
     check_root(_euid(euid), "up")
@@ -362,12 +364,31 @@ def up(
             if not (state_dir / "lab.json").exists():
                 fresh = True
             layout = _claim(state_dir, name, nodes, security)
+            if docker is not None:
+                _choose_engines(layout, docker, say)
             _start(layout, parts, fresh, say)
             return layout
     except BaseException:
         if fresh:  # decided under the lock: nothing here belongs to anyone else
             _discard_state_dir(state_dir, remove_dir=made_dir)
         raise
+
+
+def _choose_engines(layout: LabLayout, docker: str,
+                    say: Callable[[str], None] | None) -> None:
+    """Nodes without an engine get ``docker``; a node that runs another one is a conflict
+    (``lab docker-engine`` replaces it)."""
+    from weavenomad_lab import dockerd
+
+    for node in layout.nodes:
+        if dockerd.engine_file(node).exists() and dockerd.engine_name(node) != docker:
+            raise ConflictError(f"node {node.name} runs Docker {dockerd.engine_name(node)}, "
+                                f"not {docker}",
+                                hint=f"weavenomad lab docker-engine {node.name} {docker}")
+    if say is not None:
+        say(f"lab up: docker: Docker Engine {docker} (fetched and unpacked once, then cached)")
+    for node in layout.nodes:
+        dockerd.choose_engine(node, docker)
 
 
 def down(

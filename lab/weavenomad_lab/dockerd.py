@@ -2,6 +2,10 @@
 
 Everything of a node's dockerd lives under ``S/nodes/nX/docker`` (data-root, exec-root, its
 containerd, pid files, log, config file and trust key) plus its socket ``S/nodes/nX/docker.sock``.
+Which Docker Engine the node runs (:mod:`weavenomad_lab.engines`: Debian 12's 20.10 or trixie's
+26) is kept in ``S/nodes/nX/docker-engine``; :func:`switch_engine` replaces it on a running node
+the way a package upgrade does: dockerd and its containers stop, the new dockerd starts on the
+same data-root, and containers with a restart policy come back.
 Containers go to a cgroup parent of their own (``weavenomad-NAME-nX``): that finds every
 container process of the node, even after a crash, and leaves no cgroup behind on ``down``.
 ``--config-file`` points at our own (empty) daemon.json so the host's /etc/docker/daemon.json
@@ -27,6 +31,7 @@ from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from weavenomad_lab import engines
 from weavenomad_lab.core import PartStatus
 from weavenomad_lab.errors import LabError
 from weavenomad_lab.layout import DOCKER_BRIDGE_CIDR, LabLayout, NodeLayout
@@ -48,10 +53,31 @@ def cgroup_parent(lab: LabLayout, node: NodeLayout) -> str:
     return f"weavenomad-{lab.name}-{node.name}"
 
 
-def dockerd_argv(lab: LabLayout, node: NodeLayout) -> list[str]:
+def engine_file(node: NodeLayout) -> Path:
+    return node.dir / "docker-engine"
+
+
+def engine_name(node: NodeLayout) -> str:
+    """The Docker Engine the node runs (or will run when started)."""
+    try:
+        return engine_file(node).read_text().strip() or engines.DEFAULT_ENGINE
+    except OSError:
+        return engines.DEFAULT_ENGINE
+
+
+def choose_engine(node: NodeLayout, name: str) -> engines.Engine:
+    """Record ``name`` as the node's engine (fetching it first if needed); the engine."""
+    chosen = engines.engine(name)
+    node.dir.mkdir(parents=True, exist_ok=True)
+    engine_file(node).write_text(name + "\n")
+    return chosen
+
+
+def dockerd_argv(lab: LabLayout, node: NodeLayout,
+                 engine: engines.Engine | None = None) -> list[str]:
     d = node.docker_dir
     return nsenter_argv(node.netns, [
-        "dockerd",
+        engine.binary("dockerd") if engine is not None else "dockerd",
         "--config-file", str(d / "daemon.json"),
         "--data-root", str(d / "data"),
         "--exec-root", str(d / "exec"),
@@ -71,15 +97,17 @@ def daemon_config(node: NodeLayout) -> dict:
     return {"deprecated-key-path": str(node.docker_dir / "key.json")}
 
 
-def daemon(lab: LabLayout, node: NodeLayout) -> Daemon:
+def daemon(lab: LabLayout, node: NodeLayout, engine: engines.Engine | None = None) -> Daemon:
+    """The node's dockerd; ``engine`` None: enough to find, stop or ask it, not to start it."""
     # dockerd writes and checks its own --pidfile; Daemon keeps a separate one, so the two
     # never race on one file
     return Daemon(
         name=f"dockerd of {node.name}",
-        argv=tuple(dockerd_argv(lab, node)),
+        argv=tuple(dockerd_argv(lab, node, engine)),
         pid_file=node.docker_dir / "daemon.pid",
         log_file=node.docker_dir / "dockerd.log",
         marker=str(node.docker_sock),
+        env=tuple(engine.environment(os.environ).items()) if engine is not None else (),
     )
 
 
@@ -282,7 +310,7 @@ def shim_sockets(node: NodeLayout) -> list[Path]:
 
 
 def start_node(lab: LabLayout, node: NodeLayout) -> None:
-    dockerd = daemon(lab, node)
+    dockerd = daemon(lab, node, engines.engine(engine_name(node)))
     if not dockerd.running():
         # leftovers of a dockerd that died (its containerd, shims) would hold the old sockets
         kill_and_wait(pids_mentioning(node.docker_dir))
@@ -294,6 +322,39 @@ def start_node(lab: LabLayout, node: NodeLayout) -> None:
         node.docker_dir.mkdir(parents=True, exist_ok=True)
         (node.docker_dir / "daemon.json").write_text(json.dumps(daemon_config(node)) + "\n")
     dockerd.start(ready=lambda: ping(node.docker_sock, 1.0), timeout=START_TIMEOUT)
+
+
+def kill_task_containers(node: NodeLayout) -> None:
+    """SIGKILL the node's Nomad task containers: what stopping dockerd does to them, without
+    the 10 s each a busybox httpd (which ignores SIGTERM) would get from dockerd's shutdown."""
+    import docker
+
+    from weavenomad_lab.nomad.dockertask import ALLOC_LABEL
+
+    client = docker.DockerClient(base_url=node.docker_host, timeout=30)
+    try:
+        for container in client.api.containers(filters={"label": ALLOC_LABEL}):
+            try:
+                client.api.kill(container["Id"])
+            except docker.errors.APIError:
+                continue  # it exited meanwhile
+    finally:
+        client.close()
+
+
+def switch_engine(lab: LabLayout, node: NodeLayout, name: str) -> engines.Engine:
+    """Replace the node's Docker Engine by ``name``, as ``apt upgrade`` (or a downgrade) of
+    the Docker packages does: dockerd stops with its containers, the new one starts on the same
+    data-root and brings back the containers whose restart policy says so (Weave's router)."""
+    chosen = engines.engine(name)  # fetched before anything stops
+    running = daemon(lab, node).running()
+    if running:
+        kill_task_containers(node)
+        stop_dockerd(daemon(lab, node))
+    choose_engine(node, name)
+    if running:
+        start_node(lab, node)
+    return chosen
 
 
 def stop_node(lab: LabLayout, node: NodeLayout) -> None:
@@ -329,7 +390,8 @@ def node_status(lab: LabLayout, node: NodeLayout) -> PartStatus:
         healthy, detail = True, f"running, pid {pid}"
     else:
         healthy, detail = False, f"pid {pid} runs but {node.docker_sock} does not answer"
-    return PartStatus("dockerd", node.name, healthy, node.docker_host, detail)
+    return PartStatus("dockerd", node.name, healthy, node.docker_host,
+                      f"Docker {engine_name(node)}, {detail}")
 
 
 def for_each_node(lab: LabLayout, work) -> list:
@@ -343,10 +405,24 @@ class Dockerd:
     name = "dockerd"
 
     def up(self, lab: LabLayout) -> None:
+        from weavenomad_lab import apt
+
         for_each_node(lab, start_node)
+        for node in lab.nodes:  # the node's package manager, for its Docker packages
+            apt.install_shims(lab, node)
 
     def down(self, lab: LabLayout) -> None:
+        from weavenomad_lab import apt
+
         for_each_node(lab, stop_node)
+        for node in lab.nodes:
+            apt.remove_shims(node)
+            apt.state_file(node).unlink(missing_ok=True)
+            engine_file(node).unlink(missing_ok=True)
+            try:  # only when nothing else lives there
+                node.bin_dir.rmdir()
+            except OSError:
+                pass
 
     def status(self, lab: LabLayout) -> list[PartStatus]:
         return for_each_node(lab, node_status)

@@ -78,7 +78,9 @@ def client_environment(layout: LabLayout, node: NodeLayout | str,
 def node_tooling(layout: LabLayout, node: NodeLayout) -> dict[str, str]:
     """Where this node's Nomad agent config lives and how to restart that agent: what a real
     node has in /etc/nomad.d and ``systemctl restart nomad``, given through weavenomad's own
-    settings (WEAVENOMAD_NOMAD_CONFIG, WEAVENOMAD_NOMAD_RESTART_COMMAND)."""
+    settings (WEAVENOMAD_NOMAD_CONFIG, WEAVENOMAD_NOMAD_RESTART_COMMAND); and its own state
+    directory (WEAVENOMAD_STATE_DIR, /var/lib/weavenomad on a real node): lab nodes share the
+    host's filesystem."""
     import shlex
 
     restart = [sys.executable, "-m", "weavenomad", "lab", "nomad-restart",
@@ -87,6 +89,7 @@ def node_tooling(layout: LabLayout, node: NodeLayout) -> dict[str, str]:
         "WEAVENOMAD_LAB_STATE_DIR": str(layout.state_dir),
         "WEAVENOMAD_NOMAD_CONFIG": str(node.nomad_config_dir),
         "WEAVENOMAD_NOMAD_RESTART_COMMAND": shlex.join(restart),
+        "WEAVENOMAD_STATE_DIR": str(node.dir / "state"),
     }
 
 

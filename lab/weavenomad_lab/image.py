@@ -1,4 +1,5 @@
 """The lab's container image ``bb:local``: Debian's static busybox and one symlink per applet.
+Each node also gets weaveworks' Weave 2.8.1 images made of it (:mod:`weavenomad_lab.weave.images`).
 
 Built once per lab as a tar (``S/image/bb.tar``) and ``docker import``ed into each node's
 dockerd, with no ENV or CMD, like the image the recorded job ran (``bb:local``,
@@ -136,8 +137,11 @@ class Image:
     name = "image"
 
     def up(self, lab: LabLayout) -> None:
+        from weavenomad_lab.weave.images import put_default_images
+
         build_image_tar(lab.image_tar)
         for_each_node(lab, import_image)
+        for_each_node(lab, put_default_images)
 
     def down(self, lab: LabLayout) -> None:
         # the imported copies go with each node's dockerd data-root

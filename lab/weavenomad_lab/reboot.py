@@ -18,7 +18,6 @@ The lab's Consul is one process for the whole cluster, so every node's agent res
 
 from __future__ import annotations
 
-import contextlib
 import threading
 import time
 
@@ -39,7 +38,7 @@ def node_down(lab: LabLayout, name: str) -> None:
     nomad_control.crash_agent(lab, node.name)
     _weave(lab, {"op": "node-down", "node": node.name})
     CONSUL.daemon(lab).stop()
-    _kill_tasks(node)
+    dockerd.kill_task_containers(node)
     dockerd.stop_dockerd(dockerd.daemon(lab, node))
 
 
@@ -56,22 +55,6 @@ def reboot(lab: LabLayout, name: str, down_for: float = 1.0) -> None:
     node_down(lab, name)
     threading.Event().wait(down_for)
     node_up(lab, name)
-
-
-def _kill_tasks(node) -> None:
-    """The task containers die with their node (SIGKILL: a busybox httpd ignores SIGTERM, and
-    dockerd's own shutdown would give each 10 s)."""
-    import docker
-
-    from weavenomad_lab.nomad.dockertask import ALLOC_LABEL
-
-    client = docker.DockerClient(base_url=node.docker_host, timeout=30)
-    try:
-        for container in client.api.containers(filters={"label": ALLOC_LABEL}):
-            with contextlib.suppress(docker.errors.APIError):
-                client.api.kill(container["Id"])
-    finally:
-        client.close()
 
 
 def _weave(lab: LabLayout, request: dict) -> dict:

@@ -332,3 +332,42 @@ def test_steps_give_up_when_consul_has_no_leader():
     assert f"Consul has no leader after 1s (http://127.0.0.1:{port}/v1/status/leader" \
         in done.stderr
     assert time.monotonic() - started < 20
+
+
+# -- the fork and a current Docker (issue 16 item 3) ------------------------------------------
+
+
+def test_vagrantfile_passes_the_weave_release_and_docker_source_to_the_steps(tmp_path):
+    stand_in = tmp_path / "vagrant.rb"
+    stand_in.write_text(VAGRANT_STAND_IN)
+    env = {**os.environ, "WEAVENOMAD_WEAVE_VERSION": "2.9.0", "WEAVENOMAD_DOCKER": "docker-ce",
+           "WEAVENOMAD_DOCKER_API_VERSION": "1.44"}
+    done = subprocess.run([tool("ruby", "ruby"), str(stand_in), str(VAGRANTFILE)],
+                          capture_output=True, text=True, timeout=60, cwd=ROOT, env=env)
+    assert done.returncode == 0, done.stderr
+    for name, node in machines(json.loads(done.stdout)).items():
+        arguments = {c["args"][0]: c["options"]["args"]
+                     for c in node["calls"] if c["method"] == "provision"}
+        assert arguments["base"] == ["--docker", "docker-ce", "--weave-version", "2.9.0"]
+        assert arguments["weave"] == ["--version", "2.9.0"]
+        others = [ip for other, ip in SEED_NODES.items() if other != name]
+        wait = ["--wait-for-bootstrap"] if name == "u3" else []
+        assert arguments["weavenomad-install"] == [
+            "--source", "/vagrant", "--peer", others[0], "--peer", others[1],
+            "--weave-version", "2.9.0", "--docker-api-version", "1.44", *wait]
+
+
+@pytest.mark.parametrize("script, args, message", [
+    ("base", ("--docker", "docker-ce"), "--docker docker-ce needs the fork"),
+    ("base", ("--docker", "docker-ce", "--weave-version", "2.8.1"), "speaks Docker API 1.18"),
+    ("base", ("--docker", "snap"), "--docker takes debian or docker-ce"),
+    ("base", ("--weave-version", "latest"), "not a version"),
+    ("weavenomad-install", ("--source", str(ROOT), "--peer", "192.168.56.4",
+                            "--weave-version", "2.9"), "not a Weave version"),
+    ("weavenomad-install", ("--source", str(ROOT), "--peer", "192.168.56.4",
+                            "--docker-api-version", "1.44;x"), "not a Docker API version"),
+])
+def test_weave_and_docker_settings_refuse_bad_values(script, args, message):
+    done = subprocess.run([str(SCRIPTS / f"provision-{script}.sh"), *args],
+                          capture_output=True, text=True, timeout=30)
+    assert done.returncode == 2 and message in done.stderr, done.stderr

@@ -12,6 +12,7 @@ again, so the agent reads the old text.
 
 from __future__ import annotations
 
+import re
 import shlex
 import threading
 import time
@@ -19,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from ipaddress import IPv4Network
 
-from weavenomad.bootstrap import leftovers, system
+from weavenomad.bootstrap import holds, leftovers, packages, system
 from weavenomad.bootstrap import steps as st
 from weavenomad.bootstrap.checks import WEAVE_BRIDGE, missing_exposes
 from weavenomad.bootstrap.guards import guard_state, parse_rules
@@ -286,6 +287,118 @@ class Executor:
             return Outcome(None, "no job waits on a blocked evaluation")
         return Outcome(None, f"re-evaluated {len(done)} job(s) with a blocked evaluation: "
                        + ", ".join(done))
+
+    # -- the Docker packages and the Weave release (issue 22) --------------------------------
+
+    def _holds(self) -> set[str]:
+        text, error = system.apt_holds()
+        if text is None:
+            raise BackendError(f"cannot read apt's holds: {error}", backend="system",
+                               hint="run as root on a node with apt")
+        return packages.parse_showhold(text)
+
+    def do_HoldPackages(self, action: st.HoldPackages) -> Outcome:  # noqa: N802
+        new = [p for p in action.packages if p not in self._holds()]
+        if new:
+            system.apt_mark("hold", new)
+        holds.write_record(action.record, [*holds.read_record(action.record), *new])
+        if not new:
+            return Outcome(None, "already held", changed=False)
+        return Outcome(st.ReleaseHold(tuple(new), action.record), "held " + " ".join(new))
+
+    def do_ReleaseHold(self, action: st.ReleaseHold) -> Outcome:  # noqa: N802
+        release = [p for p in action.packages if p in self._holds()]
+        if release:
+            system.apt_mark("unhold", release)
+        holds.write_record(action.record, [p for p in holds.read_record(action.record)
+                                           if p not in action.packages])
+        if not release:
+            return Outcome(None, "not held any more", changed=False)
+        return Outcome(st.HoldPackages(tuple(release), action.record),
+                       "released " + " ".join(release))
+
+    def do_InstallPackages(self, action: st.InstallPackages) -> Outcome:  # noqa: N802
+        names = [pin.partition("=")[0] for pin in action.pins]
+        text, error = system.apt_policy(names)
+        if text is None:
+            raise BackendError(f"cannot ask apt: {error}", backend="system")
+        before = packages.parse_policy(text)
+        system.apt_install(action.pins)
+        previous = tuple(f"{n}={before[n].installed}" for n in names
+                         if n in before and before[n].installed)
+        return Outcome(st.InstallPackages(previous) if previous else None,
+                       "installed " + " ".join(action.pins))
+
+    def do_PullImage(self, action: st.PullImage) -> Outcome:  # noqa: N802
+        docker = self.clients.docker
+        if docker.image_present(action.image):
+            return Outcome(None, "already on this node", changed=False)
+        try:
+            docker.pull(action.image)
+        except BackendError as exc:
+            raise BackendError(
+                f"the image {action.image} is not on this node and cannot be pulled: "
+                f"{exc.one_line()}", backend="docker",
+                hint=f"pull it where Docker Hub answers (docker pull {action.image}), or load a "
+                     f"saved copy (docker save {action.image} | docker load)") from None
+        return Outcome(None, "pulled")
+
+    def do_RemoveRouter(self, action: st.RemoveRouter) -> Outcome:  # noqa: N802
+        removed = self.clients.docker.remove_container("weave")
+        return Outcome(action.relaunch if removed else None,
+                       "removed the router container; weavedb (the IPAM's data) stays"
+                       if removed else "there was no router container", changed=removed)
+
+    def do_LaunchRelease(self, action: st.LaunchRelease) -> Outcome:  # noqa: N802
+        launch = action.launch
+        self.clients.weave_command.with_env(dict(action.env)).launch(
+            launch.ipalloc_range, launch.default_subnet, launch.peers)
+        try:  # the socket the new router serves is what Nomad must be on
+            reported = self.clients.weave.proxy_addrs()
+        except WeavenomadError:
+            reported = []
+        if reported:
+            self.written_endpoint = reported[0]
+        return Outcome(st.RemoveRouter(), " ".join(f"{k}={v}" for k, v in action.env))
+
+    def do_InstallWeaveScript(self, action: st.InstallWeaveScript) -> Outcome:  # noqa: N802
+        data = self.clients.docker.file_from_image(action.image, "/home/weave/weave")
+        text = data.decode("utf-8", errors="replace")
+        if f'\nSCRIPT_VERSION="{action.version}"\n' not in f"\n{text}":
+            found = re.search(r'^SCRIPT_VERSION="([^"]*)"', text, re.M)
+            raise BackendError(f"/home/weave/weave in {action.image} is not weave script "
+                               f"{action.version} (it says "
+                               f"{found.group(1) if found else 'no SCRIPT_VERSION'}): not "
+                               "installed", backend="docker",
+                               hint="check the image, or install the script by hand")
+        config_files.make_backup(action.path, config_files.read_text(action.path))
+        config_files.write_atomic(action.path, text)
+        return Outcome(st.RestoreWeaveScript(action.path),
+                       f"weave script {action.version} at {action.path}")
+
+    def do_RestoreWeaveScript(self, action: st.RestoreWeaveScript) -> Outcome:  # noqa: N802
+        backup = config_files.backup_path(action.path)
+        config_files.write_atomic(action.path, config_files.read_text(backup))
+        config_files.remove_backup(action.path)
+        return Outcome(None, f"{action.path} is the one before again")
+
+    def do_ExposeAgain(self, action: st.ExposeAgain) -> Outcome:  # noqa: N802
+        done = self.do_WeaveExpose(st.WeaveExpose(action.specs))
+        return Outcome(None, done.note)
+
+    def do_WaitForWeave(self, action: st.WaitForWeave) -> Outcome:  # noqa: N802
+        deadline = time.monotonic() + action.timeout
+        while True:
+            try:
+                report = self.clients.weave.report()
+            except WeavenomadError as exc:
+                problem = exc.one_line()
+            else:
+                return Outcome(None, f"Weave {report.get('Version')} answers")
+            if time.monotonic() >= deadline or self.stop.wait(self.verify_every):
+                raise BackendError(f"Weave did not answer within {action.timeout:.0f}s: "
+                                   f"{problem}", backend="weave",
+                                   hint="docker logs weave says why")
 
     # -- registry ------------------------------------------------------------------------------
 

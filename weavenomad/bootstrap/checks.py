@@ -1,10 +1,9 @@
 """The node checks shared by ``bootstrap``'s preflight and ``doctor``. Pure: observed facts in,
 one :class:`Check` (pass / warn / fail, what was seen, how to fix it) out.
 
-Facts behind the rules (docs/design.md): weave 2.8.1 pins Docker API 1.18, which Docker >= 25
-rejects; rajch/weave 2.9.0 speaks 1.24 unless ``DOCKER_API_VERSION`` says otherwise; Docker 29
-wants >= 1.44. Weave needs TCP 6783 (router), UDP 6783/6784 (sleeve, fastdp) and TCP 6784 (its
-HTTP API on 127.0.0.1). The isolation guards live in :mod:`.guards`.
+Facts behind the rules (docs/design.md): which Docker API versions a Docker accepts and a Weave
+speaks is :mod:`.versions`. Weave needs TCP 6783 (router), UDP 6783/6784 (sleeve, fastdp) and
+TCP 6784 (its HTTP API on 127.0.0.1). The isolation guards live in :mod:`.guards`.
 """
 
 from __future__ import annotations
@@ -13,6 +12,9 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Interface, IPv4Network
+
+from weavenomad.bootstrap import versions as vs
+from weavenomad.bootstrap.versions import FORK, FORK_VERSION, version_tuple
 
 PASS, WARN, FAIL = "pass", "warn", "fail"
 WEAVE_PORTS = (("tcp", 6783), ("tcp", 6784), ("udp", 6783), ("udp", 6784))
@@ -43,12 +45,6 @@ class Check:
                 "fix": self.fix}
 
 
-def version_tuple(text: str | None) -> tuple[int, ...]:
-    """``"2.8.1+lab"`` -> (2, 8, 1); ``"1.41"`` -> (1, 41); unknown -> ()."""
-    match = re.match(r"v?(\d+(?:\.\d+)*)", (text or "").strip())
-    return tuple(int(part) for part in match.group(1).split(".")) if match else ()
-
-
 # -- preflight items -------------------------------------------------------------------------
 
 
@@ -70,11 +66,18 @@ def check_docker(version: Mapping | None, error: str | None) -> Check:
                  f"{version.get('MinAPIVersion', '?')}-{version.get('ApiVersion', '?')})")
 
 
-def check_weave_command(versions: Mapping[str, str] | None, error: str | None) -> Check:
+def check_weave_command(versions: Mapping[str, str] | None, error: str | None,
+                        docker_answers: bool = True) -> Check:
+    """``docker_answers`` False: the weave command needs Docker (it runs Weave's images), so a
+    Docker that is down is what to fix, not Weave's installation."""
+    if versions is None and not docker_answers:
+        return Check("weave-command", FAIL, f"the weave command cannot run while Docker does "
+                     f"not answer: {error}", "start dockerd (the weave command runs Weave's "
+                     "images in Docker)")
     if versions is None:
         return Check("weave-command", FAIL, f"the weave command does not run: {error}",
-                     "install Weave Net (weave script 2.8.1, or rajch/weave 2.9.0 for Docker "
-                     ">= 25) on PATH")
+                     f"install Weave Net (weave script 2.8.1, or {FORK} {FORK_VERSION} for "
+                     "Docker >= 25) on PATH")
     return Check("weave-command", PASS, f"weave script {weave_script_version(versions)}")
 
 
@@ -82,34 +85,19 @@ def weave_script_version(versions: Mapping[str, str]) -> str:
     return versions.get("weave script") or versions.get("weave") or "unknown"
 
 
-def weave_docker_api(weave_version: str, override: str | None) -> str:
-    """The Docker API version the weave script speaks."""
-    if version_tuple(weave_version)[:2] >= (2, 9):
-        return override or "1.24"
-    return "1.18"  # 2.8.x pins it; DOCKER_API_VERSION does not change that
-
-
 def check_docker_weave_api(
-    docker_version: Mapping | None, weave_version: str | None, override: str | None
+    docker_version: Mapping | None, weave_version: str | None, override: str | None,
+    launched: bool = True,
 ) -> Check:
+    """Whether the Docker found accepts the API version the Weave found speaks (see
+    :func:`.versions.judge` for the fix it names)."""
     name = "docker-weave-api"
     if docker_version is None or weave_version is None:
         return Check(name, WARN, "cannot compare: Docker or weave unavailable")
-    speaks = weave_docker_api(weave_version, override)
-    low, high = docker_version.get("MinAPIVersion"), docker_version.get("ApiVersion")
-    docker = f"Docker {docker_version.get('Version')} accepts API {low or '?'}-{high or '?'}"
-    if low and version_tuple(speaks) < version_tuple(low):
-        fix = ("weave 2.8 pins Docker API 1.18, which Docker >= 25 rejects: install the "
-               "maintained fork rajch/weave 2.9.0 (API 1.24)")
-        if version_tuple(low) > (1, 24):
-            fix += f" and run it with DOCKER_API_VERSION={low}"
-        elif version_tuple(weave_version)[:2] >= (2, 9):
-            fix = f"run weave with DOCKER_API_VERSION={low}"
-        return Check(name, FAIL, f"{docker}; weave {weave_version} speaks {speaks}", fix)
-    if high and version_tuple(speaks) > version_tuple(high):
-        return Check(name, FAIL, f"{docker}; weave {weave_version} speaks {speaks}",
-                     f"set DOCKER_API_VERSION={high} for weave, or upgrade Docker")
-    return Check(name, PASS, f"{docker}; weave {weave_version} speaks {speaks}")
+    verdict = vs.judge(str(docker_version.get("Version")),
+                             docker_version.get("MinAPIVersion"),
+                             docker_version.get("ApiVersion"), weave_version, override, launched)
+    return Check(name, PASS if verdict.ok else FAIL, verdict.detail, verdict.fix)
 
 
 def check_agent(name: str, title: str, answer: object, failure: Failure | None,

@@ -11,7 +11,7 @@ import shlex
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from weavenomad.bootstrap import render, system
+from weavenomad.bootstrap import holds, migrate, render, system
 from weavenomad.bootstrap.apply import Executor, apply_plan
 from weavenomad.bootstrap.checks import FAIL
 from weavenomad.bootstrap.doctor import doctor_checks, node_checks, summary
@@ -50,6 +50,8 @@ class NodeOptions:
     nomad_config: str | None = None
     restart: bool = True
     dry_run: bool = False
+    #: hold the Docker packages too (apt-mark hold), recorded for reset
+    hold_docker: bool = False
 
 
 def desired_cluster(options: NodeOptions) -> Cluster:
@@ -96,9 +98,10 @@ def restart_plan(settings, facts: NodeFacts, restart: bool) -> tuple[tuple[str, 
     return (argv if restart else None), f"run: {hint}"
 
 
-def preflight(facts: NodeFacts, environ: Mapping[str, str]) -> list:
-    """The preflight checks (the doctor items bootstrap needs before it changes anything)."""
-    return node_checks(facts, environ.get("DOCKER_API_VERSION"))
+def preflight(facts: NodeFacts, weave) -> list:
+    """The preflight checks (the doctor items bootstrap needs before it changes anything);
+    ``weave``: the settings' Weave release (a :class:`~weavenomad.config.WeaveSettings`)."""
+    return node_checks(facts, weave)
 
 
 def show_checks(title: str, checks: list, say: Say, paint: Paint | None = None) -> None:
@@ -124,7 +127,7 @@ def run_bootstrap(settings, options: NodeOptions, environ: Mapping[str, str], sa
     require_root(system.euid(), "bootstrap")
     clients = clients or Clients.from_settings(settings)
     facts = observe_node(settings, clients, options.nomad_config or settings.nomad.config_path)
-    checks = preflight(facts, environ)
+    checks = preflight(facts, settings.weave)
     if any(c.status == FAIL for c in checks):
         show_checks("preflight:", checks, say, paint)
         refuse_failed(checks)
@@ -138,6 +141,9 @@ def run_bootstrap(settings, options: NodeOptions, environ: Mapping[str, str], sa
     restart_argv, restart_hint = restart_plan(settings, facts, options.restart)
     # bad input (ranges, a running Weave with other settings) fails here, before any output
     plan = plan_bootstrap(facts, Desired(cluster, peers, restart_argv, restart_hint))
+    if options.hold_docker:
+        plan = migrate.with_hold(plan, migrate.hold_step(
+            facts.apt, facts.docker_version, facts.docker_root, hold_record(settings)))
     show_checks("preflight:", checks, say, paint)
     result = {"preflight": [c.to_json() for c in checks], "plan": plan.to_json(),
               "config": facts.config_source, "dry_run": options.dry_run, "changed": False}
@@ -162,6 +168,11 @@ def run_bootstrap(settings, options: NodeOptions, environ: Mapping[str, str], sa
     return result, code
 
 
+def hold_record(settings) -> str:
+    """Where the holds weavenomad made are recorded (``WEAVENOMAD_STATE_DIR``)."""
+    return holds.record_path(settings.bootstrap.state_dir)
+
+
 def run_reset(settings, options: NodeOptions, say: Say,
               clients: Clients | None = None) -> tuple[dict, ExitCode]:
     require_root(system.euid(), "reset")
@@ -169,6 +180,9 @@ def run_reset(settings, options: NodeOptions, say: Say,
     facts = observe_node(settings, clients, options.nomad_config or settings.nomad.config_path)
     restart_argv, restart_hint = restart_plan(settings, facts, options.restart)
     plan = plan_reset(facts, restart_argv, restart_hint)
+    record = hold_record(settings)
+    plan = migrate.with_release(plan, migrate.release_step(holds.read_record(record),
+                                                           facts.apt, record))
     result = {"plan": plan.to_json(), "config": facts.config_source,
               "dry_run": options.dry_run, "changed": False}
     code = ExitCode.ATTENTION if plan.attention else ExitCode.OK
@@ -194,7 +208,7 @@ def run_doctor(settings, environ: Mapping[str, str], say: Say,
                clients: Clients | None = None, paint: Paint | None = None) -> dict:
     clients = clients or Clients.from_settings(settings)
     facts = observe(clients)
-    checks = doctor_checks(facts, clients, environ.get("DOCKER_API_VERSION"))
+    checks = doctor_checks(facts, clients, settings.weave)
     for line in render.check_lines(checks, "", *(paint,) if paint else ()):
         say(line)
     counts = summary(checks)

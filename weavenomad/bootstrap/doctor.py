@@ -10,9 +10,11 @@ from dataclasses import dataclass
 
 from weavenomad.bootstrap import checks as ck
 from weavenomad.bootstrap import system
+from weavenomad.bootstrap.diagnose import check_weave_container, redirect_fixes, weave_in_play
 from weavenomad.bootstrap.guards import check_isolation
 from weavenomad.bootstrap.observe import NodeFacts, agent_endpoint, docker_driver, probe
-from weavenomad.nodeconfig.edit import WEAVE_PROXY_ENDPOINT
+from weavenomad.bootstrap.packages import check_docker_packages
+from weavenomad.config import WeaveSettings
 from weavenomad.runtime import unitcheck
 from weavenomad.tenancy.model import overlapping_tenants
 
@@ -106,7 +108,7 @@ def check_nomad_endpoint(facts: NodeFacts) -> ck.Check:
         return ck.Check(name, ck.FAIL, "Nomad does not answer", "start the Nomad agent")
     endpoint = agent_endpoint(facts.nomad_self)
     driver = docker_driver(facts.nomad_node)
-    accepted = {*facts.proxy_addrs, WEAVE_PROXY_ENDPOINT}
+    accepted = set(facts.proxy_endpoints)
     if endpoint not in accepted:
         return ck.Check(name, ck.FAIL, f"Nomad's Docker driver uses {endpoint}, not the Weave "
                         "proxy", "weavenomad bootstrap")
@@ -177,7 +179,7 @@ def check_weave_restart(facts: NodeFacts, tasks: Sequence[ProxiedTask] | None,
     unexpected EOF", uses a restart attempt and is taken over again after its delay."""
     name = "weave-restart"
     endpoint = agent_endpoint(facts.nomad_self)
-    if facts.nomad_self is None or endpoint not in {*facts.proxy_addrs, WEAVE_PROXY_ENDPOINT}:
+    if facts.nomad_self is None or endpoint not in facts.proxy_endpoints:
         return ck.Check(name, ck.PASS, "Nomad does not reach Docker through Weave's proxy: a "
                         "Weave restart leaves its tasks alone")
     if tasks is None:
@@ -290,15 +292,25 @@ def unit_checks(inspect) -> list[ck.Check]:
     return [check for check in found if check is not None]
 
 
-def node_checks(facts: NodeFacts, weave_api_override: str | None) -> list[ck.Check]:
-    """The preflight items: what bootstrap needs before it changes anything."""
+def node_checks(facts: NodeFacts, weave: WeaveSettings, for_launch: bool = True
+                ) -> list[ck.Check]:
+    """The preflight items: what bootstrap needs before it changes anything. ``weave``: the
+    Weave release the settings choose; ``for_launch``: judge the Weave a launch would run when
+    none runs (bootstrap), else the one that runs or crashes here (doctor)."""
     docker_version = facts.docker_version
     versions = facts.weave_versions
-    weave_version = ck.weave_script_version(versions) if versions else None
+    override = weave.docker_api_version
+    weave_version = (weave_in_play(facts.weave_report, facts.weave_router, weave.version,
+                                   versions, for_launch) if versions or facts.weave_router
+                     else None)
     return [
         ck.check_docker(docker_version, facts.errors.get("docker")),
-        ck.check_weave_command(versions, facts.errors.get("weave-command")),
-        ck.check_docker_weave_api(docker_version, weave_version, weave_api_override),
+        ck.check_weave_command(versions, facts.errors.get("weave-command"),
+                               docker_version is not None),
+        ck.check_docker_weave_api(docker_version, weave_version, override,
+                                  facts.weave_launched),
+        check_docker_packages(facts.apt, docker_version, facts.docker_root, weave_version,
+                              override),
         ck.check_agent("nomad-agent", "the Nomad agent", facts.nomad_self,
                        facts.failures.get("nomad"), "start Nomad, or set NOMAD_ADDR"),
         ck.check_agent("consul-agent", "the Consul agent", facts.consul_self,
@@ -309,9 +321,14 @@ def node_checks(facts: NodeFacts, weave_api_override: str | None) -> list[ck.Che
     ]
 
 
-def doctor_checks(facts: NodeFacts, clients, weave_api_override: str | None) -> list[ck.Check]:
+def doctor_checks(facts: NodeFacts, clients, weave: WeaveSettings) -> list[ck.Check]:
     checks = [ck.check_privileges(facts.euid, needed=False)]
-    checks += node_checks(facts, weave_api_override)
+    preflight = node_checks(facts, weave, for_launch=False)
+    checks += preflight
+    api = next(c for c in preflight if c.name == "docker-weave-api")
+    container = check_weave_container(facts.weave_router, facts.router_last_words,
+                                      api.fix if api.status == ck.FAIL else None)
+    checks += [container] if container is not None else []
     report = facts.weave_report
     checks += [ck.check_weave_router(report, facts.errors.get("weave-api"), facts.cluster),
                ck.check_peers(report), ck.check_ipam(report)]
@@ -345,7 +362,7 @@ def doctor_checks(facts: NodeFacts, clients, weave_api_override: str | None) -> 
         entries = probe(scratch, "consul-entries", lambda: consul_entries(clients))
     checks.append(check_consul_addresses(entries, scratch.errors.get(
         "consul-entries", "Nomad, Consul or Weave does not answer")))
-    return checks
+    return redirect_fixes(checks, [c.name for c in preflight], facts.weave_bridge)
 
 
 def summary(checks: Iterable[ck.Check]) -> dict[str, int]:

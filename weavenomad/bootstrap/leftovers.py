@@ -30,6 +30,9 @@ class WeaveContainer:
     state: str
     exit_code: int = 0
     args: tuple[str, ...] = ()
+    #: its image (``weaveworks/weave:2.8.1``, ``rajchaudhuri/weave:2.9.0``) and restart count
+    image: str = ""
+    restarts: int = 0
 
     def describe(self) -> str:
         shown = f"exited ({self.exit_code})" if self.state == "exited" else self.state
@@ -98,7 +101,9 @@ def weave_containers(docker) -> list[WeaveContainer]:
             state = info.get("State") or {}
             found.append(WeaveContainer(name, str(state.get("Status") or ""),
                                         int(state.get("ExitCode") or 0),
-                                        tuple(info.get("Args") or ())))
+                                        tuple(info.get("Args") or ()),
+                                        str((info.get("Config") or {}).get("Image") or ""),
+                                        int(info.get("RestartCount") or 0)))
     return sorted(found, key=lambda c: (c.name != "weave", c.name))
 
 

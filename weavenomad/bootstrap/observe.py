@@ -12,9 +12,10 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Interface, IPv4Network
 from typing import Any, TypeVar
 
-from weavenomad.bootstrap import leftovers, system
+from weavenomad.bootstrap import leftovers, packages, system
 from weavenomad.bootstrap.checks import WEAVE_BRIDGE, Failure
 from weavenomad.bootstrap.leftovers import WeaveContainer
+from weavenomad.bootstrap.packages import AptFacts
 from weavenomad.errors import WeavenomadError
 from weavenomad.nodeconfig.edit import ConfigFile
 
@@ -40,6 +41,12 @@ class NodeFacts:
     weave_containers: list[WeaveContainer] = field(default_factory=list)
     #: the running router's ``Args`` (its launch flags), None when it does not run
     weave_container_args: list[str] | None = None
+    #: the last line a router that does not run logged (``FATA: ...``)
+    router_last_words: str | None = None
+    #: Docker's ``DockerRootDir`` (a snap's lies under /var/snap)
+    docker_root: str | None = None
+    #: what the package manager says about the Docker packages (None: not asked)
+    apt: AptFacts | None = None
     # Weave
     weave_versions: dict[str, str] | None = None
     weave_report: dict | None = None
@@ -77,6 +84,29 @@ class NodeFacts:
     @property
     def weave_running(self) -> bool:
         return self.weave_report is not None
+
+    @property
+    def weave_router(self) -> WeaveContainer | None:
+        """Weave's router container, in whatever state."""
+        return next((c for c in self.weave_containers if c.name == WEAVE_CONTAINER), None)
+
+    @property
+    def proxy_endpoints(self) -> list[str]:
+        """Every address of Weave's Docker API proxy here: what a running Weave reports, the
+        sockets its router container's ``-H`` flags name (known while it crashes too), and
+        Weave's default socket."""
+        from weavenomad.nodeconfig.edit import WEAVE_PROXY_ENDPOINT
+
+        router = self.weave_router
+        named = [f"unix://{path}" for path in leftovers.proxy_sockets(router.args)] \
+            if router is not None else []
+        return list(dict.fromkeys([*self.proxy_addrs, *named, WEAVE_PROXY_ENDPOINT]))
+
+    @property
+    def weave_launched(self) -> bool:
+        """Weave was launched here (its router or its IPAM's data container exists)."""
+        return self.weave_running or any(c.name in (WEAVE_CONTAINER, "weavedb")
+                                         for c in self.weave_containers)
 
     @property
     def node_id(self) -> str | None:
@@ -137,6 +167,8 @@ def observe(clients) -> NodeFacts:
     if facts.consul_self is not None:
         facts.cluster = probe(facts, "registry", clients.registry.cluster)
         facts.registry = probe(facts, "registry", clients.registry.load)
+    if facts.docker_version is not None:
+        facts.apt = read_apt()
     return facts
 
 
@@ -156,6 +188,22 @@ def _docker(facts: NodeFacts, docker) -> None:
     router = next((c for c in facts.weave_containers
                    if c.name == WEAVE_CONTAINER and c.state == "running"), None)
     facts.weave_container_args = list(router.args) if router is not None else None
+    stopped = facts.weave_router
+    if stopped is not None and stopped.state != "running":
+        facts.router_last_words = leftovers.last_words(docker)
+    info = probe(facts, "docker-info", docker.info) or {}
+    facts.docker_root = info.get("DockerRootDir")
+
+
+def read_apt() -> AptFacts:
+    """The package manager's answers about the Docker packages (I/O)."""
+    text, error = system.apt_policy(packages.ASKED)
+    if text is None:
+        return AptFacts(error=error)
+    holds, error = system.apt_holds()
+    if holds is None:
+        return AptFacts(error=error)
+    return AptFacts(packages.parse_policy(text), frozenset(packages.parse_showhold(holds)))
 
 
 def docker_bridge_network(docker) -> dict:

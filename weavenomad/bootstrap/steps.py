@@ -120,9 +120,93 @@ class RecordCluster:
     default_subnet: IPv4Network
 
 
+# -- the Docker packages and the Weave release (issue 22) -------------------------------------
+
+
+@dataclass(frozen=True)
+class HoldPackages:
+    """``apt-mark hold`` of the packages not held yet; those it held are added to ``record`` (a
+    JSON file), so that reset releases exactly the holds weavenomad made."""
+
+    packages: tuple[str, ...]
+    record: str
+
+
+@dataclass(frozen=True)
+class ReleaseHold:
+    """``apt-mark unhold`` of the packages (those still held), and off the ``record``."""
+
+    packages: tuple[str, ...]
+    record: str
+
+
+@dataclass(frozen=True)
+class InstallPackages:
+    """``apt-get install -y --allow-downgrades PKG=VERSION…``: another Docker Engine; apt's
+    scripts restart dockerd, and the containers with a restart policy come back with it."""
+
+    pins: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class PullImage:
+    image: str
+
+
+@dataclass(frozen=True)
+class LaunchRelease:
+    """``weave launch`` with the weave command's release variables set to ``env``
+    (``WEAVE_VERSION``, ``DOCKERHUB_USER``, ``DOCKER_API_VERSION``)."""
+
+    launch: WeaveLaunch
+    env: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class RemoveRouter:
+    """``docker rm -f weave``: the router container only; ``weavedb`` (the IPAM's data) and
+    ``weavevolumes-*`` stay, so the next launch takes up the same addresses. ``relaunch``: how
+    to bring back the one removed (its release and flags), the undo."""
+
+    relaunch: LaunchRelease | None = None
+
+
+@dataclass(frozen=True)
+class InstallWeaveScript:
+    """Copy the release's ``weave`` script out of its weaveexec image (``/home/weave/weave``,
+    where Weave's images keep it) to ``path``; the old one is kept as ``path.weavenomad.bak``.
+    The copy must say ``SCRIPT_VERSION="version"``."""
+
+    image: str
+    path: str
+    version: str
+
+
+@dataclass(frozen=True)
+class RestoreWeaveScript:
+    path: str
+
+
+@dataclass(frozen=True)
+class ExposeAgain:
+    """``weave expose`` of subnets the host had exposed before: the IPAM gives the same
+    addresses back, and nothing is hidden on a rollback (they were there before)."""
+
+    specs: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class WaitForWeave:
+    """Weave's HTTP API answers again (its router restarts with dockerd by its policy)."""
+
+    timeout: float = 90.0
+
+
 Action = (WeaveLaunch | WeaveReset | WeaveExpose | WeaveHide | AddGuard | RemoveGuard
           | WriteConfig | RestoreConfig | DropBackup | RestartNomad | VerifyNomad
-          | ReevaluateBlocked | RecordCluster)
+          | ReevaluateBlocked | RecordCluster | HoldPackages | ReleaseHold | InstallPackages
+          | PullImage | RemoveRouter | LaunchRelease | InstallWeaveScript | RestoreWeaveScript
+          | ExposeAgain | WaitForWeave)
 
 WHY_FORCE = ("Weave is not running, and plain 'weave reset' then refuses (\"weave is not "
              "running; unable to remove from cluster\"); --force removes its local state without "
@@ -183,6 +267,26 @@ def command_line(action: Action, weave: str = "weave") -> str | None:
         return shlex.join(action.guard.argv("-D"))
     if isinstance(action, RestartNomad):
         return shlex.join(action.argv)
+    return release_command_line(action, weave)
+
+
+def release_command_line(action: Action, weave: str = "weave") -> str | None:
+    """The command lines of the package and Weave release actions."""
+    if isinstance(action, HoldPackages):
+        return shlex.join(["apt-mark", "hold", *action.packages])
+    if isinstance(action, ReleaseHold):
+        return shlex.join(["apt-mark", "unhold", *action.packages])
+    if isinstance(action, InstallPackages):
+        return shlex.join(["apt-get", "install", "-y", "--allow-downgrades", *action.pins])
+    if isinstance(action, PullImage):
+        return shlex.join(["docker", "pull", action.image])
+    if isinstance(action, RemoveRouter):
+        return "docker rm -f weave"
+    if isinstance(action, ExposeAgain):
+        return shlex.join([weave, "expose", *action.specs])
+    if isinstance(action, LaunchRelease):
+        return shlex.join(["env", *(f"{k}={v}" for k, v in action.env), weave,
+                           *action.launch.args()])
     return None
 
 
@@ -211,4 +315,11 @@ def describe(action: Action) -> str:
     if isinstance(action, RecordCluster):
         return (f"record range {action.ipalloc_range} and default subnet "
                 f"{action.default_subnet} in the registry")
+    if isinstance(action, InstallWeaveScript):
+        return (f"copy /home/weave/weave (weave script {action.version}) out of "
+                f"{action.image} to {action.path}, keeping {action.path}.weavenomad.bak")
+    if isinstance(action, RestoreWeaveScript):
+        return f"restore {action.path} from {action.path}.weavenomad.bak"
+    if isinstance(action, WaitForWeave):
+        return f"wait up to {action.timeout:.0f}s for Weave's HTTP API to answer"
     return kind(action)

@@ -21,6 +21,10 @@ from weavenomad.bootstrap import guards as gd
 from weavenomad.errors import BackendError, BackendUnavailable, ValidationError
 
 COMMAND_TIMEOUT = 30.0
+#: apt reads its lists, and may wait for another apt's lock
+APT_TIMEOUT = 120.0
+#: an install downloads packages and restarts Docker
+APT_INSTALL_TIMEOUT = 900.0
 #: a Nomad restart may drain and stop the agent first
 RESTART_TIMEOUT = 180.0
 NOMAD_UNIT = "nomad"
@@ -130,6 +134,42 @@ def host_addresses() -> list[tuple[str, IPv4Interface]]:
                 found.append((link.get("ifname", ""),
                               IPv4Interface(f"{info['local']}/{info['prefixlen']}")))
     return found
+
+
+def apt_policy(packages: Sequence[str]) -> tuple[str | None, str | None]:
+    """``apt-cache policy PACKAGES``'s text, or (None, why apt could not be asked)."""
+    done = run(["apt-cache", "policy", *packages], APT_TIMEOUT)
+    if done.code == 127:
+        return None, ("apt-cache is not installed: this node's package manager is not apt "
+                      "(this check knows Debian's and Ubuntu's)")
+    if done.code != 0:
+        return None, "apt-cache policy failed: " + (_last_line(done) or f"exit {done.code}")
+    return done.out, None
+
+
+def apt_holds() -> tuple[str | None, str | None]:
+    """``apt-mark showhold``'s text, or (None, why not)."""
+    done = run(["apt-mark", "showhold"], APT_TIMEOUT)
+    if done.code != 0:
+        return None, "apt-mark showhold failed: " + (_last_line(done) or f"exit {done.code}")
+    return done.out, None
+
+
+def _last_line(done: Completed) -> str:
+    lines = (done.err or done.out).strip().splitlines()
+    return " ".join(lines[-1].split())[:300] if lines else ""
+
+
+def apt_mark(action: str, packages: Sequence[str]) -> str:
+    """``apt-mark hold|unhold PACKAGES``; BackendError with apt's own line on failure."""
+    return run_checked(["apt-mark", action, *packages], APT_TIMEOUT)
+
+
+def apt_install(pins: Sequence[str]) -> str:
+    """``apt-get install -y --allow-downgrades PKG=VERSION…`` (the packages must not be held:
+    apt refuses a held one with -y, recorded apt-docker/a10)."""
+    return run_checked(["apt-get", "install", "-y", "--allow-downgrades",
+                        "-o", "Dpkg::Options::=--force-confold", *pins], APT_INSTALL_TIMEOUT)
 
 
 def link_exists(name: str) -> bool:

@@ -22,6 +22,7 @@ from weavenomad.runtime import logs
 COMMANDS: dict[str, str] = {
     "bootstrap": "weavenomad.cli.node:bootstrap",
     "config": "weavenomad.cli.config_cmd:config",
+    "docker-hold": "weavenomad.cli.node:docker_hold",
     "doctor": "weavenomad.cli.node:doctor",
     "guard": "weavenomad.cli.guard:guard",
     "plan": "weavenomad.cli.run:plan",
@@ -31,6 +32,7 @@ COMMANDS: dict[str, str] = {
     "run": "weavenomad.cli.run:run",
     "status": "weavenomad.cli.status:status",
     "tenant": "weavenomad.cli.tenant:tenant",
+    "weave-upgrade": "weavenomad.cli.node:weave_upgrade",
 }
 
 

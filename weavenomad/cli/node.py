@@ -33,6 +33,8 @@ def _node_options(**values):
         nomad_config=values.get("nomad_config") or settings.nomad.config_path,
         restart=values.get("restart", True),
         dry_run=values.get("dry_run", False),
+        hold_docker=bool(values.get("hold_docker") if values.get("hold_docker") is not None
+                         else settings.bootstrap.hold_docker),
     )
 
 
@@ -65,12 +67,17 @@ dry_run_option = click.option("--dry-run", is_flag=True,
                    "every tenant subnet lie inside it [default: 10.32.0.0/16].")
 @click.option("--default-subnet", metavar="CIDR",
               help="Weave's default subnet, inside the range [default: 10.32.0.0/24].")
+@click.option("--hold-docker", is_flag=True, default=None,
+              help="Also hold the Docker packages (apt-mark hold docker.io containerd …), so "
+                   "that no 'apt upgrade' brings Docker past the API version Weave speaks; "
+                   "recorded, and released by 'weavenomad reset' [config bootstrap.hold_docker].")
 @nomad_config_option
 @restart_option
 @dry_run_option
 @connection_options
 @output_options
-def bootstrap(peers, ipalloc_range, default_subnet, nomad_config, restart, dry_run) -> None:
+def bootstrap(peers, ipalloc_range, default_subnet, hold_docker, nomad_config, restart,
+              dry_run) -> None:
     """Set up this node: Weave peer, exposed subnets, Nomad's Docker endpoint.
 
     Checks the node first, prints every command and a diff of every file it will change,
@@ -86,7 +93,7 @@ def bootstrap(peers, ipalloc_range, default_subnet, nomad_config, restart, dry_r
     app = app_context()
     options = _node_options(peers=peers, ipalloc_range=ipalloc_range,
                             default_subnet=default_subnet, nomad_config=nomad_config,
-                            restart=restart, dry_run=dry_run)
+                            restart=restart, dry_run=dry_run, hold_docker=hold_docker)
     result, code = run_bootstrap(app.settings, options, app.environ, _say(),
                                  paint=app.paint_out)
     _finish(result, code)
@@ -132,3 +139,71 @@ def doctor() -> None:
     result = run_doctor(app.settings, app.environ, _say(), paint=app.paint_out)
     _finish(result, None)
     doctor_verdict(result)
+
+
+@click.command("weave-upgrade")
+@click.option("--version", "version", default="2.9.0", show_default=True, metavar="X.Y.Z",
+              help="The Weave release to move to (later than 2.8.1: the maintained fork "
+                   "rajch/weave).")
+@click.option("--image-owner", metavar="USER",
+              help="Whose images (Docker Hub user) [default: rajchaudhuri for the fork, "
+                   "weaveworks for 2.8.1 and earlier].")
+@click.option("--docker-api-version", metavar="1.N",
+              help="DOCKER_API_VERSION for the fork (Docker 29 wants 1.44) [default: its pin, "
+                   "1.24].")
+@click.option("--peer", "peers", multiple=True, metavar="ADDR",
+              help="Launch with these peers instead of the old router's (repeatable).")
+@dry_run_option
+@connection_options
+@output_options
+def weave_upgrade(version, image_owner, docker_api_version, peers, dry_run) -> None:
+    """Move this node's Weave to a release that speaks the installed Docker's API (by
+    default the maintained fork rajch/weave 2.9.0, images rajchaudhuri/*): the way back for a
+    node whose Docker was upgraded past what Weave 2.8.1 speaks (its router crash-looping on
+    "client version 1.18 is too old"), and the way to move before upgrading Docker.
+
+    Pulls the release's images, removes the old router container (weavedb, Weave's IPAM data,
+    stays: every task keeps its address, the host its exposed ones), installs the release's
+    weave script from its weaveexec image over the old one (kept as .weavenomad.bak),
+    launches it with the old router's flags, exposes the subnets, puts the isolation guards
+    back and checks Nomad's Docker driver on the same proxy socket. The plan says what
+    survives and what restarts; a failure rolls back what ran. Exit codes: 0 done (or nothing
+    to do), 1 error (rolled back), 64 bad flags.
+    """
+    from weavenomad.bootstrap.recover import UpgradeOptions, run_weave_upgrade
+
+    app = app_context()
+    options = UpgradeOptions(version, image_owner,
+                             docker_api_version or app.settings.weave.docker_api_version,
+                             tuple(peers) if peers else None, dry_run)
+    result, code = run_weave_upgrade(app.settings, options, _say())
+    _finish(result, code)
+
+
+@click.command("docker-hold")
+@click.option("--downgrade", is_flag=True,
+              help="First go back to the newest Docker below 25 that apt offers (Weave 2.8.1's "
+                   "API 1.18 works there), then hold it.")
+@click.option("--version", "version", metavar="VERSION",
+              help="With --downgrade: this version of the Docker package (as apt-cache policy "
+                   "lists it).")
+@click.option("--release", is_flag=True,
+              help="Release the holds weavenomad made (bootstrap --hold-docker, docker-hold).")
+@dry_run_option
+@connection_options
+@output_options
+def docker_hold(downgrade, version, release, dry_run) -> None:
+    """Hold this node's Docker packages (apt-mark hold docker.io containerd …) so that no apt
+    run moves Docker past the API version its Weave speaks; with --downgrade, first go back
+    to a Docker that accepts it (apt-get install --allow-downgrades), wait for Weave to come
+    back with dockerd, and check Nomad's Docker driver. The holds made are recorded in
+    WEAVENOMAD_STATE_DIR (default /var/lib/weavenomad); reset and --release undo exactly those.
+    Debian and Ubuntu (apt) only. Exit codes: 0 done, 1 error (rolled back), 64 bad flags.
+    """
+    from weavenomad.bootstrap.recover import HoldOptions, run_docker_hold
+
+    if release and downgrade:
+        raise click.UsageError("--release and --downgrade do not go together")
+    result, code = run_docker_hold(app_context().settings,
+                                   HoldOptions(downgrade, version, release, dry_run), _say())
+    _finish(result, code)

@@ -88,6 +88,13 @@ def weave_client(settings: Settings) -> WeaveAPI:
 
 
 def weave_command(settings: Settings, env: Mapping[str, str] | None = None) -> WeaveCommand:
+    """The weave command, with the Weave release the settings choose (``WEAVE_VERSION``,
+    ``DOCKERHUB_USER``, ``DOCKER_API_VERSION``) added to ``env`` (default: ours)."""
+    import os
+
     from weavenomad.clients.weave import WeaveCommand
 
+    chosen = settings.weave.command_environment()
+    if chosen:
+        env = {**(os.environ if env is None else env), **chosen}
     return WeaveCommand.from_settings(settings, env=env)

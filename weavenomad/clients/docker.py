@@ -26,7 +26,7 @@ from weavenomad.clients.errors import (
     error_for_exception,
     error_for_status,
 )
-from weavenomad.errors import BackendError, BackendUnavailable, ConfigError
+from weavenomad.errors import BackendError, BackendNotFound, BackendUnavailable, ConfigError
 
 #: the label Nomad (>= 0.10.2) puts on every task container
 NOMAD_ALLOC_LABEL = "com.hashicorp.nomad.alloc_id"
@@ -138,6 +138,56 @@ class DockerAPI:
         """``GET /version`` unversioned: ``Version``, ``ApiVersion``, ``MinAPIVersion`` …"""
         with self.mapped():
             return self.sdk.api.version(api_version=False)
+
+    def info(self) -> dict:
+        """``GET /info``: ``DockerRootDir`` (a snap's is under /var/snap), ``ServerVersion`` …"""
+        with self.mapped():
+            return self.sdk.api.info()
+
+    def image_present(self, name: str) -> bool:
+        """Whether the image ``name`` is on this Docker host."""
+        try:
+            with self.mapped():
+                self.sdk.api.inspect_image(name)
+        except BackendNotFound:
+            return False
+        return True
+
+    def pull(self, name: str) -> None:
+        """``docker pull NAME`` (``repository:tag``); a failure names the image."""
+        repository, _, tag = name.rpartition(":") if ":" in name.split("/")[-1] else (name, "",
+                                                                                       "")
+        with self.mapped():
+            self.sdk.api.pull(repository, tag=tag or "latest")
+
+    def remove_container(self, name: str) -> bool:
+        """``docker rm -f NAME``; False when there was no such container."""
+        try:
+            with self.mapped():
+                self.sdk.api.remove_container(name, force=True)
+        except BackendNotFound:
+            return False
+        return True
+
+    def file_from_image(self, image: str, path: str, limit: int = 4 << 20) -> bytes:
+        """The file at ``path`` inside ``image`` (a container is created, never started, and
+        removed again): what ``docker cp`` of a created container reads."""
+        import io
+        import tarfile
+
+        with self.mapped():
+            created = self.sdk.api.create_container(image, command=["true"])
+            try:
+                stream, _ = self.sdk.api.get_archive(created["Id"], path)
+                data = b"".join(stream)
+            finally:
+                self.sdk.api.remove_container(created["Id"], force=True)
+        with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+            member = next((m for m in tar.getmembers() if m.isfile()), None)
+            if member is None or member.size > limit:
+                raise BackendError(f"{image} holds no file {path} (or one too large to be it)",
+                                   backend="docker")
+            return tar.extractfile(member).read()
 
     def nomad_containers(self, all: bool = True) -> list[dict]:
         """Summaries (``/containers/json``) of the containers Nomad started; ``all`` includes

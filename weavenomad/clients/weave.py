@@ -233,6 +233,13 @@ class WeaveCommand:
     def from_settings(cls, settings, env: Mapping[str, str] | None = None) -> WeaveCommand:
         return cls(settings.weave.command, env=env)
 
+    def with_env(self, extra: Mapping[str, str]) -> WeaveCommand:
+        """The same command with ``extra`` variables added to its environment (a Weave release's
+        ``WEAVE_VERSION``, ``DOCKERHUB_USER``, ``DOCKER_API_VERSION``)."""
+        base = os.environ if self.env is None else self.env
+        return WeaveCommand(self.command, timeout=self.timeout,
+                            launch_timeout=self.launch_timeout, env={**base, **extra})
+
     def run(self, *args: str, timeout: float | None = None) -> str:
         """Run ``weave ARGS``; its stdout, or :class:`BackendError` naming its stderr."""
         argv = [self.command, *args]

@@ -94,6 +94,22 @@ class NodeAgent:
                 self._docker = (url, docker.DockerClient(base_url=url, timeout=DOCKER_TIMEOUT))
             return self._docker[1]
 
+    def _docker_or_none(self) -> Any | None:
+        try:
+            return self.docker()
+        except Exception:  # a dockerd that does not answer the version negotiation
+            return None
+
+    def _forget_docker_client(self, client: Any) -> None:
+        """Negotiate again on the next call. docker-py pins the API version it negotiated
+        first (1.45 with Docker 26), which an older dockerd refuses after a downgrade, while
+        Nomad's go-dockerclient sends unversioned paths that any dockerd answers."""
+        with self._lock:
+            if self._docker is not None and self._docker[1] is client:
+                self._docker = None
+                with contextlib.suppress(Exception):
+                    client.close()
+
     def restart(self) -> str | None:
         """``systemctl restart nomad`` on this node: re-read the config, fingerprint again and
         restart the Consul syncer's probation; running allocations are kept (reattached).
@@ -115,11 +131,15 @@ class NodeAgent:
         if socket is None:
             refusal = fingerprint.OUTSIDE_LAB
         else:
-            try:
-                client = self.docker()
-            except Exception:
-                client = None
+            client = self._docker_or_none()
         driver = fingerprint.docker_driver(client, self.docker_seen, now_ns(), refusal)
+        if client is not None and not driver["Healthy"]:
+            # the cached client may only hold an API version this dockerd refuses: ask again
+            # with a fresh one, as Nomad's unversioned client would get its answer at once
+            self._forget_docker_client(client)
+            fresh = self._docker_or_none()
+            if fresh is not None:
+                driver = fingerprint.docker_driver(fresh, self.docker_seen, now_ns(), refusal)
         self.docker_seen = self.docker_seen or driver["Healthy"]
         status = "down" if self.config_error else "ready"
         return fingerprint.node_document(

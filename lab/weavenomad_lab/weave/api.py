@@ -66,6 +66,8 @@ class ApiContext:
     trusted_subnets: list[str] = field(default_factory=list)
     expose: Callable[[IPv4Interface], Awaitable[None]] | None = None
     save: Callable[[], None] = lambda: None
+    #: the router's version, as its report says it (the launch's images')
+    version: str = status_mod.VERSION
 
     def report(self) -> dict:
         return status_mod.report(self)

@@ -36,12 +36,15 @@ LABEL = "weavenomad.lab.weave"
 #: the router's binary in the real image, shown as the first of its ``Args`` here
 WEAVER = "/home/weave/weaver"
 #: what the stand-in runs: sleep until SIGTERM; with WEAVE_LAB_FATAL set, say it the way the
-#: real router logs a fatal error and exit 1 (whenever it is stopped, too)
+#: real router logs a fatal error and exit 1 (whenever it is stopped, too). SIGUSR1 is how the
+#: emulator makes a running stand-in die as the router does when Docker refuses its API version
+#: at start: it writes the FATA line to the stand-in's stderr first (see :func:`die`)
 SCRIPT = (
     'if [ -n "$WEAVE_LAB_FATAL" ]; then trap "exit 1" TERM INT; '
     'echo "FATA: $(date -u "+%Y/%m/%d %H:%M:%S.000000") $WEAVE_LAB_FATAL" >&2; exit 1; fi; '
-    'echo "INFO: $(date -u "+%Y/%m/%d %H:%M:%S.000000") weave  2.8.1 (lab stand-in)" >&2; '
-    'trap "exit 0" TERM INT; while :; do sleep 3600 & wait $!; done'
+    'echo "INFO: $(date -u "+%Y/%m/%d %H:%M:%S.000000") weave  ${WEAVE_LAB_VERSION:-2.8.1} '
+    '(lab stand-in)" >&2; '
+    'trap "exit 0" TERM INT; trap "exit 1" USR1; while :; do sleep 3600 & wait $!; done'
 )
 #: seconds to wait for a dying router's container to be reported exited
 DIE_WITHIN = 10.0
@@ -55,6 +58,8 @@ class State:
     id: str
     running: bool
     exit_code: int = 0
+    #: when its process started (Docker's ``State.StartedAt``): a new value is a new process
+    started: str = ""
 
 
 def router_args(flags: list[str], proxy_socket: str) -> list[str]:
@@ -66,9 +71,14 @@ def router_args(flags: list[str], proxy_socket: str) -> list[str]:
             "-H", f"unix://{proxy_socket}", "--plugin", "--proxy", *flags]
 
 
-def router_spec(args: list[str], fatal: str | None) -> dict:
-    env = [f"WEAVE_LAB_FATAL={fatal}"] if fatal else []
-    return {"Image": LAB_IMAGE, "Entrypoint": ["/bin/sh", "-c", SCRIPT], "Cmd": args,
+def router_spec(args: list[str], fatal: str | None, image: str = LAB_IMAGE,
+                version: str = "2.8.1") -> dict:
+    """The router container of Weave ``version`` from ``image`` (the lab's stand-in image
+    tagged as Weave's own, see :mod:`.images`)."""
+    # the stand-in says 2.8.1 unless told otherwise
+    env = ([f"WEAVE_LAB_VERSION={version}"] if version != "2.8.1" else []) + (
+        [f"WEAVE_LAB_FATAL={fatal}"] if fatal else [])
+    return {"Image": image, "Entrypoint": ["/bin/sh", "-c", SCRIPT], "Cmd": args,
             "Env": env, "Labels": {LABEL: "router"},
             "HostConfig": {"NetworkMode": "host", "RestartPolicy": {"Name": "always"}}}
 
@@ -101,7 +111,7 @@ async def state(socket: str, name: str) -> State | None:
         return None
     status = info.get("State") or {}
     return State(name, info["Id"], bool(status.get("Running")) and not status.get("Restarting"),
-                 int(status.get("ExitCode") or 0))
+                 int(status.get("ExitCode") or 0), str(status.get("StartedAt") or ""))
 
 
 async def states(socket: str) -> dict[str, State]:
@@ -118,9 +128,9 @@ async def create(socket: str, name: str, spec: dict) -> None:
     _check(reply, f"creating {name}")
 
 
-async def ensure_data_only(socket: str) -> None:
-    """``weavedb`` and ``weavevolumes-2.8.1``, created once and kept (the IPAM lives on)."""
-    for name in (DB, VOLUMES):
+async def ensure_data_only(socket: str, volumes: str = VOLUMES) -> None:
+    """``weavedb`` and ``weavevolumes-<version>``, created once and kept (the IPAM lives on)."""
+    for name in (DB, volumes):
         if await state(socket, name) is None:
             await create(socket, name, data_only_spec())
 
@@ -153,6 +163,30 @@ async def wait_exited(socket: str, name: str, timeout: float = DIE_WITHIN) -> St
                 return State(name, info["Id"], False, int(status.get("ExitCode") or 0))
         await asyncio.sleep(0.05)
     return None
+
+
+async def die(socket: str, name: str, message: str) -> bool:
+    """Make the running stand-in ``name`` log ``FATA: <time> message`` and exit 1, as the real
+    router dies of an error at start; its restart policy then starts it again. False when it
+    was not running (nothing to kill)."""
+    import datetime
+    import os
+    import signal
+
+    reply = await _call(socket, "GET", f"/containers/{quote(name)}/json")
+    if reply.status != 200:
+        return False
+    pid = int((reply.json().get("State") or {}).get("Pid") or 0)
+    if not pid:
+        return False
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y/%m/%d %H:%M:%S.%f")
+    try:  # PID 1's stderr is the pipe Docker logs from; the emulator runs as root on the host
+        with open(f"/proc/{pid}/fd/2", "w") as stderr:
+            stderr.write(f"FATA: {stamp} {message}\n")
+        os.kill(pid, signal.SIGUSR1)
+    except (FileNotFoundError, ProcessLookupError):
+        return False  # it stopped meanwhile
+    return True
 
 
 def router_events_query(since: str) -> str:

@@ -42,6 +42,7 @@ from weavenomad_lab.weave import (
     containers,
     control_call,
     control_socket,
+    flavours,
     plumbing,
     proxy,
     weavewait,
@@ -89,6 +90,8 @@ class WeaveDaemon:
         self.runtimes: dict[str, NodeRuntime] = {}
         #: the launch flags of every node whose router container exists (running or not)
         self.options: dict[str, LaunchOptions] = {}
+        #: the router process each runtime serves for (its container's StartedAt)
+        self.router_started: dict[str, str] = {}
         self._stop = asyncio.Event()
         self._sweep_wake = asyncio.Event()
         # launch/reset/expose/hide and the router's comings and goings, one at a time
@@ -180,9 +183,25 @@ class WeaveDaemon:
         router = await containers.state(str(node.docker_sock), containers.ROUTER)
         options = self.options.get(node.name)
         running = router is not None and router.running
+        if running and node.name in self.runtimes and \
+                self.router_started.get(node.name) != router.started:
+            # the router restarted while nobody watched (dockerd itself restarted, e.g. for
+            # a Docker upgrade): the new process starts over, as a real router does
+            log.info("node %s: the router container restarted: Weave starts again", node.name)
+            await self.runtimes.pop(node.name).stop(unlink_socket=False)
         if running and node.name not in self.runtimes and options and not options.fatal:
+            refused = await flavours.refusal(str(node.docker_sock), options.flavour.api_version)
+            if refused is not None:
+                # the router's first act is its proxy's call to Docker, with its pinned API
+                # version: refused, it logs FATA and exits; Docker restarts it (docker26/V00)
+                log.info("node %s: Docker refuses Weave %s's API %s: the router dies",
+                         node.name, options.flavour.version, options.flavour.api_version)
+                await containers.die(str(node.docker_sock), containers.ROUTER,
+                                     flavours.proxy_refused(refused))
+                return
             log.info("node %s: the router container runs: Weave starts", node.name)
             await self._start_runtime(node, options)
+            self.router_started[node.name] = router.started
         elif not running and node.name in self.runtimes:
             log.info("node %s: the router container stopped: Weave stops", node.name)
             # a router that is stopped or dies leaves its socket file behind (day-two/1b)
@@ -209,6 +228,7 @@ class WeaveDaemon:
         if not netns.exists(node.netns) or not netns.exists(self.lab.fabric_netns):
             raise LabError(f"the namespaces of node {node.name} do not exist",
                            hint="run 'weavenomad lab up'")
+        await self._check_flavour(node, options.flavour)
         fatal = options.fatal
         try:
             self._settings(options)
@@ -218,9 +238,11 @@ class WeaveDaemon:
             fatal = exc.message
         if router is not None:
             await containers.remove(sock, containers.ROUTER)
-        await containers.ensure_data_only(sock)
+        flavour = options.flavour
+        await containers.ensure_data_only(sock, flavour.volumes_container)
         args = containers.router_args(options.flags(), str(node.weave_sock))
-        await containers.create(sock, containers.ROUTER, containers.router_spec(args, fatal))
+        await containers.create(sock, containers.ROUTER, containers.router_spec(
+            args, fatal, flavour.router_image, flavour.version))
         self.options[node.name] = LaunchOptions.from_json({**options.to_json(), "fatal": fatal})
         self._save_launched()
         if fatal:
@@ -228,11 +250,45 @@ class WeaveDaemon:
             raise ScriptExit(1, f"{fatal}\n{LAUNCH_DIED}\n")
         await containers.start(sock, containers.ROUTER)
         try:
-            return await self._start_runtime(node, options)
+            started = await containers.state(sock, containers.ROUTER)
+            rt = await self._start_runtime(node, options)
+            self.router_started[node.name] = started.started if started else ""
+            return rt
         except BaseException:
             with contextlib.suppress(WeavenomadError):
                 await containers.stop(sock, containers.ROUTER)
             raise
+
+    async def _check_flavour(self, node: layout.NodeLayout, flavour: flavours.Flavour) -> None:
+        """What stops the script's ``docker run`` of its weaveexec image before anything is
+        created: no Docker, the image missing (the lab has no registry), or Docker refusing the
+        images' API version ("unable to create container", docker26/A03 and A11)."""
+        sock = str(node.docker_sock)
+        if not await flavours.docker_answers(sock):
+            raise ScriptExit(125, flavours.docker_down(node.docker_host))
+        for image in flavour.images:
+            if not await flavours.image_present(sock, image):
+                raise ScriptExit(125, flavours.image_missing(image, node.name))
+        refused = await flavours.refusal(sock, flavour.api_version)
+        if refused is not None:
+            raise ScriptExit(1, flavours.launch_refused(refused))
+
+    async def version(self, node_name: str, flavour: flavours.Flavour) -> str:
+        """``weave version``'s router line: the running router's image version, else the
+        version of the image the script would run (it needs Docker, as the script does)."""
+        node = self.lab.node(node_name)
+        sock = str(node.docker_sock)
+        if not await flavours.docker_answers(sock):
+            raise ScriptExit(125, flavours.docker_down(node.docker_host))
+        reply = await wire.docker_call(sock, "GET", f"/containers/{containers.ROUTER}/json")
+        if reply.status == 200:
+            image = (reply.json().get("Config") or {}).get("Image") or ""
+            if ":" in image:
+                return image.rpartition(":")[2]
+        if not await flavours.image_present(sock, flavour.router_image):
+            raise ScriptExit(1, f"Unable to find {flavour.router_image} image.\n",
+                             "")
+        return flavour.version
 
     def _settings(self, options: LaunchOptions) -> tuple[IPv4Network, IPv4Network]:
         """The launch's range and default subnet; ValidationError when the router would die
@@ -324,7 +380,9 @@ class WeaveDaemon:
             net = rt.net
         else:
             net = plumbing.NodeNet(node.name, node.netns, self.lab.fabric_netns)
-        for name in containers.ALL:
+        launched = self.options.get(node.name)
+        volumes = launched.flavour.volumes_container if launched else containers.VOLUMES
+        for name in dict.fromkeys([*containers.ALL, volumes]):
             await containers.remove(sock, name)
         if netns.exists(node.netns):
             await plumbing.tear_down_node(net)
@@ -375,6 +433,9 @@ class WeaveDaemon:
         op, node = request["op"], request.get("node")
         if op == "ping":
             return {"pid": os.getpid()}
+        if op == "version":
+            return {"router": await self.version(node, flavours.Flavour.from_json(
+                request.get("flavour")))}
         if op == "options":  # nodes whose router container exists, running or not
             return {"nodes": sorted(self.options)}
         if op == "launched":
@@ -464,9 +525,18 @@ def _part_status(**fields):
     return PartStatus(**fields)
 
 
-def shim_script(lab: layout.LabLayout, node: layout.NodeLayout) -> str:
+def shim_script(lab: layout.LabLayout, node: layout.NodeLayout,
+                script_version: str | None = None, owner: str | None = None) -> str:
+    """The node's ``weave`` command; ``script_version``/``owner``: another release's script
+    (the one its weaveexec image carries), which says ``SCRIPT_VERSION`` as Weave's does."""
     argv = [sys.executable, "-m", "weavenomad_lab.weave.shim",
             "--lab-state-dir", str(lab.state_dir), "--node", node.name]
+    release = ""
+    if script_version:
+        argv += ["--script-version", script_version] + (["--image-owner", owner] if owner
+                                                         else [])
+        release = f'SCRIPT_VERSION="{script_version.split("+")[0]}"\n'
+
     # the folders holding the lab and the product, so the shim imports the same code as its lab
     import weavenomad
 
@@ -474,7 +544,7 @@ def shim_script(lab: layout.LabLayout, node: layout.NodeLayout) -> str:
                           for module in (sys.modules["weavenomad_lab"], weavenomad))
     source_path = ":".join(roots)
     return ("#!/bin/sh\n# the lab's weave command: see lab/weavenomad_lab/weave/shim.py\n"
-            f"PYTHONPATH={shlex.quote(source_path)}${{PYTHONPATH:+:$PYTHONPATH}} "
+            f"{release}PYTHONPATH={shlex.quote(source_path)}${{PYTHONPATH:+:$PYTHONPATH}} "
             f"exec {' '.join(shlex.quote(a) for a in argv)} \"$@\"\n")
 
 

@@ -19,7 +19,7 @@ from weavenomad.errors import ValidationError, WeavenomadError
 from weavenomad_lab import layout
 from weavenomad_lab.errors import LabError
 from weavenomad_lab.netns import listen_tcp
-from weavenomad_lab.weave import api, cidr, plumbing, proxy, status, weavewait, wire
+from weavenomad_lab.weave import api, cidr, flavours, plumbing, proxy, status, weavewait, wire
 from weavenomad_lab.weave.ipam import EXPOSE_IDENT
 
 if TYPE_CHECKING:
@@ -48,9 +48,12 @@ class LaunchOptions:
     #: the lab's lever for a router that dies at start with this message (the shim takes it
     #: from WEAVENOMAD_LAB_WEAVE_FATAL), as a real one dies of a bad range or a crash
     fatal: str | None = None
+    #: the Weave images the launch runs, with their Docker API version (see :mod:`.flavours`);
+    #: weaveworks' 2.8.1 for launches recorded before it was kept
+    flavour: flavours.Flavour = field(default_factory=flavours.Flavour)
 
     def to_json(self) -> dict:
-        return asdict(self)
+        return {**asdict(self), "flavour": self.flavour.to_json()}
 
     def flags(self) -> list[str]:
         """The router's own flags for these options, in the order Weave's script passes
@@ -75,6 +78,7 @@ class LaunchOptions:
     @classmethod
     def from_json(cls, data: dict) -> LaunchOptions:
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        known["flavour"] = flavours.Flavour.from_json(known.get("flavour"))
         return cls(**known)
 
 
@@ -138,9 +142,14 @@ class NodeRuntime:
     async def stop(self, unlink_socket: bool = True) -> None:
         """Stop serving. ``unlink_socket`` False: a router that was stopped or died leaves
         its proxy's socket file behind, as the real one does (day-two/1b, 1d)."""
-        for task in self.tasks:
-            task.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
+        pending = {task for task in self.tasks if not task.done()}
+        while pending:
+            for task in pending:
+                task.cancel()
+            # Python 3.11's asyncio.wait_for can swallow a cancellation that arrives just as
+            # the call it waits for completes (CPython gh-86296): a task still running after
+            # a while is asked again
+            _, pending = await asyncio.wait(pending, timeout=1.0)
         for server in self.servers:
             server.close()
         # long-lived streams (docker events through the proxy) must not outlive a reset
@@ -358,6 +367,7 @@ class NodeRuntime:
             trusted_subnets=list(self.options.trusted_subnets),
             expose=self._expose_for_api,
             save=self.daemon.save_ipam,
+            version=f"{self.options.flavour.version}{flavours.LAB_SUFFIX}",
         )
 
     async def _expose_for_api(self, address) -> None:

@@ -22,9 +22,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from weavenomad_lab.errors import LabError
-from weavenomad_lab.weave import COMPONENT_NAME, cidr, control_call
+from weavenomad_lab.weave import COMPONENT_NAME, cidr, control_call, flavours
 
-SCRIPT_VERSION = "2.8.1+lab"
+SCRIPT_VERSION = f"{flavours.DEFAULT_SCRIPT_VERSION}{flavours.LAB_SUFFIX}"
 ADDR_FORMS = "[ip:]<cidr> | net:<cidr> | net:default"
 
 USAGE = """Usage:
@@ -159,13 +159,23 @@ def split_hide_args(args: list[str]) -> list[str]:
 
 class Shim:
     def __init__(self, component_dir: Path, node: str, environ: dict[str, str],
-                 out: Callable[[str], object], err: Callable[[str], object]):
-        """``out``/``err`` write text exactly as given (newlines included)."""
+                 out: Callable[[str], object], err: Callable[[str], object], *,
+                 script_version: str = SCRIPT_VERSION, image_owner: str | None = None):
+        """``out``/``err`` write text exactly as given (newlines included). ``script_version``
+        and ``image_owner``: the release this command is (the fork's script names its own
+        images), see :mod:`.flavours`."""
         self.component_dir = component_dir
         self.node = node
         self.environ = environ
         self.out = out
         self.err = err
+        self.script_version = script_version
+        self.image_owner = image_owner
+
+    def flavour(self) -> flavours.Flavour:
+        """The images this command runs: its release's, or WEAVE_VERSION's and
+        DOCKERHUB_USER's."""
+        return flavours.flavour_for(self.script_version, self.environ, self.image_owner)
 
     def call(self, op: str, **fields) -> dict:
         answer = control_call(self.component_dir, {"op": op, "node": self.node, **fields})
@@ -206,11 +216,15 @@ class Shim:
     cmd___help = cmd_help
 
     def cmd_version(self, args):
-        self.out(f"weave script {SCRIPT_VERSION}\nweave {SCRIPT_VERSION}\n")
+        """``weave script X``, then the router's version: the running router's image, else
+        the one this command would run; it needs Docker, as the script's ``docker run``."""
+        router = self.call("version", flavour=self.flavour().to_json())["router"]
+        self.out(f"weave script {self.script_version}\nweave {router}\n")
 
     def cmd_launch(self, args):
         options = parse_launch(args, self.environ)
         options["fatal"] = self.environ.get(FATAL_VARIABLE) or None
+        options["flavour"] = self.flavour().to_json()
         self.out(self.call("launch", options=options)["id"] + "\n")
 
     def cmd_reset(self, args):
@@ -293,20 +307,21 @@ class Shim:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    state_dir = node = None
-    while argv[:1] and argv[0] in ("--lab-state-dir", "--node"):
+    given: dict[str, str] = {}
+    while argv[:1] and argv[0] in ("--lab-state-dir", "--node", "--script-version",
+                                   "--image-owner"):
         if len(argv) < 2:
             break
-        if argv[0] == "--lab-state-dir":
-            state_dir = argv[1]
-        else:
-            node = argv[1]
+        given[argv[0]] = argv[1]
         argv = argv[2:]
+    state_dir, node = given.get("--lab-state-dir"), given.get("--node")
     if not state_dir or not node:
         print("weave (lab shim): --lab-state-dir and --node are required", file=sys.stderr)
         return 1
     shim = Shim(Path(state_dir) / COMPONENT_NAME, node, dict(os.environ),
-                out=sys.stdout.write, err=sys.stderr.write)
+                out=sys.stdout.write, err=sys.stderr.write,
+                script_version=given.get("--script-version", SCRIPT_VERSION),
+                image_owner=given.get("--image-owner"))
     return shim.run(argv)
 
 

@@ -96,7 +96,7 @@ def report(ctx) -> dict[str, Any]:
     }
     result: dict[str, Any] = {
         "Ready": True,
-        "Version": VERSION,
+        "Version": getattr(ctx, "version", VERSION),
         "VersionCheck": {
             "Enabled": False, "Success": False, "NewVersion": "",
             "NextCheckAt": "0001-01-01T00:00:00Z",
