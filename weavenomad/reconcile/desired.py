@@ -233,7 +233,8 @@ def _twin(service: AgentService, spec: ServiceSpec, alloc: Allocation, task: Tas
     meta = {**service.meta, META_MANAGED: "true", META_SOURCE: service.id}
     name, tags = public_face(service)
     wanted = Twin(twin, service.id, name, ip, port, tags, meta,
-                  service.enable_tag_override, tuple(checks), container.id)
+                  service.enable_tag_override, tuple(checks), container.id,
+                  service.namespace, service.partition)
     return replace(wanted, meta={**meta, META_DIGEST: digest_of(wanted)}), problems
 
 
@@ -281,7 +282,8 @@ def desire(service: AgentService, obs: Observation, settings: ReconcilerSettings
         listed = " ".join(str(a) for a in container.addresses)
         mask = Mask(mask_id(service.id), service.id,
                     f"weavenomad: tenant violation: {listed} outside tenant "
-                    f"{alloc.tenant or alloc.tenant_subnet}'s subnet {subnet}; not advertised")
+                    f"{alloc.tenant or alloc.tenant_subnet}'s subnet {subnet}; not advertised",
+                    service.namespace, service.partition)
         return Outcome(mask=mask, problems=(Problem(
             service.id, TENANT_VIOLATION, f"Weave address {listed} lies outside tenant "
             f"{alloc.tenant or alloc.tenant_subnet!r}'s subnet {subnet}", alloc.tenant),))
@@ -292,7 +294,7 @@ def desire(service: AgentService, obs: Observation, settings: ReconcilerSettings
         job = f"job {alloc.job_id} ({f'tenant {alloc.tenant}' if alloc.tenant else 'no tenant'})"
         mask = Mask(mask_id(service.id), service.id,
                     f"weavenomad: tenant violation: {intruder} in {whose}, which {job} may not "
-                    "use; not advertised")
+                    "use; not advertised", service.namespace, service.partition)
         return Outcome(mask=mask, problems=(Problem(
             service.id, TENANT_VIOLATION, f"Weave address {intruder} lies in {whose}, which "
             f"{job} may not use", alloc.tenant),))
@@ -311,7 +313,8 @@ def desire(service: AgentService, obs: Observation, settings: ReconcilerSettings
     if held(service):
         return Outcome(twin=twin, problems=tuple(problems))
     mask = Mask(mask_id(service.id), service.id,
-                f"weavenomad: superseded by {twin.id} at {ip}:{port} (Weave address)")
+                f"weavenomad: superseded by {twin.id} at {ip}:{port} (Weave address)",
+                service.namespace, service.partition)
     return Outcome(twin=twin, mask=mask, problems=tuple(problems))
 
 
