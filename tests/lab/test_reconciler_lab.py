@@ -237,9 +237,13 @@ def test_done_when_consul_answers_the_weave_addresses(overlay, tmp_path):
     # Nomad's periodic sync does not undo it
     time.sleep(3 * SYNC + 0.5)
     assert sorted((a, p) for _, a, p in passing(n1)) == expected
-    # the catalog still lists Nomad's own instances (documented), next to the twins
+    # the catalog lists the twins alone under the public name: weavenomad run held Nomad's own
+    # instances under the private name, which nobody asks for
     catalog = consul(n1, "GET", f"/v1/catalog/service/{SERVICE}")
-    assert len(catalog) == 8
+    assert sorted((e["ServiceAddress"], e["ServicePort"]) for e in catalog) == expected
+    assert all(e["ServiceID"].startswith("weavenomad-") for e in catalog), catalog
+    held = consul(n1, "GET", f"/v1/catalog/service/weavenomad-hidden-{SERVICE}")
+    assert len(held) == 4 and all(e["ServiceID"].startswith("_nomad-task-") for e in held)
     shown = weavenomad(env, "status")
     assert shown.returncode == 0 and "4 of 4 advertised correctly" in shown.stdout, shown.stdout
     # next to the daemon, on the node: nothing to do
