@@ -191,6 +191,11 @@ class ConsulAgent:
         found, data = self.api.client.catalog.node(self.node_name(), **kwargs)
         return int(found), data
 
+    def watched_services(self, answer: object) -> Mapping[str, object]:
+        """The ``Services`` of a ``/v1/catalog/node/<node>`` answer (None: the node is not
+        in the catalog yet)."""
+        return dict((answer or {}).get("Services") or {}) if isinstance(answer, Mapping) else {}
+
     def watch_checks(self, index: int | None, wait: float | None) -> tuple[int, object]:
         """``/v1/health/node/<node>``: its index moves when a check's status changes."""
         kwargs = {"index": index, "wait": go_duration(wait)} if index else {}

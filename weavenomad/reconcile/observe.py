@@ -101,15 +101,23 @@ class AllocationCache:
         self._parsed: dict[str, tuple[int, Allocation]] = {}
 
     def parse(self, raw_allocations: list[dict]) -> dict[str, Allocation]:
-        parsed = {}
+        return self.parse_changes(raw_allocations)[0]
+
+    def parse_changes(self, raw_allocations: list[dict]
+                      ) -> tuple[dict[str, Allocation], set[str]]:
+        """(the allocations by ID, the IDs that are new, changed or gone since the last
+        call)."""
+        parsed, changed = {}, set()
         for raw in raw_allocations:
             alloc_id, modify = str(raw.get("ID") or ""), int(raw.get("ModifyIndex") or 0)
             cached = self._parsed.get(alloc_id)
             if cached is None or cached[0] != modify:
                 cached = (modify, allocation_from_api(raw))
+                changed.add(alloc_id)
             parsed[alloc_id] = cached
+        changed |= set(self._parsed) - set(parsed)
         self._parsed = parsed
-        return {alloc_id: alloc for alloc_id, (_, alloc) in parsed.items()}
+        return {alloc_id: alloc for alloc_id, (_, alloc) in parsed.items()}, changed
 
 
 class Observer:

@@ -215,6 +215,9 @@ class ServiceAgent(Protocol):
     def watch_services(self, index: int | None, wait: float | None) -> tuple[int, object]:
         """A blocking read of this node's services: (index, answer)."""
 
+    def watched_services(self, answer: object) -> Mapping[str, object]:
+        """The services in a :meth:`watch_services` answer, by ID, comparable between two."""
+
     def watch_checks(self, index: int | None, wait: float | None) -> tuple[int, object]:
         """A blocking read of this node's check statuses: (index, answer)."""
 
