@@ -73,7 +73,9 @@ class FakeDocker:
                 "Id": container_id, "Names": [f"/{task}-{alloc_id}"], "State": "running",
                 "Labels": {"com.hashicorp.nomad.alloc_id": alloc_id}}
             self.pids[container_id] = pid
-        self.events_queue.put({"Action": "start", "Actor": {"ID": container_id},
+        # Docker's events carry the container's labels as the actor's attributes
+        self.events_queue.put({"Action": "start", "Actor": {"ID": container_id, "Attributes": {
+                               "com.hashicorp.nomad.alloc_id": alloc_id}},
                                "time": int(time.time()), "timeNano": time.time_ns()})
         return container_id
 
