@@ -90,7 +90,8 @@ class FakeDocker:
             raise down("docker")
         with self.lock:
             return [copy.deepcopy(s) for s in self.summaries.values()
-                    if all or s["State"] == "running"]
+                    if (all or s["State"] == "running") and alloc_id in (
+                        None, s["Labels"]["com.hashicorp.nomad.alloc_id"])]
 
     def inspect(self, container_id: str) -> dict:
         if self.down:

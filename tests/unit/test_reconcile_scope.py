@@ -33,9 +33,9 @@ from weavenomad.reconcile.plan import (
     REGISTER_TWIN,
     REMOVE_MASK,
     REMOVE_TWIN,
-    alloc_behind,
     plan,
 )
+from weavenomad.reconcile.registrations import alloc_behind
 
 
 def test_the_allocation_behind_a_nomad_service_a_twin_and_a_mask():

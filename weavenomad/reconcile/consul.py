@@ -171,6 +171,18 @@ class ConsulAgent:
         self._remember(raw, "CheckID")
         return {c.id: c for c in map(check_from_agent, raw)}
 
+    def local_service(self, service_id: str) -> tuple[AgentService | None, dict[str, AgentCheck]]:
+        """One service of the agent with its own checks (None, {}: the agent has none by that
+        ID), asked in the namespace and partition it was last seen in."""
+        answer = self.api.agent_service_health(service_id, *self._placed.get(service_id, ()))
+        if answer is None:
+            return None, {}
+        raw_checks = [c for c in answer.get("Checks") or () if c.get("ServiceID") == service_id]
+        self._remember([answer["Service"]], "ID")
+        self._remember(raw_checks, "CheckID")
+        return (service_from_agent(answer["Service"]),
+                {c.id: c for c in map(check_from_agent, raw_checks)})
+
     def _remember(self, raw: Iterable[Mapping], key: str) -> None:
         for item in raw:
             placed = (str(item.get("Namespace") or ""), str(item.get("Partition") or ""))

@@ -121,6 +121,8 @@ class Reconciler:
         self._touched: set[str] | None = set()
         #: the node's services as the service watcher last saw them
         self._watched: dict[str, object] | None = None
+        #: their IDs by the allocation behind them (Nomad's, twins), for scoped observations
+        self._ids_by_alloc: dict[str, set[str]] = {}
         self._allocations: Mapping[str, Allocation] | None = None
         self._cache = AllocationCache()
         self._reported: dict[tuple[str, str], str] = {}
@@ -174,14 +176,31 @@ class Reconciler:
         """The service watcher's news: which allocations' services came, went or changed."""
         now = dict(self.agent.watched_services(answer))
         before, self._watched = self._watched, now
+        changed = set(now) if before is None else \
+            {sid for sid in before.keys() | now.keys() if before.get(sid) != now.get(sid)}
+        allocations = set()
+        with self._lock:
+            for sid in changed:
+                alloc_id = alloc_behind(sid)
+                if alloc_id is None:
+                    continue  # a service not of a Nomad task, nor ours: none of our business
+                allocations.add(alloc_id)
+                ids = self._ids_by_alloc.setdefault(alloc_id, set())
+                if sid in now:
+                    ids.add(sid)
+                else:
+                    ids.discard(sid)
+                    if not ids:
+                        del self._ids_by_alloc[alloc_id]
         if before is None:
             self.trigger(self.agent.backend)
-            return
-        changed = {sid for sid in before.keys() | now.keys() if before.get(sid) != now.get(sid)}
-        allocations = {alloc_behind(sid) for sid in changed}
-        allocations.discard(None)  # a service not of a Nomad task, nor ours: none of our business
-        if allocations:
+        elif allocations:
             self.trigger(self.agent.backend, allocations)
+
+    def _service_ids(self, scope: frozenset[str]) -> set[str]:
+        """The IDs the service watch last listed for the allocations in ``scope``."""
+        with self._lock:
+            return {sid for alloc_id in scope for sid in self._ids_by_alloc.get(alloc_id, ())}
 
     def _container_event(self, event: dict) -> None:
         action = event.get("Action") or event.get("status") or ""
@@ -276,7 +295,8 @@ class Reconciler:
         if resync:
             self.observer.forget_addresses()
         try:
-            observation = self.observer.observe(allocations)
+            observation = self.observer.observe(
+                allocations, scope, self._service_ids(scope) if scope is not None else ())
         except WeavenomadError as exc:
             backend = _backend(exc)
             self._wait_for("pass", exc)
@@ -291,13 +311,13 @@ class Reconciler:
         wanted = plan(observation, self.settings, now=now, refresh_mirrors=resync,
                       orphans=self._orphans, scope=scope)
         self._note_kept(wanted.kept)
-        self._problems(wanted.problems)
+        self._problems(wanted.problems, scope)
         for action in wanted.actions:
             if action.is_drift:
                 self.metrics.drift.labels(action.kind).inc()
         result = applier.apply(self.agent, wanted, progress=self.supervised.ping,
                                weave=self.weave, prober=self.prober)
-        self._record(result, observation)
+        self._record(result, observation, scope)
         self._twins, self._masks = wanted.twins, wanted.masks
         if wanted.mirrors:
             self._mirrors_wanted.set()
@@ -340,7 +360,9 @@ class Reconciler:
                               "%s (carrying on without it)", backend=backend)
         self._resolve(lambda k: k[0] == "soft", seen)
 
-    def _problems(self, problems) -> None:
+    def _problems(self, problems, scope: frozenset[str] | None = None) -> None:
+        """Report new problems; resolve those gone, among what the pass looked at (a scoped
+        pass saw neither other allocations' services nor the weave bridge)."""
         current = set()
         for problem in problems:
             key = (problem.service_id, problem.reason)
@@ -351,9 +373,15 @@ class Reconciler:
                 self.metrics.problems.labels(problem.reason).inc()
                 if problem.reason == TENANT_VIOLATION:
                     self.metrics.violations.labels(problem.tenant or "").inc()
-        self._resolve(lambda k: k[0].startswith("_nomad-") or k[0] == BRIDGE_SUBJECT, current)
+        if scope is None:
+            self._resolve(lambda k: k[0].startswith("_nomad-") or k[0] == BRIDGE_SUBJECT,
+                          current)
+        else:
+            self._resolve(lambda k: k[0].startswith("_nomad-") and alloc_behind(k[0]) in scope,
+                          current)
 
-    def _record(self, result: applier.ApplyResult, observation) -> None:
+    def _record(self, result: applier.ApplyResult, observation,
+                scope: frozenset[str] | None = None) -> None:
         now = self.clock()
         for action in result.done:
             if action.kind in _REGISTERED:
@@ -369,7 +397,10 @@ class Reconciler:
                               if c.id == container), None)
                 if start is not None and now >= start:
                     self.metrics.latency.observe(now - start)
-        self._advertised &= {c.id for c in observation.containers.values() if c.running}
+        if scope is None:
+            self._advertised &= {c.id for c in observation.containers.values() if c.running}
+        else:  # a scoped pass saw only its allocations' containers
+            self._advertised -= {c.id for c in observation.containers.values() if not c.running}
         failed = set()
         for action, exc in result.failed:
             key = (action.id, f"{action.kind}-failed")
@@ -377,7 +408,8 @@ class Reconciler:
             self.metrics.errors.labels(_backend(exc)).inc()
             self._report_once(key, exc.one_line(), logging.WARNING, "%s",
                               service_id=action.id, reason=f"{action.kind} failed")
-        self._resolve(lambda k: k[1].endswith("-failed"), failed)
+        self._resolve(lambda k: k[1].endswith("-failed") and (
+            scope is None or alloc_behind(k[0]) in scope), failed)
         if result.aborted is not None:
             backend = _backend(result.aborted)
             self.metrics.errors.labels(backend).inc()

@@ -156,13 +156,24 @@ def trespassed(network: IPv4Network, alloc: Allocation, tenancy: Tenancy) -> str
     return None
 
 
+def _service_specs(alloc: Allocation) -> list[tuple[str, ServiceSpec, TaskSpec | None]]:
+    """(task name or ``group-<group>``, the job's service, the task) of every service."""
+    found = [(f"group-{alloc.group}", s, None) for s in alloc.group_services]
+    return found + [(t.name, s, t) for t in alloc.tasks for s in t.services]
+
+
+def nomad_service_ids(alloc: Allocation) -> set[str]:
+    """The IDs Nomad registers the allocation's services under, where the job names them
+    plainly (a name with ``${…}`` is Nomad's to interpolate: only the agent knows it). Pure."""
+    return {nomad_service_id(alloc.id, task_name, spec.name, spec.port_label)
+            for task_name, spec, _ in _service_specs(alloc) if "${" not in spec.name}
+
+
 def match_service(service: AgentService, alloc: Allocation
                   ) -> tuple[str, ServiceSpec, TaskSpec | None] | None:
     """(task name or ``group-<group>``, the job's service, the task) behind Nomad's service.
     Names with ``${…}`` are interpolated by Nomad, so they match by the registered name."""
-    candidates = [(f"group-{alloc.group}", s, None) for s in alloc.group_services]
-    candidates += [(t.name, s, t) for t in alloc.tasks for s in t.services]
-    for task_name, spec, task in candidates:
+    for task_name, spec, task in _service_specs(alloc):
         name = service.name if "${" in spec.name else spec.name
         if nomad_service_id(alloc.id, task_name, name, spec.port_label) == service.id:
             return task_name, spec, task

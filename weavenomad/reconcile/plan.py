@@ -47,16 +47,14 @@ from weavenomad.reconcile.desired import (
 )
 from weavenomad.reconcile.model import Observation
 from weavenomad.reconcile.registrations import (
-    ALLOC_ID_LENGTH,
     CRITICAL,
     MASK_PREFIX,
     META_DIGEST,
-    NOMAD_TASK_PREFIX,
-    PREFIX,
     AgentCheck,
     AgentService,
     Mask,
     Twin,
+    alloc_behind,
 )
 
 EXPOSE_SUBNET = "expose-subnet"
@@ -207,18 +205,6 @@ def foreign_bridge_problems(obs: Observation) -> list[Problem]:
             for address in obs.foreign if any(address.ip in s for s in wanted)]
 
 
-def alloc_behind(registration_id: str) -> str | None:
-    """The allocation behind a Nomad task service, a twin or a mask, by its ID; None for
-    other IDs. Pure."""
-    for prefix in (MASK_PREFIX, PREFIX, NOMAD_TASK_PREFIX):
-        if registration_id.startswith(prefix):
-            rest = registration_id[len(prefix):]
-            if len(rest) > ALLOC_ID_LENGTH and rest[ALLOC_ID_LENGTH] == "-":
-                return rest[:ALLOC_ID_LENGTH]
-            return None
-    return None
-
-
 def _in_scope(service_or_check_id: str, scope: frozenset[str] | None) -> bool:
     """Whether a Nomad service, a twin or a mask (by ID) belongs to an allocation in scope."""
     return scope is None or alloc_behind(service_or_check_id) in scope
@@ -268,7 +254,7 @@ def plan(obs: Observation, settings: ReconcilerSettings | None = None, *, now: f
     kept: dict[str, float] = {}
     looks: list[float] = []
     #: out of scope: the agent's twins and masks as they are, orphans kept as they were
-    twins_elsewhere = masks_elsewhere = 0
+    twins_elsewhere, masks_elsewhere = obs.twins_elsewhere, obs.masks_elsewhere
     for service in obs.services.values():
         if service.ours and service.id not in twins:
             if not _in_scope(service.id, scope):

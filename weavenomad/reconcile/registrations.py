@@ -59,6 +59,18 @@ def alloc_of(nomad_service_id: str) -> str | None:
     return rest[:ALLOC_ID_LENGTH]
 
 
+def alloc_behind(registration_id: str) -> str | None:
+    """The allocation behind a Nomad task service, a twin or a mask, by its ID; None for
+    other IDs. Pure."""
+    for prefix in (MASK_PREFIX, PREFIX, NOMAD_TASK_PREFIX):
+        if registration_id.startswith(prefix):
+            rest = registration_id[len(prefix):]
+            if len(rest) > ALLOC_ID_LENGTH and rest[ALLOC_ID_LENGTH] == "-":
+                return rest[:ALLOC_ID_LENGTH]
+            return None
+    return None
+
+
 # --------------------------------------------------------------------------------------------
 # Observed
 
@@ -210,6 +222,9 @@ class ServiceAgent(Protocol):
 
     def checks(self) -> dict[str, AgentCheck]:
         """Every check the agent holds, by ID."""
+
+    def local_service(self, service_id: str) -> tuple[AgentService | None, dict[str, AgentCheck]]:
+        """One service the agent holds, with its own checks by ID; (None, {}) without it."""
 
     def register_twin(self, twin: Twin) -> None:
         """Register or replace the twin with exactly its checks."""
