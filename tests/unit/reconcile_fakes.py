@@ -89,7 +89,9 @@ class FakeDocker:
         if self.down:
             raise down("docker")
         with self.lock:
-            return [copy.deepcopy(s) for s in self.summaries.values()
+            # copies, as a decoded answer would be (nested: the labels and names)
+            return [{**s, "Labels": dict(s["Labels"]), "Names": list(s["Names"])}
+                    for s in self.summaries.values()
                     if (all or s["State"] == "running") and alloc_id in (
                         None, s["Labels"]["com.hashicorp.nomad.alloc_id"])]
 

@@ -38,7 +38,12 @@ from weavenomad.reconcile.consul import ConsulAgent
 from weavenomad.reconcile.desired import TENANT_VIOLATION
 from weavenomad.reconcile.metrics import Metrics
 from weavenomad.reconcile.model import NOMAD_ALLOC_LABEL, Allocation
-from weavenomad.reconcile.observe import AllocationCache, Observer, node_id_of
+from weavenomad.reconcile.observe import (
+    SCOPED_READS_MAX,
+    AllocationCache,
+    Observer,
+    node_id_of,
+)
 from weavenomad.reconcile.plan import (
     BRIDGE_SUBJECT,
     EXPOSE_SUBNET,
@@ -467,7 +472,10 @@ class Reconciler:
             if not (triggers or resync or retry):
                 continue  # woken for the watchdog only
             gap = last_pass + self.settings.pass_gap - now
-            if triggers and gap > 0:  # a burst of events: gather it into one pass
+            # a burst of events that concern the whole node gathers into one pass; a pass for
+            # a few allocations costs little and goes at once (a start waits for it)
+            few = touched is not None and len(touched) <= SCOPED_READS_MAX
+            if triggers and gap > 0 and not few:
                 if self._stop.wait(gap):
                     break
                 more, also = self._take_triggers()

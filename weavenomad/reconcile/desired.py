@@ -9,8 +9,8 @@ holds.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-from ipaddress import IPv4Interface, IPv4Network
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 
 from weavenomad.config import ReconcilerSettings
 from weavenomad.reconcile.model import (
@@ -140,18 +140,25 @@ def deleted_tenants_subnet(alloc: Allocation, tenancy: Tenancy) -> IPv4Network |
                  if alloc.tenant == deleted and alloc.tenant_subnet == str(subnet)), None)
 
 
-def trespassed(network: IPv4Network, alloc: Allocation, tenancy: Tenancy) -> str | None:
-    """Whose subnet ``network`` (an address as a /32, or a subnet a task asks for) enters
+def _enters(network: IPv4Network | IPv4Address, subnet: IPv4Network) -> bool:
+    if isinstance(network, IPv4Address):
+        return network in subnet
+    return network.overlaps(subnet)
+
+
+def trespassed(network: IPv4Network | IPv4Address, alloc: Allocation, tenancy: Tenancy
+               ) -> str | None:
+    """Whose subnet ``network`` (an address, or a subnet a task asks for) enters
     although the allocation's job is not theirs: "tenant globex's subnet 10.32.2.0/24", "deleted
     tenant acme's quarantined subnet 10.32.1.0/24"; None when it enters only the job's own (or
     nobody's). Only the job's tenant meta makes it a tenant's: a job run around ``weavenomad
     run`` is nobody's, wherever its ``WEAVE_CIDR`` puts it."""
     for name, subnet in sorted(tenancy.subnets.items()):
-        if network.overlaps(subnet) and alloc.tenant != name:
+        if _enters(network, subnet) and alloc.tenant != name:
             return f"tenant {name}'s subnet {subnet}"
     own = deleted_tenants_subnet(alloc, tenancy)
     for subnet, deleted in sorted(tenancy.quarantined.items()):
-        if network.overlaps(subnet) and subnet != own:
+        if _enters(network, subnet) and subnet != own:
             return f"deleted tenant {deleted}'s quarantined subnet {subnet}"
     return None
 
@@ -243,10 +250,12 @@ def _twin(service: AgentService, spec: ServiceSpec, alloc: Allocation, task: Tas
                                 "be re-aimed; the twin mirrors its status", alloc.tenant))
     meta = {**service.meta, META_MANAGED: "true", META_SOURCE: service.id}
     name, tags = public_face(service)
-    wanted = Twin(twin, service.id, name, ip, port, tags, meta,
-                  service.enable_tag_override, tuple(checks), container.id,
-                  service.namespace, service.partition)
-    return replace(wanted, meta={**meta, META_DIGEST: digest_of(wanted)}), problems
+
+    def made(meta: dict[str, str]) -> Twin:
+        return Twin(twin, service.id, name, ip, port, tags, meta, service.enable_tag_override,
+                    tuple(checks), container.id, service.namespace, service.partition)
+
+    return made({**meta, META_DIGEST: digest_of(made(meta))}), problems
 
 
 def desire(service: AgentService, obs: Observation, settings: ReconcilerSettings,
@@ -299,7 +308,7 @@ def desire(service: AgentService, obs: Observation, settings: ReconcilerSettings
             service.id, TENANT_VIOLATION, f"Weave address {listed} lies outside tenant "
             f"{alloc.tenant or alloc.tenant_subnet!r}'s subnet {subnet}", alloc.tenant),))
     trespass = next(((a, whose) for a in container.addresses
-                     if (whose := trespassed(IPv4Network(a.ip), alloc, obs.tenancy))), None)
+                     if (whose := trespassed(a.ip, alloc, obs.tenancy))), None)
     if trespass is not None:
         intruder, whose = trespass
         job = f"job {alloc.job_id} ({f'tenant {alloc.tenant}' if alloc.tenant else 'no tenant'})"

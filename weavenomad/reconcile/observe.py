@@ -129,6 +129,11 @@ class AllocationCache:
         return {alloc_id: alloc for alloc_id, (_, alloc) in parsed.items()}, changed
 
 
+#: a scoped observation asks the agent and Docker per allocation; for more allocations than
+#: this (a burst of events, a restart of the agent) the lists of the whole node cost less
+SCOPED_READS_MAX = 16
+
+
 class OursCount:
     """The agent's twins and masks per allocation as the observations saw them, so that a
     scoped observation can say how many there are elsewhere without reading them."""
@@ -246,9 +251,11 @@ class Observer:
         watch lists for them, to which the IDs their jobs name and the twins' are added),
         their containers, and Weave's list only if one of those has no known address. The
         registry, Weave's exposure and the bridge are a full pass's business (a tenant's
-        change or Weave's triggers one); a scoped observation has no exposure (None)."""
+        change or Weave's triggers one); a scoped observation has no exposure (None). Until a
+        full observation was made, and for more than ``SCOPED_READS_MAX`` allocations, the
+        whole node is read (the plan stays scoped)."""
         self.soft_errors = []
-        if scope is not None and self._full_seen:
+        if scope is not None and self._full_seen and len(scope) <= SCOPED_READS_MAX:
             return self._observe_scope(allocations, scope, service_ids)
         # four independent reads from three daemons: side by side, a pass waits for the
         # slowest instead of their sum (the agent's lists dominate on a full node)

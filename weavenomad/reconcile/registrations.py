@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Protocol
 
 NOMAD_TASK_PREFIX = "_nomad-task-"
@@ -194,7 +194,9 @@ def digest_of(twin: Twin) -> str:
     """A hash of a twin's definition, since the agent (Consul 1.4) does not return check
     definitions to compare. Mirror statuses are left out (they change on their own), and so are
     the digest itself and the container, which is not registered."""
-    checks = [{**asdict(c), "status": ""} if c.kind == MIRROR else asdict(c) for c in twin.checks]
+    # a check's fields as asdict() would give them (its tuples are JSON arrays alike), without
+    # asdict's deep copy: a full pass digests every twin of the node
+    checks = [{**vars(c), "status": ""} if c.kind == MIRROR else vars(c) for c in twin.checks]
     definition = {
         "id": twin.id, "name": twin.name, "address": twin.address, "port": twin.port,
         "tags": list(twin.tags), "meta": {k: v for k, v in twin.meta.items() if k != META_DIGEST},
