@@ -26,6 +26,7 @@ from test_reconcile_plan import converge, kinds
 
 from weavenomad.reconcile import plan as planner
 from weavenomad.reconcile.daemon import Reconciler
+from weavenomad.reconcile.desired import Problem
 from weavenomad.reconcile.model import NOMAD_ALLOC_LABEL
 from weavenomad.reconcile.observe import AllocationCache
 from weavenomad.reconcile.plan import (
@@ -148,3 +149,27 @@ def test_events_name_their_allocations_and_the_rest_look_at_the_whole_node():
     r._allocations_changed([web_allocation(ALLOC_A), web_allocation(ALLOC_B)])
     r._container_event({"Action": "die", "Actor": {"ID": "c2"}})  # no label: anything
     assert r._take_triggers() == ({"nomad", "docker"}, None)
+
+
+def test_the_service_watch_gives_each_allocation_its_service_ids():
+    r = a_reconciler()
+    sid_a, sid_b = f"_nomad-task-{ALLOC_A}-web-web-8080", f"_nomad-task-{ALLOC_B}-web-web-8080"
+    r._services_changed({"Services": {sid_a: {}, "consul": {}}})
+    r._services_changed({"Services": {sid_a: {}, sid_b: {}, TWIN_B: {}}})
+    assert r._service_ids(frozenset({ALLOC_B})) == {sid_b, TWIN_B}
+    assert r._service_ids(frozenset({ALLOC_A, ALLOC_B})) == {sid_a, sid_b, TWIN_B}
+    r._services_changed({"Services": {sid_b: {}}})
+    assert r._service_ids(frozenset({ALLOC_A})) == set()
+
+
+def test_a_scoped_pass_resolves_only_its_own_allocations_problems(caplog):
+    r = a_reconciler()
+    sid_a, sid_b = f"_nomad-task-{ALLOC_A}-web-web-8080", f"_nomad-task-{ALLOC_B}-web-web-8080"
+    problems = [Problem(sid, "no-weave-address", f"{sid} has none") for sid in (sid_a, sid_b)]
+    r._problems(problems)
+    caplog.clear()
+    with caplog.at_level("INFO"):
+        r._problems([], frozenset({ALLOC_B}))  # B's is gone; A's was not looked at
+    assert [m for m in caplog.messages if m.startswith("resolved")] == [
+        f"resolved: {sid_b} has none"]
+    assert (sid_a, "no-weave-address") in r._reported
