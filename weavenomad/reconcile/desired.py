@@ -40,7 +40,12 @@ from weavenomad.reconcile.registrations import (
     twin_id,
 )
 from weavenomad.runtime.durations import NANOSECONDS_PER_SECOND
-from weavenomad.tenancy.contract import HIDDEN_PREFIX, META_SERVICE, public_tag
+from weavenomad.tenancy.contract import (
+    HIDDEN_PREFIX,
+    META_SERVICE,
+    held_public_name,
+    public_tag,
+)
 from weavenomad.tenancy.weavecidr import parse_subnet
 
 #: check types the reconciler re-aims at the Weave address
@@ -83,7 +88,7 @@ def held(service: AgentService) -> bool:
     """Whether ``run`` had Nomad register ``service`` under a private name
     (:mod:`weavenomad.jobs.services`): its twin then takes the public name and tags, and it
     needs no mask, as nobody asks for the private name."""
-    return service.name.startswith(HIDDEN_PREFIX) and bool(service.meta.get(META_SERVICE))
+    return held_public_name(service.name, service.meta) is not None
 
 
 def public_face(service: AgentService) -> tuple[str, tuple[str, ...]]:

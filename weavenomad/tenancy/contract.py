@@ -8,6 +8,7 @@ reconciler reads back to give its twins the public ones.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from ipaddress import IPv4Network
 
@@ -62,6 +63,14 @@ def hidden_name(name: str) -> str:
     digest = hashlib.sha256(name.encode()).hexdigest()[:10]
     head = hidden[:MAX_SERVICE_NAME - len(digest) - 1].rstrip("-")
     return f"{head}-{digest}"
+
+
+def held_public_name(name: str, meta: Mapping[str, str] | None) -> str | None:
+    """The public name of a service registered in Consul as ``name`` with ``meta``, when
+    ``run`` held it under its private name (its twin answers for the public name); else None.
+    Pure."""
+    public = (meta or {}).get(META_SERVICE)
+    return str(public) if public and name.startswith(HIDDEN_PREFIX) else None
 
 
 def hidden_tag(tag: str) -> str:
