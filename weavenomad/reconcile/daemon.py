@@ -6,6 +6,9 @@ overlap and a burst of events costs one or two passes. A pass for events that na
 allocations (Nomad's allocation updates, a service of the node registered or dropped, a task
 container starting or ending) plans those allocations only, so its work does not grow with the
 services on the node; the resync, retries, looks and every other event plan the whole node.
+Such a pass also observes only those allocations (:meth:`.Observer.observe`: their services one
+by one, with the IDs the service watch listed for them) and goes at once, without the
+``pass_gap`` that gathers bursts concerning the whole node.
 Before registering a twin the applier probes its checks once (:mod:`.probe`), so a twin whose
 task already answers is healthy the moment it is registered.
 :mod:`.schedule` decides when else to look (resync, retries after a failure, quick looks while
@@ -51,11 +54,10 @@ from weavenomad.reconcile.plan import (
     REGISTER_TWIN,
     REMOVE_MASK,
     REMOVE_TWIN,
-    alloc_behind,
     plan,
 )
 from weavenomad.reconcile.probe import Prober
-from weavenomad.reconcile.registrations import ServiceAgent
+from weavenomad.reconcile.registrations import ServiceAgent, alloc_behind
 from weavenomad.reconcile.schedule import Schedule
 from weavenomad.runtime.backoff import backoff_delay
 from weavenomad.runtime.notify import Notifier, Supervised

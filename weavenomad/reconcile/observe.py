@@ -3,8 +3,11 @@ the tenant registry into one :class:`~weavenomad.reconcile.model.Observation`, w
 allocations the daemon's watcher holds.
 
 A container's Weave addresses rarely change while it lives, so they are cached by container ID
-(cleared at every full resync); an event-driven pass then costs two agent reads, a registry
-read, one Docker list and Weave's ``GET /ip``. That one answer (every address this peer owns)
+(cleared at every full resync); a full pass costs two agent lists, a registry read, one
+Docker list and Weave's ``GET /ip``. A pass for the allocations of an event reads only theirs
+(each service with its checks from ``/v1/agent/health/service/id/<id>``, Docker's list by the
+allocation label, Weave's list only for a container with no cached address), so its reads do
+not grow with the services on the node. That one answer (every address this peer owns)
 gives the addresses of all new containers at once, and the host's exposed ones: those it
 owns for ``weave:expose`` *and* that are on the host's weave bridge, read from the kernel
 (after a reboot Weave comes back with a new, empty bridge while its persisted IPAM still owns
