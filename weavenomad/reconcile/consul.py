@@ -244,7 +244,7 @@ class ConsulAgent:
         when it changed, so comparing two listings of a full node compares numbers, not every
         service's fields. An entry without an index is compared as a whole."""
         services = ((answer or {}).get("Services") or {}) if isinstance(answer, Mapping) else {}
-        return {sid: entry.get("ModifyIndex") or entry if isinstance(entry, Mapping) else entry
+        return {sid: (entry.get("ModifyIndex") or entry) if isinstance(entry, Mapping) else entry
                 for sid, entry in services.items()}
 
     def watch_checks(self, index: int | None, wait: float | None) -> tuple[int, object]:
