@@ -8,7 +8,7 @@ import dataclasses
 from ipaddress import IPv4Interface
 
 import pytest
-from reconcile_support import SID_A, job_allocation, recorded, tcp_service
+from reconcile_support import SID_A, job_allocation, recorded, tcp_service, tenancy
 
 from weavenomad.config import ReconcilerSettings
 from weavenomad.errors import (
@@ -17,7 +17,7 @@ from weavenomad.errors import (
     BackendServerError,
     BackendUnavailable,
 )
-from weavenomad.reconcile import consul
+from weavenomad.reconcile import consul, registrations
 from weavenomad.reconcile.model import Container, Observation, Tenancy, allocation_from_api
 from weavenomad.reconcile.plan import REGISTER_MASK, REGISTER_TWIN, plan
 from weavenomad.reconcile.registrations import (
@@ -28,6 +28,7 @@ from weavenomad.reconcile.registrations import (
     TwinCheck,
     digest_of,
 )
+from weavenomad.tenancy.contract import META_TENANT
 
 ALLOC = "11111111-2222-3333-4444-555555555555"
 SID = f"_nomad-task-{ALLOC}-web-web-8443"
@@ -140,6 +141,53 @@ def test_the_digest_follows_the_definition_but_not_a_mirrors_status():
     reaimed = dataclasses.replace(twin.checks[1], status="warning")  # an initial status counts
     assert digest_of(dataclasses.replace(twin, checks=(reaimed, *twin.checks[2:]))) != \
         digest_of(dataclasses.replace(twin, checks=twin.checks[1:]))
+
+
+def test_a_digest_is_remembered_by_the_whole_definition():
+    """A converged full pass hashes no twin again; any change of what goes into the hash (an
+    address, a tag, meta, a check's target, a tenant subnet that picks another address) is
+    another definition and so another digest, never a stale one."""
+    twin = planned().actions[1].twin
+    before = registrations._digest.cache_info()
+    assert digest_of(dataclasses.replace(twin)) == twin.digest
+    assert registrations._digest.cache_info().hits == before.hits + 1
+    changed = [
+        dataclasses.replace(twin, address="10.32.1.4"),
+        dataclasses.replace(twin, tags=(*twin.tags, "c")),
+        dataclasses.replace(twin, meta={**twin.meta, "x": "2"}),
+        dataclasses.replace(twin, checks=(dataclasses.replace(
+            twin.checks[0], target="https://10.32.1.4:8443/health"), *twin.checks[1:])),
+    ]
+    digests = {digest_of(t) for t in changed}
+    assert len(digests) == len(changed) and twin.digest not in digests
+
+
+def test_a_tenant_subnet_that_moves_gives_the_twin_another_address_and_digest():
+    raw = job_allocation(ALLOC, tasks=[{"Name": "web", "Driver": "docker", "Services": [
+        tcp_service("web", "8443")]}], meta={META_TENANT: "acme"})
+    nomads = consul.service_from_agent({"ID": SID, "Service": "web", "Address": "172.17.0.9",
+                                        "Port": 0})
+    container = Container("c1", ALLOC, "web", True,
+                          (IPv4Interface("10.32.1.3/24"), IPv4Interface("10.32.2.3/24")))
+
+    def twin_in(subnet: str) -> Twin:
+        obs = Observation({ALLOC: allocation_from_api(raw)}, {SID: nomads}, {},
+                          {(ALLOC, "web"): container}, tenancy(acme=subnet))
+        (twin,) = [a.twin for a in plan(obs).actions if a.kind == REGISTER_TWIN]
+        return twin
+
+    first, again, moved = twin_in("10.32.1.0/24"), twin_in("10.32.1.0/24"), twin_in("10.32.2.0/24")
+    assert first.digest == again.digest
+    assert moved.address == "10.32.2.3" and moved.digest != first.digest
+    assert moved.checks[0].target == "10.32.2.3:8443"
+
+
+def test_the_node_listing_compares_services_by_their_catalog_index():
+    agent = consul.ConsulAgent(api=None)
+    answer = {"Services": {"a": {"ID": "a", "Port": 1, "ModifyIndex": 7},
+                           "b": {"ID": "b", "Port": 2}}}
+    assert agent.watched_services(answer) == {"a": 7, "b": {"ID": "b", "Port": 2}}
+    assert agent.watched_services(None) == {} == agent.watched_services({"Services": None})
 
 
 def test_agent_answers_become_neutral_records():

@@ -240,8 +240,12 @@ class ConsulAgent:
 
     def watched_services(self, answer: object) -> Mapping[str, object]:
         """The ``Services`` of a ``/v1/catalog/node/<node>`` answer (None: the node is not
-        in the catalog yet)."""
-        return dict((answer or {}).get("Services") or {}) if isinstance(answer, Mapping) else {}
+        in the catalog yet), each by its ``ModifyIndex``: the catalog writes a service only
+        when it changed, so comparing two listings of a full node compares numbers, not every
+        service's fields. An entry without an index is compared as a whole."""
+        services = ((answer or {}).get("Services") or {}) if isinstance(answer, Mapping) else {}
+        return {sid: (entry.get("ModifyIndex") or entry) if isinstance(entry, Mapping) else entry
+                for sid, entry in services.items()}
 
     def watch_checks(self, index: int | None, wait: float | None) -> tuple[int, object]:
         """``/v1/health/node/<node>``: its index moves when a check's status changes."""

@@ -15,7 +15,8 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from typing import Protocol
 
 NOMAD_TASK_PREFIX = "_nomad-task-"
@@ -190,22 +191,38 @@ class Mask:
     partition: str = ""
 
 
+#: how many twin definitions' digests are remembered: every twin of a full node and then some
+DIGESTS_KEPT = 8192
+
+
 def digest_of(twin: Twin) -> str:
     """A hash of a twin's definition, since the agent (Consul 1.4) does not return check
     definitions to compare. Mirror statuses are left out (they change on their own), and so are
-    the digest itself and the container, which is not registered."""
+    the digest itself and the container, which is not registered. Remembered by the definition
+    itself (every field that goes into the hash is in the key), so a converged full pass hashes
+    none of the node's twins again, and any change (an address, a tag, a check's target)
+    is a new key and a new hash."""
+    checks = tuple(replace(c, status="") if c.kind == MIRROR else c for c in twin.checks)
+    meta = tuple(sorted((k, v) for k, v in twin.meta.items() if k != META_DIGEST))
+    return _digest((twin.id, twin.name, twin.address, twin.port, twin.tags, meta,
+                    twin.enable_tag_override, checks, twin.namespace, twin.partition))
+
+
+@lru_cache(maxsize=DIGESTS_KEPT)
+def _digest(definition: tuple) -> str:
+    (service_id, name, address, port, tags, meta, enable_tag_override, checks, namespace,
+     partition) = definition
     # a check's fields as asdict() would give them (its tuples are JSON arrays alike), without
-    # asdict's deep copy: a full pass digests every twin of the node
-    checks = [{**vars(c), "status": ""} if c.kind == MIRROR else vars(c) for c in twin.checks]
-    definition = {
-        "id": twin.id, "name": twin.name, "address": twin.address, "port": twin.port,
-        "tags": list(twin.tags), "meta": {k: v for k, v in twin.meta.items() if k != META_DIGEST},
-        "enable_tag_override": twin.enable_tag_override, "checks": checks,
+    # asdict's deep copy
+    document = {
+        "id": service_id, "name": name, "address": address, "port": port, "tags": list(tags),
+        "meta": dict(meta), "enable_tag_override": enable_tag_override,
+        "checks": [vars(c) for c in checks],
     }
     # only where set, so that the digests of twins on Consul CE stay as they were
-    definition.update({k: v for k, v in (("namespace", twin.namespace),
-                                         ("partition", twin.partition)) if v})
-    text = json.dumps(definition, sort_keys=True, separators=(",", ":"))
+    document.update({k: v for k, v in (("namespace", namespace), ("partition", partition))
+                     if v})
+    text = json.dumps(document, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
