@@ -118,6 +118,9 @@ class FakeWeave:
         self.down = False
         self.exposed_calls: list[IPv4Network] = []
 
+    def refuse_while_waiting(self) -> None:
+        """The fake's IPAM owns its range: it never waits for peers."""
+
     def expose_subnet(self, subnet: IPv4Network) -> IPv4Interface:
         """Weave's allocate-then-expose: the address the IPAM owns there, else a new one, put
         on the bridge."""

@@ -22,11 +22,18 @@ from ipaddress import IPv4Network
 
 from weavenomad.bootstrap import holds, leftovers, packages, system
 from weavenomad.bootstrap import steps as st
-from weavenomad.bootstrap.checks import WEAVE_BRIDGE, missing_exposes
+from weavenomad.bootstrap.checks import SAME_NAME_FIX, WEAVE_BRIDGE, missing_exposes
 from weavenomad.bootstrap.guards import guard_state, parse_rules
 from weavenomad.bootstrap.observe import agent_endpoint, bridge_exposure, docker_driver
 from weavenomad.clients.weave import EXPOSE_IDENT
-from weavenomad.errors import BackendError, BackendNotFound, ValidationError, WeavenomadError
+from weavenomad.clients.weave_ipam import IpamWait, ipam_wait, same_name_peers
+from weavenomad.errors import (
+    BackendError,
+    BackendNotFound,
+    ConflictError,
+    ValidationError,
+    WeavenomadError,
+)
 from weavenomad.nodeconfig import files as config_files
 from weavenomad.nodeconfig.edit import (
     ConfigFile,
@@ -38,6 +45,10 @@ from weavenomad.nodeconfig.edit import (
 
 #: how long Nomad may take after a restart to answer and report a healthy Docker driver
 VERIFY_TIMEOUT = 90.0
+#: seconds a freshly launched Weave gets to connect its peers (real ones connect in well under
+#: a second on one LAN), and between looks meanwhile
+PEER_SETTLE = 5.0
+PEER_POLL = 0.5
 VERIFY_EVERY = 1.0
 
 Say = Callable[[str], None]
@@ -64,6 +75,9 @@ class Executor:
     say: Say = lambda line: None
     stop: threading.Event = field(default_factory=threading.Event)
     verify_timeout: float = VERIFY_TIMEOUT
+    #: seconds a freshly launched Weave gets to connect its peers before the expose step
+    #: decides that its IPAM waits for peers
+    peer_settle: float = PEER_SETTLE
     verify_every: float = VERIFY_EVERY
     #: set once a Nomad restart was tried: restoring the config must restart again
     restart_argv: tuple[str, ...] | None = None
@@ -122,6 +136,13 @@ class Executor:
         return leftovers.observe(containers, system.link_exists(WEAVE_BRIDGE))
 
     def do_WeaveExpose(self, action: st.WeaveExpose) -> Outcome:  # noqa: N802
+        waiting = self._ipam_waits()
+        if waiting is not None:
+            # 'weave expose' would block until enough peers are up (multi-node/1): the node is
+            # set up all the same, and the reconciler exposes the subnets once Weave can
+            return Outcome(None, f"not yet: this node waits for peers ({waiting.describe()}); "
+                           "the reconciler exposes the subnets as soon as Weave's IPAM can "
+                           "allocate", changed=False)
         try:
             addresses = self.clients.weave_command.expose(action.specs)
         except BackendError:
@@ -133,6 +154,26 @@ class Executor:
                            "this run to undo")
         return Outcome(st.WeaveHide(action.specs),
                        "host addresses " + " ".join(map(str, addresses)))
+
+    def _ipam_waits(self) -> IpamWait | None:
+        """Why Weave's IPAM cannot allocate now, given its peers a few seconds to connect
+        after a launch; None when it can (or the report cannot say: expose decides)."""
+        deadline = time.monotonic() + self.peer_settle
+        while True:
+            try:
+                report = self.clients.weave.report()
+            except WeavenomadError:
+                return None
+            clones = same_name_peers(report)
+            if clones:
+                name = (report.get("Router") or {}).get("Name")
+                raise ConflictError(f"the node at {', '.join(clones)} has this node's Weave "
+                                    f"peer name {name}, so Weave never connects them",
+                                    hint=SAME_NAME_FIX)
+            waiting = ipam_wait(report)
+            if waiting is None or time.monotonic() >= deadline:
+                return waiting
+            time.sleep(PEER_POLL)
 
     def _exposed_now(self, specs: tuple[str, ...]) -> bool:
         """Whether every ``net:`` spec's subnet has an address on the bridge that Weave's IPAM

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from weavenomad.bootstrap import holds, migrate, render, system
 from weavenomad.bootstrap.apply import Executor, apply_plan
-from weavenomad.bootstrap.checks import FAIL
+from weavenomad.bootstrap.checks import FAIL, check_peer_names
 from weavenomad.bootstrap.doctor import doctor_checks, node_checks, summary
 from weavenomad.bootstrap.observe import Clients, NodeFacts, observe
 from weavenomad.bootstrap.plan import Desired, plan_bootstrap
@@ -100,8 +100,14 @@ def restart_plan(settings, facts: NodeFacts, restart: bool) -> tuple[tuple[str, 
 
 def preflight(facts: NodeFacts, weave) -> list:
     """The preflight checks (the doctor items bootstrap needs before it changes anything);
-    ``weave``: the settings' Weave release (a :class:`~weavenomad.config.WeaveSettings`)."""
-    return node_checks(facts, weave)
+    ``weave``: the settings' Weave release (a :class:`~weavenomad.config.WeaveSettings`).
+    A running Weave that shares its peer name with another node is refused too (before a
+    launch nothing can tell: the launch's expose step checks it)."""
+    checks = node_checks(facts, weave)
+    if facts.weave_report is not None:
+        names = check_peer_names(facts.weave_report)
+        checks += [names] if names.status == FAIL else []
+    return checks
 
 
 def show_checks(title: str, checks: list, say: Say, paint: Paint | None = None) -> None:

@@ -24,6 +24,7 @@ from weavenomad.clients.errors import (
     error_for_status,
     summarize,
 )
+from weavenomad.clients.weave_ipam import ipam_wait
 from weavenomad.errors import BackendError, BackendUnavailable
 
 DEFAULT_COMMAND_TIMEOUT = 60.0
@@ -178,6 +179,15 @@ class WeaveAPI:
             raise BackendError(f"Weave allocated no address in {network} for {ident}",
                                backend=self.backend.key)
         return found[0]
+
+    def refuse_while_waiting(self) -> None:
+        """Raise at once while Weave's IPAM waits for peers: Weave would hold an allocation
+        request until enough of them are up (multi-node/1)."""
+        waiting = ipam_wait(self.report())
+        if waiting is not None:
+            raise BackendError(f"this node waits for peers: {waiting.describe()}",
+                               backend=self.backend.key,
+                               hint="bootstrap the peers named at launch")
 
     def expose_subnet(self, subnet: IPv4Network | str) -> IPv4Interface:
         """What ``weave expose net:<subnet>`` does through the API: an address for the host
