@@ -139,8 +139,13 @@ def test_bootstrap_run_doctor_failure_and_reset_on_three_nodes(lab3: LabLayout, 
     assert "+    endpoint = " in dry.stdout and "dry run: nothing changed" in dry.stdout
     assert not weave_running(n1) and config_bytes(n1) == originals["n1"]
 
-    for node in lab.nodes:
-        done = bootstrap(lab, node)
+    # together, as Weave's IPAM needs a majority of the peers before it allocates (nodes set up
+    # one after the other: tests/lab/test_multi_node_lab.py)
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(len(lab.nodes)) as pool:
+        runs = list(pool.map(lambda node: bootstrap(lab, node), lab.nodes))
+    for done in runs:
         assert done.returncode == 0, done.stdout + done.stderr
         assert "bootstrap done" in done.stdout
     bootstrapped = {node.name: config_bytes(node) for node in lab.nodes}

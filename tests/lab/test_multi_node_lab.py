@@ -144,7 +144,7 @@ def test_nodes_bootstrapped_one_after_the_other_all_end_exposed(lab3):
             done = bootstrap(lab3, node)
             assert done.returncode == 0, done.stdout + done.stderr
         last = time.monotonic()
-        deadline = last + 60
+        deadline = last + 120
         while True:
             found = {node.name: doctor(node) for node in lab3.nodes}
             failing = {name: [c for c in checks.values() if c["status"] == "fail"]
