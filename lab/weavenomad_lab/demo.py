@@ -2,9 +2,11 @@
 
 Three nodes are bootstrapped the way an operator would, on each node (``lab exec``), with the
 other two as Weave peers. Tenants acme and globex each run the httpbackend job of
-``jobs/httpbackend.nomad`` (read from the checkout the lab is installed from). Consul
-first advertises Docker-bridge addresses (the problem), then, with a reconciler running on every
-node, only Weave addresses (the fix). Traffic passes within a tenant and fails between tenants.
+``jobs/httpbackend.nomad`` (read from the checkout the lab is installed from). Nomad registers
+Docker-bridge addresses (the problem) under the private name ``weavenomad run`` gave the
+service, so Consul answers nothing for the public name until, with a reconciler running on every
+node, it answers only Weave addresses (the fix). Traffic passes within a tenant and fails
+between tenants.
 Every step runs the real ``weavenomad`` commands and is checked; the exit code is 0 only when
 every check held.
 """
@@ -29,6 +31,9 @@ NODES = 3
 LAB_NAME = "wndemo"
 SERVICE = "httpbackend"
 SERVICE_PORT = 8081
+#: the private name under which weavenomad run has Nomad register the service (the product's
+#: weavenomad.tenancy.contract.hidden_name, spelled out: the demo shows it, it does not share it)
+HIDDEN_SERVICE = f"weavenomad-hidden-{SERVICE}"
 TENANTS = ("acme", "globex")
 #: the job the demo runs, from the checkout beside the lab's sources (an editable install of
 #: ./lab from a checkout, as scripts/install-deps makes it)
@@ -99,6 +104,22 @@ class Demo:
         answer.raise_for_status()
         return answer.json()
 
+    def dns_srv(self, name: str) -> list[tuple[str, int]]:
+        """The (address, port) pairs of Consul DNS's SRV answer for ``name`` on node n1."""
+        import dns.message
+        import dns.query
+        import dns.rdatatype
+
+        from weavenomad_lab.consul.component import dns_port
+
+        query = dns.message.make_query(f"{name}.service.consul", "SRV")
+        answer = dns.query.udp(query, "127.0.0.1", port=dns_port(self.lab, "n1"), timeout=2)
+        glue = {r.name.to_text(): item.address for r in answer.additional
+                if r.rdtype == dns.rdatatype.A for item in r}
+        return [(glue.get(item.target.to_text(), item.target.to_text()), item.port)
+                for rrset in answer.answer if rrset.rdtype == dns.rdatatype.SRV
+                for item in rrset]
+
     def wait(self, probe: Callable[[], object], timeout: float | None = None):
         stop = threading.Event()
         deadline = time.monotonic() + (timeout or self.timeout)
@@ -130,6 +151,7 @@ class Demo:
             weave_ips = self.weave_addresses(jobs)
             self.before(weave_ips)
             self.after(weave_ips, keep)
+            self.other_read_paths(weave_ips)
             self.isolation(jobs, weave_ips)
         except DemoStopped as stopped:
             self.story.note(f"stopped at: {stopped}")
@@ -189,12 +211,17 @@ class Demo:
 
     def before(self, weave_ips: dict) -> None:
         self.story.chapter("Before the reconciler: what Consul answers for httpbackend")
-        entries = self.consul(f"/v1/health/service/{SERVICE}?passing")
-        shown = sorted(f"{e['Service']['Address']}:{e['Service']['Port']}" for e in entries)
-        self.story.note(f"/v1/health/service/{SERVICE}?passing -> {', '.join(shown)}")
+        # Nomad registers each task at its Docker-bridge address (the problem); weavenomad run
+        # had it do so under a private name, so the public one does not hand that address out
+        held = self.consul(f"/v1/health/service/{HIDDEN_SERVICE}?passing")
+        self.story.note(f"/v1/health/service/{HIDDEN_SERVICE}?passing -> {_shown(held)}")
         weave = {str(a.ip) for addresses in weave_ips.values() for a in addresses}
-        self.story.check("Consul advertises Docker-bridge addresses, not Weave ones (the bug)",
-                         bool(entries) and not weave & {e["Service"]["Address"] for e in entries})
+        self.story.check("Nomad registered Docker-bridge addresses, not Weave ones (the bug), "
+                         "under the private name weavenomad run gave it",
+                         bool(held) and not weave & {e["Service"]["Address"] for e in held})
+        public = self.consul(f"/v1/health/service/{SERVICE}?passing")
+        self.story.note(f"/v1/health/service/{SERVICE}?passing -> {_shown(public) or 'nothing'}")
+        self.story.check(f"Consul hands out no Docker-bridge address for {SERVICE}", not public)
 
     def after(self, weave_ips: dict, keep: bool = False) -> None:
         self.story.chapter("weavenomad reconciler run on every node")
@@ -222,6 +249,17 @@ class Demo:
                 for line in log.strip().splitlines()[-3:]:
                     self.story.note(f"{node.name} reconciler: {line}")
         self.last_answer = sorted(f"{ip}:{port}" for ip, port in (got or set()))
+
+    def other_read_paths(self, weave_ips: dict) -> None:
+        """The catalog (what the Consul UI and Fabio read) and DNS answer as ?passing does."""
+        wanted = sorted((str(a.ip), SERVICE_PORT) for addresses in weave_ips.values()
+                        for a in addresses)
+        catalog = self.consul(f"/v1/catalog/service/{SERVICE}")
+        self.story.check(f"the catalog lists the same {len(wanted)} Weave addresses alone",
+                         sorted((e["ServiceAddress"], e["ServicePort"]) for e in catalog)
+                         == wanted)
+        self.story.check(f"DNS SRV {SERVICE}.service.consul answers the same",
+                         sorted(self.dns_srv(SERVICE)) == wanted)
 
     def isolation(self, jobs: dict[str, str], weave_ips: dict) -> None:
         self.story.chapter("Isolation: HTTP from an acme task to its peer and to globex")
@@ -285,6 +323,10 @@ class Demo:
                 process.kill()
                 process.wait()
         self.reconcilers.clear()
+
+
+def _shown(entries: list[dict]) -> str:
+    return ", ".join(sorted(f"{e['Service']['Address']}:{e['Service']['Port']}" for e in entries))
 
 
 def _last_line(text: str) -> str:

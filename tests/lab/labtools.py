@@ -115,9 +115,18 @@ def task_containers(lab: LabLayout, job_id: str | None = None) -> list:
 
 
 def ethwe_address(container) -> ipaddress.IPv4Interface:
+    address = ethwe_address_if_any(container)
+    assert address is not None, f"{container.name}: ethwe has no IPv4 address"
+    return address
+
+
+def ethwe_address_if_any(container) -> ipaddress.IPv4Interface | None:
+    """The address on ``ethwe``, or None while the proxy's attach has created the interface
+    but not yet given it its address (a moment that probes may observe)."""
     code, output = container.exec_run(["ip", "-4", "-o", "addr", "show", "ethwe"])
     assert code == 0, output
-    return ipaddress.ip_interface(re.search(rb"inet (\S+)", output).group(1).decode())
+    found = re.search(rb"inet (\S+)", output)
+    return ipaddress.ip_interface(found.group(1).decode()) if found else None
 
 
 def node_cli_env(lab: LabLayout, node: NodeLayout, **extra: str) -> dict:

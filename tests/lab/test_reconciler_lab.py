@@ -42,6 +42,8 @@ pytestmark = pytest.mark.lab
 JOBS = Path(__file__).resolve().parents[2] / "jobs"
 KV_PREFIX = "test-reconciler"
 SYNC = 2.0
+#: the meta key of a held service's public name (weavenomad.tenancy.contract.META_SERVICE)
+HELD = "weavenomad-service"
 SERVICE = "httpbackend"
 PORT = 8081
 
@@ -170,8 +172,11 @@ def problems(lab, running_alloc_ids: set[str]) -> list[str]:
     for node in lab.nodes:
         state = node_state(node)
         nomads = {sid for sid, s in state["services"].items()
-                  if sid.startswith("_nomad-task-") and s["Service"] == SERVICE
+                  if sid.startswith("_nomad-task-")
+                  and SERVICE in (s["Service"], (s["Meta"] or {}).get(HELD))
                   and sid[12:48] in running_alloc_ids}
+        # a service weavenomad run held under a private name has no mask: nobody asks for it
+        masked = {sid for sid in nomads if not (state["services"][sid]["Meta"] or {}).get(HELD)}
         registered += len(nomads)
         wanted = {"weavenomad-" + sid[12:] for sid in nomads}
         twins = {sid: s for sid, s in state["services"].items() if sid.startswith("weavenomad-")}
@@ -181,8 +186,9 @@ def problems(lab, running_alloc_ids: set[str]) -> list[str]:
             missing, extra = sorted(wanted - set(twins)), sorted(set(twins) - wanted)
             found.append(f"{node.name}: twins {len(twins)}, wanted {len(wanted)}: missing "
                          f"{missing[:2]} extra {extra[:2]}")
-        if {c["ServiceID"] for c in masks.values()} != nomads or len(masks) != len(nomads):
-            found.append(f"{node.name}: {len(masks)} masks for {len(nomads)} Nomad services")
+        if {c["ServiceID"] for c in masks.values()} != masked or len(masks) != len(masked):
+            found.append(f"{node.name}: {len(masks)} masks for {len(masked)} masked Nomad "
+                         "services")
         for sid, service in twins.items():
             if service["Port"] != PORT:
                 found.append(f"{sid}: port {service['Port']}")
@@ -231,9 +237,13 @@ def test_done_when_consul_answers_the_weave_addresses(overlay, tmp_path):
     # Nomad's periodic sync does not undo it
     time.sleep(3 * SYNC + 0.5)
     assert sorted((a, p) for _, a, p in passing(n1)) == expected
-    # the catalog still lists Nomad's own instances (documented), next to the twins
+    # the catalog lists the twins alone under the public name: weavenomad run held Nomad's own
+    # instances under the private name, which nobody asks for
     catalog = consul(n1, "GET", f"/v1/catalog/service/{SERVICE}")
-    assert len(catalog) == 8
+    assert sorted((e["ServiceAddress"], e["ServicePort"]) for e in catalog) == expected
+    assert all(e["ServiceID"].startswith("weavenomad-") for e in catalog), catalog
+    held = consul(n1, "GET", f"/v1/catalog/service/weavenomad-hidden-{SERVICE}")
+    assert len(held) == 4 and all(e["ServiceID"].startswith("_nomad-task-") for e in held)
     shown = weavenomad(env, "status")
     assert shown.returncode == 0 and "4 of 4 advertised correctly" in shown.stdout, shown.stdout
     # next to the daemon, on the node: nothing to do

@@ -169,6 +169,59 @@ def test_consul_entries_from_recorded_answers():
     assert doctor.check_consul_addresses(found, None).status == ck.FAIL
 
 
+HELD_ID = f"_nomad-task-{ALLOC}-web-weavenomad-hidden-web-http"
+HELD = {"ID": HELD_ID, "Service": "weavenomad-hidden-web", "Address": "172.17.0.2",
+        "Meta": {"weavenomad-service": "web"}}
+HELD_TWIN = {"ID": f"weavenomad-{ALLOC}-web-weavenomad-hidden-web-http", "Service": "web",
+             "Address": "10.32.1.2", "Meta": {"weavenomad-service": "web"}}
+
+
+def held_clients(local: dict, asked: list):
+    """Clients of a node where weavenomad run held service web under its private name."""
+    class Consul:
+        def agent_services(self):
+            return local
+
+        def health_service(self, name, passing=False):
+            asked.append(name)
+            return 1, [{"Service": s} for s in local.values() if s["Service"] == name]
+
+    class Clients:
+        consul = Consul()
+
+        class docker:  # noqa: N801
+            @staticmethod
+            def nomad_containers(all=True):
+                return [{"Id": "c1", "Names": [f"/web-{ALLOC}"]}]
+
+        class weave:  # noqa: N801
+            @staticmethod
+            def owned():
+                return {"c1": [IPv4Interface("10.32.1.2/24")]}
+
+    return Clients
+
+
+def test_a_held_service_is_judged_by_its_public_name_where_its_twin_answers():
+    asked: list[str] = []
+    found = doctor.consul_entries(held_clients({HELD_ID: HELD, HELD_TWIN["ID"]: HELD_TWIN},
+                                               asked))
+    # nobody asks for the private name, where Nomad's Docker-bridge address is
+    assert asked == ["web"]
+    assert found == [doctor.ConsulEntry("web", HELD_TWIN["ID"], "10.32.1.2", ("10.32.1.2",))]
+    assert doctor.check_consul_addresses(found, None).status == ck.PASS
+
+
+def test_a_held_service_without_its_twin_fails_and_points_at_the_reconciler():
+    asked: list[str] = []
+    found = doctor.consul_entries(held_clients({HELD_ID: HELD}, asked))
+    assert found == [doctor.ConsulEntry("web", HELD_ID, "", ("10.32.1.2",), unanswered=True)]
+    check = doctor.check_consul_addresses(found, None)
+    assert check.status == ck.FAIL and "Consul answers nothing for 1 task service(s)" in \
+        check.detail and "web (Weave: 10.32.1.2)" in check.detail, check.detail
+    assert "reconciler" in check.fix and "weavenomad status" in check.fix
+
+
 def test_peers_and_restart_commands():
     from weavenomad.bootstrap import system
     from weavenomad.errors import ValidationError

@@ -5,12 +5,14 @@ writers, blocking queries, agent-local versus cluster-wide views, indexes and AC
 from __future__ import annotations
 
 import base64
+import json
 import statistics
 import threading
 import time
 
 import pytest
 from test_consul_sim_support import nomad_service, running_sim
+from weavenomad_lab.consul import versions
 
 MASK = "weavenomad-mask-a1"
 
@@ -54,13 +56,67 @@ def test_a_foreign_check_survives_nomads_re_registration_and_goes_with_the_servi
     assert u1.get("/v1/health/checks/httpbackend").json() == []
 
 
-def test_replace_existing_checks_drops_the_ones_not_sent_again(sim):
+def test_replace_existing_checks_drops_the_ones_not_sent_again():
+    with running_sim(flavour=versions.parse("1.6.1")) as sim:
+        u1 = sim["u1"]
+        original = nomad_service("a1")
+        u1.ok("PUT", "/v1/agent/service/register", original)
+        u1.ok("PUT", "/v1/agent/check/register", mask(original["ID"]))
+        u1.ok("PUT", "/v1/agent/service/register?replace-existing-checks", original)
+        assert sorted(u1.get("/v1/agent/checks").json()) == ["_nomad-check-a1"]
+
+
+def test_consul_1_4_ignores_replace_existing_checks_as_recorded(sim):
+    """mask-removed/replace-existing-checks-consul-1.4.txt: 200, and the mask stays."""
     u1 = sim["u1"]
     original = nomad_service("a1")
     u1.ok("PUT", "/v1/agent/service/register", original)
     u1.ok("PUT", "/v1/agent/check/register", mask(original["ID"]))
-    u1.ok("PUT", "/v1/agent/service/register?replace-existing-checks", original)
-    assert sorted(u1.get("/v1/agent/checks").json()) == ["_nomad-check-a1"]
+    u1.ok("PUT", "/v1/agent/service/register?replace-existing-checks=true",
+          dict(original, Tags=["v2"]))
+    assert sorted(u1.get("/v1/agent/checks").json()) == ["_nomad-check-a1", MASK]
+    assert u1.get("/v1/agent/self").json()["Config"]["Version"] == "1.4.0"
+
+
+def test_enterprise_namespaces_on_register_and_reads():
+    with running_sim(flavour=versions.parse("1.16.2+ent", ("locked",))) as sim:
+        u1 = sim["u1"]
+        team = dict(nomad_service("a1"), Namespace="team")
+        u1.ok("PUT", "/v1/agent/service/register", team)
+        u1.ok("PUT", "/v1/agent/check/register?ns=team", mask(team["ID"]))
+        assert u1.get("/v1/agent/services").json() == {}
+        listed = u1.get("/v1/agent/services?ns=team").json()
+        assert listed[team["ID"]]["Namespace"] == "team"
+        assert listed[team["ID"]]["Partition"] == "default"
+        checks = u1.get("/v1/agent/checks?ns=*").json()
+        assert {c["Namespace"] for c in checks.values()} == {"team"}
+        assert instances(u1, "httpbackend", "?ns=team") == [team["ID"]]
+        assert instances(u1, "httpbackend") == []
+        refused = u1.request("PUT", "/v1/agent/service/register?ns=locked",
+                             data=json.dumps(nomad_service("a2")))
+        assert refused.status_code == 403
+        self_config = u1.get("/v1/agent/self").json()["Config"]
+        assert (self_config["Version"], self_config["VersionMetadata"]) == ("1.16.2+ent", "ent")
+
+
+def test_consul_ce_refuses_the_namespace_parameter(sim):
+    answer = sim["u1"].request("GET", "/v1/agent/services?ns=team")
+    assert answer.status_code == 400
+    assert answer.text == ('Invalid query parameter: "ns" - Namespaces are a Consul Enterprise '
+                           'feature')
+
+
+def test_health_state_any_lists_every_check_with_its_service(sim):
+    u1 = sim["u1"]
+    original = nomad_service("a1")
+    u1.ok("PUT", "/v1/agent/service/register", original)
+    u1.ok("PUT", "/v1/agent/check/register", mask(original["ID"]))
+    checks = u1.get("/v1/health/state/any").json()
+    assert {(c["CheckID"], c["ServiceName"]) for c in checks} >= {
+        ("serfHealth", ""), (MASK, "httpbackend"), ("_nomad-check-a1", "httpbackend")}
+    critical = {c["CheckID"] for c in u1.get("/v1/health/state/critical").json()}
+    assert MASK in critical and "serfHealth" not in critical
+    assert u1.request("GET", "/v1/health/state/bogus").status_code == 400
 
 
 def test_passing_hides_an_instance_with_any_non_passing_check_but_the_catalog_keeps_it(sim):

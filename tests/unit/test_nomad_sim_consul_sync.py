@@ -125,8 +125,17 @@ class FakeAgent:
     def checks(self):
         return dict(self.registered_checks)
 
-    def register_service(self, body):
-        self.calls.append(f"register {body['ID']}")
+    def register_service(self, body, replace_existing_checks=False):
+        self.calls.append(f"register {body['ID']}" + (" replacing" if replace_existing_checks
+                                                       else ""))
+        carried = {c["CheckID"] for c in body.get("Checks") or ()}
+        for check in body.get("Checks") or ():
+            self.registered_checks[check["CheckID"]] = {"CheckID": check["CheckID"],
+                                                        "ServiceID": body["ID"]}
+        if replace_existing_checks:  # Consul >= 1.6.1
+            for cid, check in list(self.registered_checks.items()):
+                if check["ServiceID"] == body["ID"] and cid not in carried:
+                    del self.registered_checks[cid]
         self.registered[body["ID"]] = {
             "ID": body["ID"], "Service": body["Name"], "Tags": body.get("Tags", []),
             "Meta": body["Meta"], "Port": body.get("Port", 0), "Address": body.get("Address", ""),
@@ -176,3 +185,39 @@ def test_a_shorter_interval_takes_effect_at_once_and_drift_is_reverted():
         stop.set()
         syncer.wake()
         thread.join(timeout=5)
+
+
+@pytest.mark.parametrize(("version", "mask_kept", "calls"), [
+    ("1.0.18", True, ["register SID"]),
+    ("1.7.7", False, ["register SID replacing"]),
+])
+def test_a_changed_service_is_re_registered_as_each_version_does(version, mask_kept, calls):
+    """1.0: a plain re-registration, foreign checks stay; 1.7+: the service's own checks ride
+    along and replace-existing-checks drops the rest (a Consul >= 1.6.1)."""
+    from weavenomad_lab.nomad import versions
+    from weavenomad_lab.nomad.consul_client import ServiceSyncer
+
+    agent = FakeAgent()
+    syncer = ServiceSyncer(agent, interval=30.0, probation=0.0,
+                           semantics=versions.parse(version))
+    services, checks = wanted()
+    syncer.set_workload(ALLOC, "httpbackend", services, checks)
+    syncer.sync(periodic=False)
+    first = agent.calls[-1]
+    assert first == f"register {SERVICE_ID}"
+    assert set(agent.registered_checks) == set(checks)  # embedded (1.7) or separate (1.0)
+    agent.registered_checks["weavenomad-mask"] = {"CheckID": "weavenomad-mask",
+                                                  "ServiceID": SERVICE_ID}
+    changed = {sid: dict(body, Tags=["v2"]) for sid, body in services.items()}
+    syncer.set_workload(ALLOC, "httpbackend", changed, checks)
+    syncer.sync(periodic=False)
+    assert agent.calls[-1] == calls[0].replace("SID", SERVICE_ID)
+    assert ("weavenomad-mask" in agent.registered_checks) is mask_kept
+    assert set(checks) <= set(agent.registered_checks)
+
+
+def test_an_unknown_nomad_version_is_named():
+    from weavenomad_lab.nomad import versions
+
+    with pytest.raises(versions.UnknownVersion, match="unknown Nomad version 'one.seven'"):
+        versions.parse("one.seven")

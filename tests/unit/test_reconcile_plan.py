@@ -473,3 +473,42 @@ def test_a_quarantined_subnet_stays_exposed_for_the_deleted_tenants_tasks():
                                               {IPv4Network("10.32.1.0/24"): "acme"}))
     assert [a.id for a in plan(obs).actions if a.kind == EXPOSE_SUBNET] == [
         "10.32.0.0/24", "10.32.1.0/24"]
+
+
+def held_observation(name="weavenomad-hidden-web", public="web", address="172.17.0.9",
+                     port=0):
+    spec = tcp_service(name, "http", Meta={"weavenomad-service": public})
+    raw = job_allocation(ALLOC, tasks=[{"Name": "t", "Driver": "docker", "Services": [spec]}],
+                         shared_ports=[{"Label": "http", "Value": 25000, "To": 8080}])
+    nomad = AgentService(f"_nomad-task-{ALLOC}-t-{name}-http", name, address, port,
+                         ("weavenomad-hidden:urlprefix-/", "weavenomad-hidden:v1"),
+                         {"external-source": "nomad", "weavenomad-service": public})
+    return observation_of([raw], [nomad], [weave_container(ALLOC, "t", "10.32.1.5/24")])
+
+
+def test_a_held_service_gets_a_twin_under_its_public_name_and_tags_and_no_mask():
+    result = plan(held_observation())
+    assert [a.kind for a in result.actions] == [REGISTER_TWIN]
+    twin = rendered(result.actions[0])
+    assert twin["Name"] == "web" and twin["Tags"] == ["urlprefix-/", "v1"]
+    assert (twin["Address"], twin["Port"]) == ("10.32.1.5", 8080)
+    assert twin["Meta"]["weavenomad-service"] == "web"
+    assert result.masks == 0 and plan(converge(held_observation())).converged
+    # even when Nomad registered the Weave address itself, only a twin has the public name
+    same = held_observation(address="10.32.1.5", port=8080)
+    assert [a.kind for a in plan(same).actions] == [REGISTER_TWIN]
+
+
+def test_an_orphaned_twin_of_an_interpolated_held_name_is_matched_by_its_private_name():
+    obs = held_observation(name="weavenomad-hidden-${NOMAD_META_app}", public="${NOMAD_META_app}")
+    # Nomad interpolated both: name weavenomad-hidden-shop, meta weavenomad-service = shop
+    service = obs.services[next(iter(obs.services))]
+    registered = dataclasses.replace(
+        service, id=f"_nomad-task-{ALLOC}-t-weavenomad-hidden-shop-http",
+        name="weavenomad-hidden-shop", meta={**service.meta, "weavenomad-service": "shop"})
+    obs = Observation(obs.allocations, {registered.id: registered}, obs.checks, obs.containers,
+                      obs.tenancy)
+    twin = converge(obs).services[f"weavenomad-{ALLOC}-t-weavenomad-hidden-shop-http"]
+    assert twin.name == "shop"
+    kept = desired.keep_orphan(twin, obs, ReconcilerSettings(), now=100.0, since=99.0)
+    assert kept is not None

@@ -143,3 +143,27 @@ def test_metrics_addresses():
     for bad in ("9810", "host:", "h:99999"):
         with pytest.raises(ConfigError):
             parse_listen_addr(bad)
+
+
+def test_a_held_service_is_ok_with_its_twin_under_the_public_name():
+    hidden = "weavenomad-hidden-web"
+    service = tcp_service(hidden, "8080", Meta={"weavenomad-service": "web"})
+
+    def held_alloc(alloc_id):
+        return allocation_from_api(job_allocation(alloc_id, meta=META, tasks=[{
+            "Name": "web", "Driver": "docker", "Services": [service]}]))
+
+    def nomad_held(alloc_id):
+        return entry(f"_nomad-task-{alloc_id}-web-{hidden}-8080", "172.17.0.2",
+                     [("_nomad-check-1", "passing")])
+
+    def twin_held(alloc_id, address):
+        tid = f"weavenomad-{alloc_id}-web-{hidden}-8080"
+        return entry(tid, address, [(tid + "-check-0", "passing")])
+
+    health = {hidden: [nomad_held(A), nomad_held(B)], "web": [twin_held(A, "10.32.1.1")]}
+    found = status.rows([(held_alloc(A), "n1"), (held_alloc(B), "n1")], instances(health),
+                        tenancy(acme="10.32.1.0/24"))
+    assert [(r.service, r.state, r.consul_answers) for r in found] == [
+        ("web", status.OK, ("10.32.1.1:8080",)), ("web", status.NO_TWIN, ())]
+    assert found[0].nomad_address == "172.17.0.2:8080"

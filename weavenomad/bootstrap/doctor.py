@@ -16,7 +16,9 @@ from weavenomad.bootstrap.observe import NodeFacts, agent_endpoint, docker_drive
 from weavenomad.bootstrap.packages import check_docker_packages
 from weavenomad.clients.weave_ipam import ipam_wait
 from weavenomad.config import WeaveSettings
+from weavenomad.reconcile.registrations import twin_id
 from weavenomad.runtime import unitcheck
+from weavenomad.tenancy.contract import held_public_name
 from weavenomad.tenancy.model import overlapping_tenants
 
 NOMAD_SERVICE_PREFIX = "_nomad-task-"
@@ -27,13 +29,16 @@ _ALLOC_ID_LEN = 36
 
 @dataclass(frozen=True)
 class ConsulEntry:
-    """One passing instance in Consul of a service of a task on this node."""
+    """One passing instance in Consul of a service of a task on this node; or, ``unanswered``,
+    Nomad's own instance of a service ``weavenomad run`` held under a private name that no twin
+    stands for, so that consumers of ``service`` (the public name) get nothing for its task."""
 
     service: str
     service_id: str
     address: str
     #: the Weave addresses of the task's container (empty: it is not on the overlay)
     weave_ips: tuple[str, ...]
+    unanswered: bool = False
 
 
 def split_service_id(service_id: str) -> tuple[str, str] | None:
@@ -62,26 +67,36 @@ def task_container(alloc_id: str, rest: str, containers: Sequence[Mapping]) -> s
 
 def consul_entries(clients) -> list[ConsulEntry]:
     """Passing Consul instances of this node's task services, with their containers' Weave
-    addresses (I/O; raises backend errors)."""
+    addresses, under the names consumers ask for (a held service's public name, not its
+    private one); and the held services of this node that no twin stands for (I/O; raises
+    backend errors)."""
     local = clients.consul.agent_services()
-    names = sorted({s.get("Service") for sid, s in local.items() if split_service_id(sid)})
+    ours = {sid: s for sid, s in local.items() if split_service_id(sid)}
+    public = {sid: held_public_name(str(s.get("Service") or ""), s.get("Meta"))
+              for sid, s in ours.items()}
+    names = sorted({public[sid] or s.get("Service") for sid, s in ours.items()})
     containers = clients.docker.nomad_containers(all=False)
     owned = clients.weave.owned()
+
+    def weave_ips(service_id: str) -> tuple[str, ...]:
+        alloc_id, rest = split_service_id(service_id)
+        mine = [c for c in containers if c.get("Id") and any(
+            n.endswith(alloc_id) for n in c.get("Names") or [])]
+        container = task_container(alloc_id, rest, mine)
+        return tuple(str(a.ip) for a in owned.get(container or "", []))
+
     entries = []
     for name in names:
         _, instances = clients.consul.health_service(name, passing=True)
         for instance in instances:
             service = instance.get("Service") or {}
-            parts = split_service_id(service.get("ID", ""))
-            if service.get("ID") not in local or parts is None:
+            if service.get("ID") not in local or split_service_id(service.get("ID", "")) is None:
                 continue
-            alloc_id, rest = parts
-            mine = [c for c in containers if c.get("Id") and any(
-                n.endswith(alloc_id) for n in c.get("Names") or [])]
-            container = task_container(alloc_id, rest, mine)
-            ips = tuple(str(a.ip) for a in owned.get(container or "", []))
             address = service.get("Address") or (instance.get("Node") or {}).get("Address", "")
-            entries.append(ConsulEntry(name, service["ID"], address, ips))
+            entries.append(ConsulEntry(name, service["ID"], address, weave_ips(service["ID"])))
+    entries += [ConsulEntry(name, sid, "", weave_ips(sid), unanswered=True)
+                for sid, name in sorted(public.items())
+                if name and sid.startswith(NOMAD_SERVICE_PREFIX) and twin_id(sid) not in local]
     return entries
 
 
@@ -89,15 +104,22 @@ def check_consul_addresses(entries: Sequence[ConsulEntry] | None, error: str | N
     name = "consul-addresses"
     if entries is None:
         return ck.Check(name, ck.WARN, f"cannot compare Consul with Weave: {error}")
-    on_overlay = [e for e in entries if e.weave_ips]
+    run_it = ("run the reconciler (systemctl start weavenomad-reconciler, or 'weavenomad "
+              "reconciler run')")
+    unanswered = [e for e in entries if e.unanswered]
+    on_overlay = [e for e in entries if e.weave_ips and not e.unanswered]
     wrong = [e for e in on_overlay if e.address not in e.weave_ips]
     if wrong:
         shown = ", ".join(f"{e.service} {e.address} (Weave: {' '.join(e.weave_ips)})"
                           for e in wrong[:5])
         return ck.Check(name, ck.FAIL, f"Consul answers addresses that are not the tasks' "
-                        f"Weave addresses: {shown}",
-                        "run the reconciler (systemctl start weavenomad-reconciler, or "
-                        "'weavenomad reconciler run')")
+                        f"Weave addresses: {shown}", run_it)
+    if unanswered:
+        shown = ", ".join(f"{e.service} (Weave: {' '.join(e.weave_ips) or 'none'})"
+                          for e in unanswered[:5])
+        return ck.Check(name, ck.FAIL, f"Consul answers nothing for {len(unanswered)} task "
+                        f"service(s) held under a private name without a twin: {shown}",
+                        run_it + "; 'weavenomad status' shows the tasks it refuses")
     return ck.Check(name, ck.PASS, f"{len(on_overlay)} passing instance(s) of overlay tasks "
                     "answer their Weave address" if on_overlay else
                     "no passing instances of overlay tasks on this node")

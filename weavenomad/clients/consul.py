@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import consul
 import consul.std
@@ -39,6 +39,12 @@ DEFAULT_WAIT = 30.0
 _ABSENCE_IS_AN_ANSWER = ("/v1/kv/", "/v1/agent/service/deregister/", "/v1/agent/check/deregister/")
 #: Consul (1.4) answers these with 500 although they mean "no such check/service"
 _UNKNOWN_MARKERS = ("does not have associated TTL", "Unknown check", "Unknown service")
+def _placement_params(namespace: str, partition: str) -> list[tuple[str, str]]:
+    """Consul Enterprise's ``?ns=`` and ``?partition=``, where set (CE refuses ``?ns=``)."""
+    return [(key, value) for key, value in (("ns", namespace), ("partition", partition))
+            if value]
+
+
 _TTL_STATES = {"pass": "pass", "passing": "pass", "warn": "warn", "warning": "warn",
                "fail": "fail", "critical": "fail"}
 
@@ -247,8 +253,14 @@ class ConsulAPI:
         self.http.put(CB.boolean(), "/v1/agent/service/register", params=params,
                       data=json.dumps(definition))
 
-    def service_deregister(self, service_id: str) -> bool:
-        """False when the agent did not know the service (Consul >= 1.5; 1.4 always says yes)."""
+    def service_deregister(self, service_id: str, namespace: str = "",
+                           partition: str = "") -> bool:
+        """False when the agent did not know the service (Consul >= 1.5; 1.4 always says yes).
+        ``namespace``/``partition``: where it lives on Consul Enterprise."""
+        if namespace or partition:
+            return self.http.put(CB.boolean(), "/v1/agent/service/deregister/"
+                                 + quote(service_id, safe=""),
+                                 params=_placement_params(namespace, partition))
         return self.client.agent.service.deregister(service_id)
 
     def check_register(self, definition: Mapping[str, Any]) -> None:
@@ -256,7 +268,11 @@ class ConsulAPI:
         ``TTL`` or ``TCP``/``HTTP`` with ``Interval`` …)."""
         self.http.put(CB.boolean(), "/v1/agent/check/register", data=json.dumps(definition))
 
-    def check_deregister(self, check_id: str) -> bool:
+    def check_deregister(self, check_id: str, namespace: str = "", partition: str = "") -> bool:
+        if namespace or partition:
+            return self.http.put(CB.boolean(), "/v1/agent/check/deregister/"
+                                 + quote(check_id, safe=""),
+                                 params=_placement_params(namespace, partition))
         return self.client.agent.check.deregister(check_id)
 
     def check_ttl(self, check_id: str, status: str) -> None:

@@ -43,9 +43,10 @@ from weavenomad.tenancy import weavecidr
 #: decides a task's network from it
 READ_BLOCKS = {
     "job": frozenset({"group", "task", "meta"}),
-    "group": frozenset({"task", "network"}),
-    "task": frozenset({"config", "env", "template", "resources"}),
+    "group": frozenset({"task", "network", "service"}),
+    "task": frozenset({"config", "env", "template", "resources", "service"}),
     "resources": frozenset({"network"}),
+    "service": frozenset({"check", "meta", "canary_meta"}),
 }
 #: Docker config keys the policy checks; each must be written literally
 CHECKED_CONFIG = frozenset({"network_mode", *policy.PRIVILEGE_KEYS})
@@ -142,7 +143,40 @@ class _Reader:
                     in enumerate(self.sub_blocks(body, "network", where))]
         tasks = [self.task(block, labels, where)
                  for labels, block in self.sub_blocks(body, "task", where)]
-        return {"Name": name, "Networks": networks or None, "Tasks": tasks}
+        group = {"Name": name, "Networks": networks or None, "Tasks": tasks}
+        self.services(body, group, where)
+        return group
+
+    def services(self, body: dict, record: dict, where: str) -> None:
+        """A group's or task's ``service`` blocks, as far as ``run`` holds them under private
+        names (:mod:`weavenomad.jobs.services`): what it renames must be literal."""
+        found = self.sub_blocks(body, "service", where)
+        if found:
+            record["Services"] = [self.service(block, f"{where} service[{index}]")
+                                  for index, (_, block) in enumerate(found)]
+
+    def service(self, body: dict, where: str) -> dict:
+        self.no_dynamic(body, "service", where)
+        service: dict[str, Any] = {}
+        for api, hcl in (("Name", "name"), ("Provider", "provider"), ("Tags", "tags"),
+                         ("CanaryTags", "canary_tags")):
+            if hcl in body:
+                service[api] = self.literal(body[hcl], where, hcl)
+        for api, hcl in (("Meta", "meta"), ("CanaryMeta", "canary_meta")):
+            found = self.mapping(body, hcl, where)
+            if isinstance(found, Expression):
+                raise self.evaluated(where, hcl, found)
+            parts = expressions_in(found)
+            if parts:
+                raise self.evaluated(where, hcl, parts[0])
+            if found is not None:
+                service[api] = found
+        checks = [{"Name": self.literal(block["name"], where, "check name")
+                   if "name" in block else None}
+                  for _, block in self.sub_blocks(body, "check", where)]
+        if checks:
+            service["Checks"] = checks
+        return service
 
     def network(self, body: dict, where: str, what: str) -> dict:
         return {"Mode": self.literal(body["mode"], where, what)} if "mode" in body else {}
@@ -170,6 +204,7 @@ class _Reader:
         task["Templates"] = templates or None
         if driver == "docker":
             self.docker(body, task, where)
+            self.services(body, task, where)
         return task
 
     def docker(self, body: dict, task: dict, where: str) -> None:
@@ -246,7 +281,9 @@ def require_literal(job: dict, path: str) -> None:
 HCL_NAMES = {"Name": "name", "Meta": "meta", "Driver": "driver", "Config": "config",
              "Env": "env", "Templates": "template", "Resources": "resources",
              "Networks": "network", "Mode": "mode", "Envvars": "env", "EmbeddedTmpl": "data",
-             "LeftDelim": "left_delimiter", "SourcePath": "source"}
+             "LeftDelim": "left_delimiter", "SourcePath": "source", "Services": "service",
+             "Tags": "tags", "CanaryTags": "canary_tags", "CanaryMeta": "canary_meta",
+             "Provider": "provider", "Checks": "check"}
 
 
 def _expressions(job: dict) -> Iterator[tuple[str, str, Expression]]:
@@ -255,7 +292,8 @@ def _expressions(job: dict) -> Iterator[tuple[str, str, Expression]]:
     yield from _located({k: v for k, v in job.items() if k != "TaskGroups"}, where_job, "")
     for group in job["TaskGroups"]:
         where_group = f"{where_job} {_named('group', group['Name'])}"
-        yield from _located({"Networks": group["Networks"]}, where_group, "")
+        yield from _located({"Networks": group["Networks"], "Services": group.get("Services")},
+                            where_group, "")
         for task in group["Tasks"]:
             yield from _located(task, f"{where_group} {_named('task', task['Name'])}", "")
 
@@ -276,19 +314,42 @@ def _located(item: Any, where: str, field: str) -> Iterator[tuple[str, str, Expr
 
 def write_back(document: dict, before: dict, after: dict) -> dict:
     """A copy of ``document`` with the transform's changes (``before`` is :func:`read_job`'s
-    job, ``after`` the transformed one): each task's ``env`` and ``config`` entries and the
-    job's ``meta`` entries that differ."""
+    job, ``after`` the transformed one): each task's ``env`` and ``config`` entries, the job's
+    ``meta`` entries and each service's name, tags, meta and check names that differ."""
     edited = copy.deepcopy(document)
     ((_, job_body),) = blocks(edited, "job")
     _apply(job_body, "meta", before.get("Meta"), after.get("Meta"))
     for (_, group_body), group_before, group_after in zip(
             blocks(job_body, "group"), before["TaskGroups"], after["TaskGroups"], strict=True):
+        _services_back(group_body, group_before, group_after)
         for (_, task_body), task_before, task_after in zip(
                 blocks(group_body, "task"), group_before["Tasks"], group_after["Tasks"],
                 strict=True):
             _apply(task_body, "env", task_before.get("Env"), task_after.get("Env"))
             _apply(task_body, "config", task_before.get("Config"), task_after.get("Config"))
+            _services_back(task_body, task_before, task_after)
     return edited
+
+
+def _services_back(body: dict, before: dict, after: dict) -> None:
+    """Each ``service`` block's name, tags, canary tags, meta, canary meta and check names as
+    the transform set them."""
+    if not before.get("Services"):
+        return
+    for (_, service_body), old, new in zip(blocks(body, "service"), before["Services"],
+                                           after["Services"], strict=True):
+        if old.get("Name") != new.get("Name"):
+            service_body["name"] = _hcl_value(new["Name"])
+        for api, hcl in (("Tags", "tags"), ("CanaryTags", "canary_tags")):
+            if old.get(api) != new.get(api):
+                service_body[hcl] = [_hcl_value(tag) for tag in new[api]]
+        for api, hcl in (("Meta", "meta"), ("CanaryMeta", "canary_meta")):
+            _apply(service_body, hcl, old.get(api), new.get(api))
+        for (_, check_body), check_old, check_new in zip(
+                blocks(service_body, "check"), old.get("Checks") or (), new.get("Checks") or (),
+                strict=True):
+            if check_old.get("Name") != check_new.get("Name"):
+                check_body["name"] = _hcl_value(check_new["Name"])
 
 
 def _apply(body: dict, name: str, old: dict | None, new: dict | None) -> None:

@@ -70,8 +70,10 @@ TASK_DIRS = ("${NOMAD_TASK_DIR}", "${NOMAD_ALLOC_DIR}", "${NOMAD_SECRETS_DIR}")
 #: the fields of each level that the transform and these checks read
 FIELDS = {
     "job": ("ID", "Name", "TaskGroups", "Meta"),
-    "group": ("Name", "Tasks", "Networks"),
-    "task": ("Name", "Driver", "Config", "Env", "Templates", "Resources"),
+    "group": ("Name", "Tasks", "Networks", "Services"),
+    "task": ("Name", "Driver", "Config", "Env", "Templates", "Resources", "Services"),
+    "service": ("Name", "Tags", "CanaryTags", "Meta", "CanaryMeta", "Provider", "Checks"),
+    "check": ("Name",),
     "network": ("Mode",),
     "resources": ("Networks",),
     "template": ("EmbeddedTmpl", "Envvars", "SourcePath", "LeftDelim"),

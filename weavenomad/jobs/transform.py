@@ -9,6 +9,10 @@ What a task needs to land in the tenant subnet through the Weave proxy:
 - no group network namespace (``network { mode = "bridge" }`` or CNI): Nomad then runs the task as
   ``container:<pause>``, which the proxy skips.
 
+And its Consul services are held under private names (:mod:`weavenomad.jobs.services`), so
+that only the reconciler's twins, at the Weave address, answer for the names and tags consumers
+ask for, on every read path.
+
 Anything that would place a task outside the tenant is refused rather than rewritten, because
 the job's author asked for it explicitly; :mod:`weavenomad.jobs.policy` lists what is refused
 and why. Non-Docker tasks are left alone, with a warning.
@@ -20,7 +24,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from weavenomad.jobs import policy
+from weavenomad.jobs import policy, services
 from weavenomad.tenancy import weavecidr
 from weavenomad.tenancy.contract import META_SUBNET, META_TENANT, TenantTarget
 
@@ -40,8 +44,9 @@ class Change:
 
     def describe(self) -> str:
         """``Env[WEAVE_CIDR] = "net:10.32.1.0/24"``, prefixed by its group and task."""
-        where = "" if self.group is None else (f"group {json.dumps(self.group)} task "
-                                               f"{json.dumps(self.task)}: ")
+        where = "" if self.group is None else f"group {json.dumps(self.group)}: "
+        if self.group is not None and self.task is not None:
+            where = f"group {json.dumps(self.group)} task {json.dumps(self.task)}: "
         name = f"{self.section} {self.field}" if self.section else self.field
         if self.new is None:
             return f"{where}{name} {json.dumps(self.old)} removed"
@@ -61,7 +66,7 @@ class TransformResult:
 
 def _transform_task(
     task: Any, target: TenantTarget, cidr: str, where: str, warnings: list[str],
-    changes: list[Change], group: str,
+    changes: list[Change], group: str, job_name: str,
 ) -> dict:
     task = policy.as_object(task, where, "task")
     policy.check_keys(task, "task", where)
@@ -87,7 +92,13 @@ def _transform_task(
     else:
         env[weavecidr.ENV_NAME] = cidr
         changes.append(Change(f"Env[{weavecidr.ENV_NAME}]", None, cidr, group, name))
-    return {**task, "Config": config, "Env": env}
+    transformed = {**task, "Config": config, "Env": env}
+    if task.get("Services"):
+        held, renamed = services.hold_services(task["Services"], where,
+                                               f"{job_name}-{group}-{name}")
+        transformed["Services"] = held
+        changes.extend(Change("Name", old, new, group, name, "Service") for old, new in renamed)
+    return transformed
 
 
 def _label(record: Any, keys: tuple[str, ...], index: int | None = None) -> str:
@@ -112,6 +123,7 @@ def apply_tenant(job: Any, target: TenantTarget) -> TransformResult:
     warnings: list[str] = []
     changes: list[Change] = []
     cidr = target.weave_cidr
+    job_name = str(job.get("Name") or job.get("ID") or "")
     groups = []
     for index, group in enumerate(policy.as_list(job.get("TaskGroups"), where_job,
                                                  "TaskGroups")):
@@ -119,12 +131,22 @@ def apply_tenant(job: Any, target: TenantTarget) -> TransformResult:
         group = policy.as_object(group, where_group, "group")
         policy.check_keys(group, "group", where_group)
         policy.check_group_networks(group, where_group)
+        group_name = str(group.get("Name") or "")
         tasks = []
         for number, task in enumerate(policy.as_list(group.get("Tasks"), where_group, "Tasks")):
             where_task = f"{where_group} task {_label(task, ('Name',), number)}"
             tasks.append(_transform_task(task, target, cidr, where_task, warnings, changes,
-                                         str(group.get("Name") or "")))
-        groups.append({**group, "Tasks": tasks})
+                                         group_name, job_name))
+        transformed = {**group, "Tasks": tasks}
+        # a group service stands for the group's Docker tasks; without one, nothing joins Weave
+        docker = any(isinstance(t, dict) and t.get("Driver") == "docker" for t in tasks)
+        if docker and group.get("Services"):
+            held, renamed = services.hold_services(group["Services"], where_group,
+                                                   f"{job_name}-{group_name}")
+            transformed["Services"] = held
+            changes.extend(Change("Name", old, new, group_name, None, "Service")
+                           for old, new in renamed)
+        groups.append(transformed)
     meta = dict(policy.as_object(job.get("Meta"), where_job, "Meta"))
     job_changes = []
     for key, value in ((META_TENANT, target.label), (META_SUBNET, target.subnet_text)):

@@ -13,7 +13,13 @@ reconciler never touches them; for every such service of a task on the Weave ove
 * a **mask**: a critical TTL check ``weavenomad-mask-<allocID>-<task>-<service>-<port label>``
   on Nomad's service, so DNS and ``?passing`` return only the twin. Nomad leaves foreign check
   IDs alone, and Consul drops the mask with Nomad's service. Catalog readers
-  (``/v1/catalog/service``) still see Nomad's instance with the wrong address.
+  (``/v1/catalog/service``) still see Nomad's instance with the wrong address, and Nomad >= 1.7
+  drops the mask whenever it re-registers the service (the next pass registers it again).
+* for a service ``weavenomad run`` **held** under a private name (``weavenomad-hidden-<name>``,
+  tags prefixed ``weavenomad-hidden:``, the public name in meta ``weavenomad-service``;
+  :mod:`weavenomad.jobs.services`), the twin takes the public name and tags, and there is no
+  mask: nobody asks for the private name, so every read path of the public name (catalog,
+  Fabio, DNS, health) holds the twin alone, whatever Nomad re-registers.
 
 A pass is ``observe`` (:mod:`.observe`) -> ``plan`` (:mod:`.plan`, pure) -> ``apply``
 (:mod:`.apply`); :mod:`.daemon` runs passes when Nomad, Docker or Consul report a change, and

@@ -14,6 +14,12 @@ The bodies (Consul 1.4's agent API, as recorded in tests/fixtures/recorded):
   the reconciler changes it, and never ``DeregisterCriticalServiceAfter``, which would
   deregister Nomad's service.
 
+On Consul Enterprise a twin and a mask go in the namespace and admin partition of Nomad's
+service (``Namespace``/``Partition`` in the bodies, ``?ns=``/``?partition=`` on deregistration);
+Consul CE answers have neither field and the bodies carry neither. A namespace the token
+cannot write refuses the twin (403): apply records the failure, and the mask, which requires
+the twin, is not registered either.
+
 The pure functions are the format; :class:`ConsulAgent` adds the calls.
 """
 
@@ -50,6 +56,7 @@ def service_from_agent(raw: Mapping) -> AgentService:
         address=str(raw.get("Address") or ""), port=int(raw.get("Port") or 0),
         tags=tuple(raw.get("Tags") or ()), meta=MappingProxyType(dict(raw.get("Meta") or {})),
         enable_tag_override=bool(raw.get("EnableTagOverride")),
+        namespace=str(raw.get("Namespace") or ""), partition=str(raw.get("Partition") or ""),
     )
 
 
@@ -122,13 +129,20 @@ def service_definition(twin: Twin) -> dict:
         body["EnableTagOverride"] = True
     if twin.checks:
         body["Checks"] = [check_definition(check) for check in twin.checks]
-    return body
+    return {**body, **_placement(twin.namespace, twin.partition)}
 
 
 def mask_definition(mask: Mask) -> dict:
     """The body of ``PUT /v1/agent/check/register`` for a mask."""
     return {"ID": mask.id, "Name": MASK_NAME, "ServiceID": mask.service_id, "TTL": MASK_TTL,
-            "Status": CRITICAL, "Notes": mask.notes}
+            "Status": CRITICAL, "Notes": mask.notes,
+            **_placement(mask.namespace, mask.partition)}
+
+
+def _placement(namespace: str, partition: str) -> dict:
+    """Enterprise's ``Namespace`` and ``Partition`` body fields, where set."""
+    return {key: value for key, value in (("Namespace", namespace), ("Partition", partition))
+            if value}
 
 
 # --------------------------------------------------------------------------------------------
@@ -143,12 +157,25 @@ class ConsulAgent:
     def __init__(self, api):
         self.api = api
         self._node_name: str | None = None
+        #: (namespace, partition) of each service and check last read outside the defaults:
+        #: deregistering in Enterprise names them
+        self._placed: dict[str, tuple[str, str]] = {}
 
     def services(self) -> dict[str, AgentService]:
-        return {s.id: s for s in map(service_from_agent, self.api.agent_services().values())}
+        raw = self.api.agent_services().values()
+        self._remember(raw, "ID")
+        return {s.id: s for s in map(service_from_agent, raw)}
 
     def checks(self) -> dict[str, AgentCheck]:
-        return {c.id: c for c in map(check_from_agent, self.api.agent_checks().values())}
+        raw = self.api.agent_checks().values()
+        self._remember(raw, "CheckID")
+        return {c.id: c for c in map(check_from_agent, raw)}
+
+    def _remember(self, raw: Iterable[Mapping], key: str) -> None:
+        for item in raw:
+            placed = (str(item.get("Namespace") or ""), str(item.get("Partition") or ""))
+            if any(placed):
+                self._placed[str(item.get(key) or "")] = placed
 
     def register_twin(self, twin: Twin) -> None:
         self.api.service_register(service_definition(twin), replace_existing_checks=True)
@@ -168,10 +195,18 @@ class ConsulAgent:
         self.api.check_ttl(check_id, status)
 
     def remove_mask(self, check_id: str) -> None:
-        self.api.check_deregister(check_id)
+        placed = self._placed.pop(check_id, None)
+        if placed:
+            self.api.check_deregister(check_id, *placed)
+        else:
+            self.api.check_deregister(check_id)
 
     def remove_twin(self, service_id: str) -> None:
-        self.api.service_deregister(service_id)
+        placed = self._placed.pop(service_id, None)
+        if placed:
+            self.api.service_deregister(service_id, *placed)
+        else:
+            self.api.service_deregister(service_id)
 
     def node_name(self) -> str:
         """The agent's node name (asked once): its catalog and health views are per node."""

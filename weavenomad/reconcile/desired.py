@@ -40,6 +40,12 @@ from weavenomad.reconcile.registrations import (
     twin_id,
 )
 from weavenomad.runtime.durations import NANOSECONDS_PER_SECOND
+from weavenomad.tenancy.contract import (
+    HIDDEN_PREFIX,
+    META_SERVICE,
+    held_public_name,
+    public_tag,
+)
 from weavenomad.tenancy.weavecidr import parse_subnet
 
 #: check types the reconciler re-aims at the Weave address
@@ -76,6 +82,21 @@ class Outcome:
 
 
 NOTHING = Outcome()
+
+
+def held(service: AgentService) -> bool:
+    """Whether ``run`` had Nomad register ``service`` under a private name
+    (:mod:`weavenomad.jobs.services`): its twin then takes the public name and tags, and it
+    needs no mask, as nobody asks for the private name."""
+    return held_public_name(service.name, service.meta) is not None
+
+
+def public_face(service: AgentService) -> tuple[str, tuple[str, ...]]:
+    """The name and tags a twin of ``service`` answers with: a held service's public ones (as
+    Nomad interpolated them in its meta), else its own."""
+    if held(service):
+        return service.meta[META_SERVICE], tuple(public_tag(tag) for tag in service.tags)
+    return service.name, tuple(service.tags)
 
 
 def container_port(label: str, alloc: Allocation, task: TaskSpec | None) -> int | None:
@@ -215,8 +236,10 @@ def _twin(service: AgentService, spec: ServiceSpec, alloc: Allocation, task: Tas
                                 f"check {check.name!r} of type {check.kind or 'unknown'} cannot "
                                 "be re-aimed; the twin mirrors its status", alloc.tenant))
     meta = {**service.meta, META_MANAGED: "true", META_SOURCE: service.id}
-    wanted = Twin(twin, service.id, service.name, ip, port, tuple(service.tags), meta,
-                  service.enable_tag_override, tuple(checks), container.id)
+    name, tags = public_face(service)
+    wanted = Twin(twin, service.id, name, ip, port, tags, meta,
+                  service.enable_tag_override, tuple(checks), container.id,
+                  service.namespace, service.partition)
     return replace(wanted, meta={**meta, META_DIGEST: digest_of(wanted)}), problems
 
 
@@ -264,7 +287,8 @@ def desire(service: AgentService, obs: Observation, settings: ReconcilerSettings
         listed = " ".join(str(a) for a in container.addresses)
         mask = Mask(mask_id(service.id), service.id,
                     f"weavenomad: tenant violation: {listed} outside tenant "
-                    f"{alloc.tenant or alloc.tenant_subnet}'s subnet {subnet}; not advertised")
+                    f"{alloc.tenant or alloc.tenant_subnet}'s subnet {subnet}; not advertised",
+                    service.namespace, service.partition)
         return Outcome(mask=mask, problems=(Problem(
             service.id, TENANT_VIOLATION, f"Weave address {listed} lies outside tenant "
             f"{alloc.tenant or alloc.tenant_subnet!r}'s subnet {subnet}", alloc.tenant),))
@@ -275,7 +299,7 @@ def desire(service: AgentService, obs: Observation, settings: ReconcilerSettings
         job = f"job {alloc.job_id} ({f'tenant {alloc.tenant}' if alloc.tenant else 'no tenant'})"
         mask = Mask(mask_id(service.id), service.id,
                     f"weavenomad: tenant violation: {intruder} in {whose}, which {job} may not "
-                    "use; not advertised")
+                    "use; not advertised", service.namespace, service.partition)
         return Outcome(mask=mask, problems=(Problem(
             service.id, TENANT_VIOLATION, f"Weave address {intruder} lies in {whose}, which "
             f"{job} may not use", alloc.tenant),))
@@ -285,14 +309,17 @@ def desire(service: AgentService, obs: Observation, settings: ReconcilerSettings
                                          f"port label {spec.port_label!r} resolves to no "
                                          "container port", alloc.tenant),))
     ip = str(address.ip)
-    if service.address == ip and service.port == port:
+    if service.address == ip and service.port == port and not held(service):
         return NOTHING  # Nomad already advertises the Weave address
     twin, problems = _twin(service, spec, alloc, task_for_ports, ip, port, obs, settings,
                            container)
     if twin is None:
         return Outcome(problems=tuple(problems))
+    if held(service):
+        return Outcome(twin=twin, problems=tuple(problems))
     mask = Mask(mask_id(service.id), service.id,
-                f"weavenomad: superseded by {twin.id} at {ip}:{port} (Weave address)")
+                f"weavenomad: superseded by {twin.id} at {ip}:{port} (Weave address)",
+                service.namespace, service.partition)
     return Outcome(twin=twin, mask=mask, problems=tuple(problems))
 
 
@@ -309,7 +336,9 @@ def keep_orphan(twin: AgentService, obs: Observation, settings: ReconcilerSettin
     alloc = obs.allocations.get(alloc_of(source) or "")
     if alloc is None or not alloc.active:
         return None
-    matched = match_service(AgentService(source, twin.name), alloc)
+    # a held service's name, when Nomad interpolated it, is the prefix and the twin's name
+    registered = HIDDEN_PREFIX + twin.name if twin.meta.get(META_SERVICE) else twin.name
+    matched = match_service(AgentService(source, registered), alloc)
     if matched is None:
         return None
     _, _, task = matched

@@ -14,7 +14,7 @@ from ipaddress import IPv4Interface, IPv4Network
 from types import MappingProxyType
 
 from weavenomad.reconcile.registrations import AgentCheck, AgentService
-from weavenomad.tenancy.contract import META_SUBNET, META_TENANT
+from weavenomad.tenancy.contract import META_SUBNET, META_TENANT, held_public_name
 
 #: the label Nomad (>= 0.10.2) puts on every task container
 NOMAD_ALLOC_LABEL = "com.hashicorp.nomad.alloc_id"
@@ -58,6 +58,9 @@ class ServiceSpec:
     port_label: str = ""
     address_mode: str = "auto"
     checks: tuple[CheckSpec, ...] = ()
+    #: the public name of a service ``run`` holds under a private one (its meta
+    #: ``weavenomad-service``, as the job states it); empty for one submitted around ``run``
+    public_name: str = ""
 
 
 @dataclass(frozen=True)
@@ -162,6 +165,7 @@ def service_from_api(raw: Mapping) -> ServiceSpec:
         name=str(raw.get("Name") or ""), port_label=str(raw.get("PortLabel") or ""),
         address_mode=str(raw.get("AddressMode") or "auto"),
         checks=tuple(check_from_api(c) for c in raw.get("Checks") or ()),
+        public_name=held_public_name(str(raw.get("Name") or ""), raw.get("Meta")) or "",
     )
 
 

@@ -72,6 +72,9 @@ class AgentService:
     tags: tuple[str, ...] = ()
     meta: Mapping[str, str] = field(default_factory=dict)
     enable_tag_override: bool = False
+    #: Consul Enterprise's namespace and admin partition ("" on Consul CE)
+    namespace: str = ""
+    partition: str = ""
 
     @property
     def ours(self) -> bool:
@@ -145,6 +148,9 @@ class Twin:
     checks: tuple[TwinCheck, ...] = ()
     #: the container behind it (start-to-advertised latency); not registered
     container_id: str | None = None
+    #: the namespace and partition of Nomad's service, where the twin goes too ("" on CE)
+    namespace: str = ""
+    partition: str = ""
 
     @property
     def digest(self) -> str:
@@ -167,6 +173,9 @@ class Mask:
     id: str
     service_id: str
     notes: str
+    #: Nomad's service's namespace and partition: a check goes where its service is
+    namespace: str = ""
+    partition: str = ""
 
 
 def digest_of(twin: Twin) -> str:
@@ -179,6 +188,9 @@ def digest_of(twin: Twin) -> str:
         "tags": list(twin.tags), "meta": {k: v for k, v in twin.meta.items() if k != META_DIGEST},
         "enable_tag_override": twin.enable_tag_override, "checks": checks,
     }
+    # only where set, so that the digests of twins on Consul CE stay as they were
+    definition.update({k: v for k, v in (("namespace", twin.namespace),
+                                         ("partition", twin.partition)) if v})
     text = json.dumps(definition, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 

@@ -33,6 +33,7 @@ NOT_REGISTERED = "not registered"
 OUTSIDE_TENANT = "outside tenant subnet"
 TENANT_VIOLATION = "tenant violation"
 TENANT_DELETED = "tenant deleted"
+NO_TWIN = "no twin"
 
 _EXPLAIN = {
     OK: "only the Weave address is returned",
@@ -43,6 +44,8 @@ _EXPLAIN = {
     OUTSIDE_TENANT: "the advertised address lies outside the tenant's subnet",
     TENANT_VIOLATION: "its WEAVE_CIDR puts it into a subnet that is not its job's (another "
                       "tenant's, or a quarantined one): not advertised, see the reconciler's log",
+    NO_TWIN: "held under a private name and no twin answers for it: nothing is returned (is "
+             "the reconciler running?)",
     TENANT_DELETED: "its tenant was deleted: the subnet stays quarantined, out of reach of new "
                     "tenants, until this task stops",
 }
@@ -90,7 +93,8 @@ def _masked(instance: Instance) -> bool:
     return any(check.id.startswith(MASK_PREFIX) for check in instance.checks)
 
 
-def _state(twin: Instance | None, nomad: Instance | None, subnet: IPv4Network | None) -> str:
+def _state(twin: Instance | None, nomad: Instance | None, subnet: IPv4Network | None,
+           held: bool = False) -> str:
     if twin is not None:
         try:
             inside = subnet is None or ip_address(twin.service.address) in subnet
@@ -100,9 +104,11 @@ def _state(twin: Instance | None, nomad: Instance | None, subnet: IPv4Network | 
             return OUTSIDE_TENANT
         if any(check.status != "passing" for check in twin.checks):
             return TWIN_FAILING
-        return OK if nomad is None or _masked(nomad) else WRONG_ADDRESS
+        return OK if nomad is None or held or _masked(nomad) else WRONG_ADDRESS
     if nomad is None:
         return NOT_REGISTERED
+    if held:
+        return NO_TWIN
     return NOT_ADVERTISED if _masked(nomad) else WRONG_ADDRESS
 
 
@@ -144,14 +150,18 @@ def rows(allocations: Iterable[tuple[Allocation, str]],
             found.append(Row(**common, service="-", task=task, weave_address="-",
                              nomad_address="-", state=verdict))
         for task, spec in services:
-            instances = health.get(spec.name) or {}
+            # a held service: Nomad's instance under the private name, the twin's under the
+            # public one, which answers for it alone
+            public = spec.public_name or spec.name
             sid = nomad_service_id(alloc.id, task, spec.name, spec.port_label)
-            twin, nomad = instances.get(twin_id(sid)), instances.get(sid)
+            twin = (health.get(public) or {}).get(twin_id(sid))
+            nomad = (health.get(spec.name) or {}).get(sid)
+            held = bool(spec.public_name)
             found.append(Row(
-                **common, service=spec.name, task=task,
+                **common, service=public, task=task,
                 weave_address=_addr(twin), nomad_address=_addr(nomad),
-                state=verdict or _state(twin, nomad, subnet),
-                consul_answers=_answered(twin, nomad),
+                state=verdict or _state(twin, nomad, subnet, held),
+                consul_answers=_answered(twin) if held else _answered(twin, nomad),
             ))
     found.sort(key=lambda r: (r.tenant, r.job, r.group, r.service, r.node, r.alloc_id, r.task))
     return found
@@ -200,8 +210,9 @@ def gather(nomad, agent: ServiceAgent, registry=None, tenant: str | None = None)
         tenancy = tenancy_of(registry.load(), cluster.default_subnet if cluster else None)
     if label is not None:
         allocations = [(a, n) for a, n in allocations if concerns(a, label, tenancy)]
-    names = {s.name for a, _ in allocations if a.active
-             for s in [*a.group_services, *(s for t in a.tasks for s in t.services)]}
+    names = {name for a, _ in allocations if a.active
+             for s in [*a.group_services, *(s for t in a.tasks for s in t.services)]
+             for name in (s.name, s.public_name) if name}
     health = {name: agent.instances(name) for name in sorted(names) if "${" not in name}
     return rows(allocations, health, tenancy)
 

@@ -20,7 +20,9 @@ from pathlib import Path
 
 from weavenomad.errors import WeavenomadError
 from weavenomad_lab import security
-from weavenomad_lab.consul import persist
+from weavenomad_lab.consul import persist, versions
+from weavenomad_lab.consul.component import write_dns_ports
+from weavenomad_lab.consul.dns import DNS_PORT
 from weavenomad_lab.consul.server import ConsulSimulator, SimNode
 from weavenomad_lab.errors import LabError
 from weavenomad_lab.layout import CONSUL_PORT, LabLayout
@@ -30,10 +32,16 @@ log = logging.getLogger("weavenomad_lab.consul")
 
 def build(layout: LabLayout, acl_token: str | None = None,
           tls: ssl.SSLContext | None = None) -> ConsulSimulator:
-    """The simulator for ``layout``, listening on every node's two addresses (not started)."""
+    """The simulator for ``layout``, listening on every node's two addresses (not started),
+    playing the Consul version ``S/consul/settings.json`` names (:mod:`.versions`)."""
     nodes = [SimNode(n.name, n.host_ip, n.netns, server=(i == 0))
              for i, n in enumerate(layout.nodes)]
-    sim = ConsulSimulator(nodes, acl_token=acl_token, tls=tls)
+    try:
+        flavour = versions.read_settings(layout.component_dir("consul"))
+    except versions.UnknownVersion as exc:
+        raise LabError(str(exc), hint="see weavenomad_lab.consul.versions") from None
+    sim = ConsulSimulator(nodes, acl_token=acl_token, tls=tls, flavour=flavour)
+    dns_ports: dict[str, int] = {}
     try:
         for node in layout.nodes:
             if "consul" not in node.ports:
@@ -44,15 +52,21 @@ def build(layout: LabLayout, acl_token: str | None = None,
                 sim.listen(node.name, "127.0.0.1", CONSUL_PORT, netns=node.netns)
                 where = f"127.0.0.1:{node.ports['consul']} on the host"
                 sim.listen(node.name, "127.0.0.1", node.ports["consul"])
+                where = f"UDP 127.0.0.1:{DNS_PORT} in namespace {node.netns}"
+                sim.listen_dns("127.0.0.1", DNS_PORT, netns=node.netns)
+                where = "a free UDP port on the host's 127.0.0.1"
+                dns_ports[node.name] = sim.listen_dns("127.0.0.1", 0)
             except OSError as exc:
                 raise LabError(f"simulated Consul cannot listen on {where} for node "
                                f"{node.name}: {exc.strerror or exc}",
                                hint="is the lab network up and the port free? "
                                     "run 'weavenomad lab up' again") from None
+        write_dns_ports(layout, dns_ports)
     except BaseException:
         sim.stop()
         raise
     return sim
+
 
 
 def run(layout: LabLayout, stop: threading.Event, *, acl_token: str | None = None,

@@ -116,9 +116,17 @@ _RECORDED = (
 
 def agent_self(*, name: str, node_id: str, address: str, datacenter: str, server: bool,
                leader: bool, leader_address: str, acl_enabled: bool, index: int,
-               counts: dict[str, int]) -> dict:
+               counts: dict[str, int], version: str = "1.4.0") -> dict:
+    """``version`` as the lab plays it ("1.16.2+ent"). Where a real Enterprise agent names its
+    edition is not recorded here (newer agents have ``Config.VersionMetadata``); the lab puts
+    "ent" there and keeps the ``+ent`` suffix in ``Config.Version`` too, and the product
+    accepts either."""
     body = json.loads(_RECORDED)
-    body["Config"].update(Datacenter=datacenter, NodeName=name, NodeID=node_id, Server=server)
+    plain, _, metadata = version.partition("+")
+    body["Config"].update(Datacenter=datacenter, NodeName=name, NodeID=node_id, Server=server,
+                          Version=version if metadata else plain)
+    if metadata:
+        body["Config"]["VersionMetadata"] = metadata
     debug = body["DebugConfig"]
     debug.update(
         NodeName=name, NodeID=node_id, Datacenter=datacenter, ServerMode=server, DevMode=False,
@@ -127,6 +135,7 @@ def agent_self(*, name: str, node_id: str, address: str, datacenter: str, server
         RPCAdvertiseAddr=f"tcp://{address}:8300", RPCBindAddr=f"tcp://{address}:8300",
         SerfAdvertiseAddrLAN=f"tcp://{address}:8301", SerfBindAddrLAN=f"tcp://{address}:8301",
         SerfAdvertiseAddrWAN=f"tcp://{address}:8302", SerfBindAddrWAN=f"tcp://{address}:8302",
+        Version=version,
     )
     body["Member"] = member(name=name, node_id=node_id, address=address, datacenter=datacenter,
                             server=server, acl_enabled=acl_enabled)

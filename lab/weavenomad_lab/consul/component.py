@@ -6,6 +6,7 @@ from __future__ import annotations
 import http.client
 import json
 import shutil
+from pathlib import Path
 
 from weavenomad_lab import security
 from weavenomad_lab.consul import COMPONENT_NAME
@@ -30,6 +31,22 @@ def _get(lab: LabLayout, node: NodeLayout, path: str, token: str | None) -> tupl
         return response.status, response.read()
     finally:
         conn.close()
+
+
+def dns_ports_path(layout: LabLayout) -> Path:
+    return layout.component_dir("consul") / "dns-ports.json"
+
+
+def write_dns_ports(layout: LabLayout, ports: dict[str, int]) -> None:
+    """Where each node's DNS interface answers on the host (its port 8600 in the node)."""
+    path = dns_ports_path(layout)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(ports) + "\n")
+
+
+def dns_port(layout: LabLayout, node: str) -> int:
+    """The host port of ``node``'s Consul DNS (UDP on 127.0.0.1), for tests and tools."""
+    return int(json.loads(dns_ports_path(layout).read_text())[node])
 
 
 def _leader_answers(lab: LabLayout, node: NodeLayout) -> bool:

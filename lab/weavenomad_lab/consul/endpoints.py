@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 from weavenomad_lab.consul import agent_self as self_view
 from weavenomad_lab.consul.http import ConsulAPI, Failure, Request, Response, Route, json_body, text
@@ -48,7 +49,8 @@ def agent_self(api: ConsulAPI, req: Request) -> Response:
         name=node.name, node_id=node.node_id, address=node.address,
         datacenter=node.datacenter, server=node.server, leader=node is leader,
         leader_address=leader.address, acl_enabled=api.acl_token is not None,
-        index=api.state.index, counts=api.state.agent_counts(node.name)), req)
+        index=api.state.index, counts=api.state.agent_counts(node.name),
+        version=api.flavour.version), req)
 
 
 def agent_members(api: ConsulAPI, req: Request) -> Response:
@@ -61,16 +63,25 @@ def agent_members(api: ConsulAPI, req: Request) -> Response:
 
 
 def agent_services(api: ConsulAPI, req: Request) -> Response:
-    return json_body({} if req.filtered else api.state.agent_services(req.node), req)
+    namespace = api.read_namespace(req)
+    return json_body({} if req.filtered else api.state.agent_services(req.node, namespace), req)
 
 
 def agent_checks(api: ConsulAPI, req: Request) -> Response:
-    return json_body({} if req.filtered else api.state.agent_checks(req.node), req)
+    namespace = api.read_namespace(req)
+    return json_body({} if req.filtered else api.state.agent_checks(req.node, namespace), req)
 
 
 def service_register(api: ConsulAPI, req: Request) -> Response:
     spec = parse_service(req.body)
-    api.state.register_service(req.node, spec, req.has("replace-existing-checks"))
+    namespace, partition = api.tenancy(req, spec.namespace, spec.partition)
+    api.check_write(namespace)
+    spec = replace(spec, namespace=namespace, partition=partition)
+    # Consul 1.4.0 ignores the parameter (recorded); from 1.6.1 on it drops the checks the
+    # request leaves out, whoever registered them (see versions)
+    replacing = req.has("replace-existing-checks") and req.param(
+        "replace-existing-checks") in ("", "true") and api.flavour.replaces_existing_checks
+    api.state.register_service(req.node, spec, replacing)
     return Response(200)
 
 
@@ -83,7 +94,10 @@ def service_deregister(api: ConsulAPI, req: Request) -> Response:
 
 
 def check_register(api: ConsulAPI, req: Request) -> Response:
-    api.state.register_check(req.node, parse_check(req.body))
+    spec = parse_check(req.body)
+    namespace, partition = api.tenancy(req, spec.namespace, spec.partition)
+    api.check_write(namespace)
+    api.state.register_check(req.node, replace(spec, namespace=namespace, partition=partition))
     return Response(200)
 
 
@@ -126,7 +140,9 @@ def catalog_services(api: ConsulAPI, req: Request) -> Response:
 
 def catalog_service(api: ConsulAPI, req: Request) -> Response:
     name = _required(req, "/v1/catalog/service/", "service")
-    return api.read(req, lambda: api.state.catalog_service(name, _tag(req), _node_meta(req)), [])
+    namespace = api.read_namespace(req)
+    return api.read(req, lambda: api.state.catalog_service(name, _tag(req), _node_meta(req),
+                                                           namespace), [])
 
 
 def catalog_node(api: ConsulAPI, req: Request) -> Response:
@@ -142,8 +158,20 @@ def health_service(api: ConsulAPI, req: Request) -> Response:
         if value not in _TRUE | _FALSE | {""}:
             raise Failure(text(400, "Invalid value for ?passing"))
         passing = value not in _FALSE
+    namespace = api.read_namespace(req)
     return api.read(req, lambda: api.state.health_service(
-        name, _tag(req), _node_meta(req), passing), [])
+        name, _tag(req), _node_meta(req), passing, namespace), [])
+
+
+_STATES = ("any", PASSING, WARNING, CRITICAL)
+
+
+def health_state(api: ConsulAPI, req: Request) -> Response:
+    state = _required(req, "/v1/health/state/", "check state")
+    if state not in _STATES:
+        raise Failure(text(400, "Bad check state"))
+    namespace = api.read_namespace(req)
+    return api.read(req, lambda: api.state.health_state(state, _node_meta(req), namespace), [])
 
 
 def health_checks(api: ConsulAPI, req: Request) -> Response:
@@ -180,5 +208,6 @@ ROUTES = (
     Route("/v1/health/service/", _GET, health_service, acl="filter"),
     Route("/v1/health/checks/", _GET, health_checks, acl="filter"),
     Route("/v1/health/node/", _GET, health_node, acl="filter"),
+    Route("/v1/health/state/", _GET, health_state, acl="filter"),
     *KV_ROUTES,
 )

@@ -28,6 +28,7 @@ from weavenomad_lab.consul.decode import parse_go_duration
 from weavenomad_lab.consul.records import Node, RawJSON
 from weavenomad_lab.consul.registration import BadRequest
 from weavenomad_lab.consul.state import Answer, ConsulState, StateError
+from weavenomad_lab.consul.versions import DEFAULT_NAMESPACE, DEFAULT_PARTITION, ConsulFlavour
 
 log = logging.getLogger(__name__)
 
@@ -117,9 +118,11 @@ class Route:
 
 
 class ConsulAPI:
-    def __init__(self, state: ConsulState, *, acl_token: str | None = None):
+    def __init__(self, state: ConsulState, *, acl_token: str | None = None,
+                 flavour: ConsulFlavour | None = None):
         self.state = state
         self.acl_token = acl_token or None
+        self.flavour = flavour or ConsulFlavour()
         from weavenomad_lab.consul.endpoints import ROUTES  # the handlers import this module
 
         self._routes = {r.pattern: r for r in ROUTES}
@@ -199,6 +202,35 @@ class ConsulAPI:
         timeout = MAX_WAIT if timeout > MAX_WAIT else (DEFAULT_WAIT if timeout <= 0 else timeout)
         timeout += random.uniform(0, timeout / 16)
         return self.state.wait(query, min_index, timeout)
+
+    def tenancy(self, req: Request, namespace: str | None = None,
+                partition: str | None = None) -> tuple[str | None, str | None]:
+        """(namespace, partition) a request addresses: ``?ns=``/``?partition=``, else the
+        body's ``namespace``/``partition``, else "default"; (None, None) on Consul CE, which
+        refuses the parameters (400, as its ``parseEntMeta``)."""
+        flavour = self.flavour
+        if not flavour.namespaces and req.param("ns"):
+            raise Failure(text(400, 'Invalid query parameter: "ns" - Namespaces are a Consul '
+                                    'Enterprise feature'))
+        if not flavour.partitions and req.param("partition"):
+            raise Failure(text(400, 'Invalid query parameter: "partition" - Partitions are a '
+                                    'Consul Enterprise feature'))
+        if not flavour.namespaces:
+            return None, None
+        namespace = req.param("ns") or namespace or DEFAULT_NAMESPACE
+        partition = (req.param("partition") or partition or DEFAULT_PARTITION
+                     if flavour.partitions else None)
+        return namespace, partition
+
+    def read_namespace(self, req: Request) -> str | None:
+        """The namespace a read lists (None: every one, as on Consul CE or with ``ns=*``)."""
+        namespace, _ = self.tenancy(req)
+        return None if namespace in (None, "*") else namespace
+
+    def check_write(self, namespace: str | None) -> None:
+        """The lab's token may not write in the namespaces the settings deny it."""
+        if namespace is not None and namespace in self.flavour.denied_namespaces:
+            raise Failure(text(403, "Permission denied"))
 
     def meta_headers(self, req: Request, answer: Answer, consistency: bool) -> list:
         headers = [("X-Consul-Index", str(answer.index)), ("X-Consul-Knownleader", "true"),

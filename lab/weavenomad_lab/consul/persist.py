@@ -26,14 +26,16 @@ def service_to_json(service: Service) -> dict:
             "address": service.address, "port": service.port, "meta": dict(service.meta),
             "enable_tag_override": service.enable_tag_override,
             "weights": list(service.weights), "kind": service.kind,
-            "create_index": service.create_index, "modify_index": service.modify_index}
+            "create_index": service.create_index, "modify_index": service.modify_index,
+            "namespace": service.namespace, "partition": service.partition}
 
 
 def service_from_json(node: str, data: dict) -> Service:
     return Service(node, data["id"], data["name"], tuple(data["tags"]), data["address"],
                    int(data["port"]), dict(data["meta"]), bool(data["enable_tag_override"]),
                    tuple(data["weights"]), data.get("kind", ""), int(data["create_index"]),
-                   int(data["modify_index"]))
+                   int(data["modify_index"]), namespace=data.get("namespace"),
+                   partition=data.get("partition"))
 
 
 def definition_to_json(definition: CheckDefinition | None) -> dict | None:
@@ -62,14 +64,16 @@ def check_to_json(check: Check) -> dict:
             "notes": check.notes, "output": check.output, "service_id": check.service_id,
             "definition": definition_to_json(check.definition),
             "create_index": check.create_index, "modify_index": check.modify_index,
-            "ttl_output": check.ttl_output}
+            "ttl_output": check.ttl_output, "namespace": check.namespace,
+            "partition": check.partition}
 
 
 def check_from_json(node: str, data: dict, generation: int) -> Check:
     return Check(node, data["id"], data["name"], data["status"], data["notes"],
                  data["output"], data["service_id"], definition_from_json(data["definition"]),
                  int(data["create_index"]), int(data["modify_index"]), generation,
-                 ttl_output=data.get("ttl_output", ""))
+                 ttl_output=data.get("ttl_output", ""), namespace=data.get("namespace"),
+                 partition=data.get("partition"))
 
 
 def kv_to_json(kv: KVStore) -> dict:

@@ -15,6 +15,7 @@ from typing import Any
 
 from weavenomad_lab.consul.kv import KVStore
 from weavenomad_lab.consul.records import (
+    CRITICAL,
     PASSING,
     Check,
     Node,
@@ -42,6 +43,15 @@ def node_key(name: str) -> str:
     return f"node:{name.lower()}"
 
 
+#: a namespace filter that lets everything through (Consul CE, or Enterprise's ``ns=*``)
+ALL_NAMESPACES = None
+
+
+def in_namespace(item: Service | Check, namespace: str | None) -> bool:
+    """Whether a service or check is visible to a read of ``namespace`` (None: all)."""
+    return namespace is None or item.namespace in (None, namespace)
+
+
 class CatalogReads:
     """Queries over the state's tables; the state supplies the attributes below."""
 
@@ -65,8 +75,8 @@ class CatalogReads:
     def _node_matches(self, node: Node, node_meta: dict[str, str]) -> bool:
         return all(node.meta.get(k) == v for k, v in node_meta.items())
 
-    def _instances(self, name: str, tag: str | None, node_meta: dict[str, str]
-                   ) -> list[tuple[Node, Service]]:
+    def _instances(self, name: str, tag: str | None, node_meta: dict[str, str],
+                   namespace: str | None = ALL_NAMESPACES) -> list[tuple[Node, Service]]:
         lname = name.lower()
         found = []
         for node_name in sorted(self._services, key=str.lower):
@@ -75,24 +85,25 @@ class CatalogReads:
                 continue
             for sid in sorted(self._services[node_name], key=str.lower):
                 service = self._services[node_name][sid]
-                if service.name.lower() != lname:
+                if service.name.lower() != lname or not in_namespace(service, namespace):
                     continue
                 if tag is not None and tag.lower() not in (t.lower() for t in service.tags):
                     continue
                 found.append((node, service))
         return found
 
-    def agent_services(self, node: str) -> RawJSON:
+    def agent_services(self, node: str, namespace: str | None = ALL_NAMESPACES) -> RawJSON:
         with self._lock:
             services = self._services[node]
             return json_object((sid, s.agent_json()) for sid, s in sorted(services.items())
-                               if s.agent_local)
+                               if s.agent_local and in_namespace(s, namespace))
 
-    def agent_checks(self, node: str) -> RawJSON:
+    def agent_checks(self, node: str, namespace: str | None = ALL_NAMESPACES) -> RawJSON:
         with self._lock:
             services = self._services[node]
             return json_object((cid, c.json(services.get(c.service_id), indexes=False))
-                               for cid, c in sorted(self._checks[node].items()) if c.agent_local)
+                               for cid, c in sorted(self._checks[node].items())
+                               if c.agent_local and in_namespace(c, namespace))
 
     def agent_counts(self, node: str) -> dict[str, int]:
         with self._lock:
@@ -115,9 +126,11 @@ class CatalogReads:
             body = {name: sorted(t) for name, t in sorted(tags.items())}
             return Answer(max(index, 1), body, frozenset({"services", "nodes"}))
 
-    def catalog_service(self, name: str, tag: str | None, node_meta: dict[str, str]) -> Answer:
+    def catalog_service(self, name: str, tag: str | None, node_meta: dict[str, str],
+                        namespace: str | None = ALL_NAMESPACES) -> Answer:
         with self._lock:
-            body = json_array(s.catalog_json(n) for n, s in self._instances(name, tag, node_meta))
+            body = json_array(s.catalog_json(n)
+                              for n, s in self._instances(name, tag, node_meta, namespace))
             index = self._service_max_index(name, checks=False)
             return Answer(max(index, 1), body, frozenset({service_key(name), "nodes"}))
 
@@ -129,11 +142,11 @@ class CatalogReads:
         return grouped
 
     def health_service(self, name: str, tag: str | None, node_meta: dict[str, str],
-                       passing_only: bool) -> Answer:
+                       passing_only: bool, namespace: str | None = ALL_NAMESPACES) -> Answer:
         with self._lock:
             entries = []
             grouped: dict[str, dict[str, list[Check]]] = {}
-            for node, service in self._instances(name, tag, node_meta):
+            for node, service in self._instances(name, tag, node_meta, namespace):
                 if node.name not in grouped:
                     grouped[node.name] = self._checks_by_service(node.name)
                 by_service = grouped[node.name]
@@ -148,6 +161,23 @@ class CatalogReads:
             return Answer(max(index, 1), json_array(entries),
                           frozenset({service_key(name), "nodes"}))
 
+    def dns_instances(self, name: str, tag: str | None) -> list[tuple[Node, Service]]:
+        """What Consul's DNS returns for ``name`` (and ``tag``): the instances of the default
+        namespace none of whose checks (the node's included) is critical."""
+        with self._lock:
+            found = []
+            grouped: dict[str, dict[str, list[Check]]] = {}
+            for node, service in self._instances(name, tag, {}):
+                if service.namespace not in (None, "default"):
+                    continue
+                if node.name not in grouped:
+                    grouped[node.name] = self._checks_by_service(node.name)
+                by_service = grouped[node.name]
+                mine = by_service.get("", []) + by_service.get(service.service_id, [])
+                if all(c.status != CRITICAL for c in mine):
+                    found.append((node, service))
+            return found
+
     def health_checks(self, name: str, node_meta: dict[str, str]) -> Answer:
         with self._lock:
             grouped: dict[str, dict[str, list[Check]]] = {}
@@ -160,6 +190,25 @@ class CatalogReads:
             index = (self._service_max_index(name, checks=True) if node_meta
                      else self._max_index("checks"))
             return Answer(max(index, 1), body, frozenset({service_key(name), "checks"}))
+
+    def health_state(self, state: str, node_meta: dict[str, str],
+                     namespace: str | None = ALL_NAMESPACES) -> Answer:
+        """``/v1/health/state/<state>``: every check in ``state`` ("any": all of them), node
+        checks included, as Fabio reads them."""
+        with self._lock:
+            items = []
+            for node_name in sorted(self._checks, key=str.lower):
+                if not self._node_matches(self._nodes[node_name], node_meta):
+                    continue
+                services = self._services[node_name]
+                for _, check in sorted(self._checks[node_name].items()):
+                    if state != "any" and check.status != state:
+                        continue
+                    if check.service_id and not in_namespace(check, namespace):
+                        continue
+                    items.append(check.json(services.get(check.service_id)))
+            return Answer(max(self._max_index("checks"), 1), json_array(items),
+                          frozenset({"checks", "nodes"}))
 
     def catalog_nodes(self, node_meta: dict[str, str]) -> Answer:
         with self._lock:

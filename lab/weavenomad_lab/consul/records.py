@@ -100,6 +100,9 @@ class Service:
     modify_index: int = 0
     #: False for what the catalog has but no agent API shows (the servers' "consul" service)
     agent_local: bool = True
+    #: Enterprise only (None on Consul CE, whose answers have no such fields)
+    namespace: str | None = None
+    partition: str | None = None
     #: encoded views; a stored service is replaced, never changed, so they stay valid
     _cache: dict = field(default_factory=dict, repr=False, compare=False)
 
@@ -120,9 +123,20 @@ class Service:
 
     def same_definition(self, other: Service) -> bool:
         return (self.name, self.tags, self.address, self.port, self.meta,
-                self.enable_tag_override, self.weights, self.kind) == (
+                self.enable_tag_override, self.weights, self.kind, self.namespace,
+                self.partition) == (
             other.name, other.tags, other.address, other.port, other.meta,
-            other.enable_tag_override, other.weights, other.kind)
+            other.enable_tag_override, other.weights, other.kind, other.namespace,
+            other.partition)
+
+    def tenancy_view(self) -> dict:
+        """``Namespace`` and ``Partition``, as Consul Enterprise adds them to every view."""
+        view = {}
+        if self.namespace is not None:
+            view["Namespace"] = self.namespace
+        if self.partition is not None:
+            view["Partition"] = self.partition
+        return view
 
     def weights_view(self) -> dict:
         return {"Passing": self.weights[0], "Warning": self.weights[1]}
@@ -140,10 +154,11 @@ class Service:
         }
         if self.kind:
             view["Kind"] = self.kind
+        view.update(self.tenancy_view())
         return view
 
     def health_view(self) -> dict:
-        return {
+        view = {
             "ID": self.service_id,
             "Service": self.name,
             "Tags": list(self.tags),
@@ -158,9 +173,11 @@ class Service:
             "CreateIndex": self.create_index,
             "ModifyIndex": self.modify_index,
         }
+        view.update(self.tenancy_view())
+        return view
 
     def catalog_view(self, node: Node) -> dict:
-        return {
+        view = {
             "ID": node.node_id,
             "Node": node.name,
             "Address": node.address,
@@ -182,6 +199,8 @@ class Service:
             "CreateIndex": self.create_index,
             "ModifyIndex": self.modify_index,
         }
+        view.update(self.tenancy_view())
+        return view
 
 
 @dataclass(frozen=True)
@@ -230,6 +249,9 @@ class Check:
     #: last output set through the TTL API, quoted when the TTL expires
     ttl_output: str = ""
     agent_local: bool = True
+    #: Enterprise only: the namespace and partition of its service (None on Consul CE)
+    namespace: str | None = None
+    partition: str | None = None
     _cache: tuple = field(default=(), repr=False, compare=False)
 
     def json(self, service: Service | None, indexes: bool = True) -> str:
@@ -241,7 +263,7 @@ class Check:
         return self._cache[1]
 
     def view(self, service: Service | None, indexes: bool = True) -> dict:
-        return {
+        view = {
             "Node": self.node,
             "CheckID": self.check_id,
             "Name": self.name,
@@ -255,6 +277,11 @@ class Check:
             "CreateIndex": self.create_index if indexes else 0,
             "ModifyIndex": self.modify_index if indexes else 0,
         }
+        if self.namespace is not None:
+            view["Namespace"] = self.namespace
+        if self.partition is not None:
+            view["Partition"] = self.partition
+        return view
 
 
 @dataclass(frozen=True)
@@ -267,6 +294,8 @@ class CheckSpec:
     notes: str = ""
     status: str | None = None
     service_id: str = ""
+    namespace: str | None = None
+    partition: str | None = None
 
 
 @dataclass(frozen=True)
@@ -283,3 +312,6 @@ class ServiceSpec:
     weights: tuple[int, int] = (1, 1)
     kind: str = ""
     checks: tuple[CheckSpec, ...] = ()
+    #: Enterprise: where it lives (None on Consul CE)
+    namespace: str | None = None
+    partition: str | None = None

@@ -35,13 +35,14 @@ _CHECK_FIELDS = {
     "Interval": as_duration, "Timeout": as_duration, "TTL": as_duration,
     "DockerContainerID": as_str, "Shell": as_str, "GRPC": as_str, "GRPCUseTLS": as_bool,
     "TLSSkipVerify": as_bool, "AliasNode": as_str, "AliasService": as_str,
-    "DeregisterCriticalServiceAfter": as_duration,
+    "DeregisterCriticalServiceAfter": as_duration, "Namespace": as_str, "Partition": as_str,
 }
 _WEIGHT_FIELDS = {"Passing": as_int, "Warning": as_int}
 _SERVICE_FIELDS = {
     "ID": as_str, "Name": as_str, "Tags": as_str_list, "Address": as_str, "Meta": as_str_map,
     "Port": as_int, "Weights": as_object, "EnableTagOverride": as_bool, "Kind": as_str,
-    "Check": as_object, "Checks": as_list, "Token": as_str,
+    "Check": as_object, "Checks": as_list, "Token": as_str, "Namespace": as_str,
+    "Partition": as_str,
 }
 _META_KEY = re.compile(r"^[a-zA-Z0-9_-]+$")
 
@@ -162,6 +163,7 @@ def parse_service(body: bytes) -> ServiceSpec:
         port=fields.get("Port", 0), meta=meta,
         enable_tag_override=fields.get("EnableTagOverride", False), weights=(passing, warning),
         kind=fields.get("Kind", ""), checks=tuple(checks),
+        namespace=fields.get("Namespace") or None, partition=fields.get("Partition") or None,
     )
 
 
@@ -178,6 +180,7 @@ def parse_check(body: bytes) -> CheckSpec:
         check_id=fields.get("ID") or fields.get("CheckID") or name, name=name,
         definition=definition, notes=fields.get("Notes", ""), status=status,
         service_id=fields.get("ServiceID", ""),
+        namespace=fields.get("Namespace") or None, partition=fields.get("Partition") or None,
     )
 
 

@@ -35,8 +35,10 @@ from weavenomad_lab.consul.checks import (
     Probe,
     probe_check,
 )
+from weavenomad_lab.consul.dns import ConsulDNS, DNSServer
 from weavenomad_lab.consul.http import ConsulAPI, Failure, Request, Response, text
 from weavenomad_lab.consul.state import DEREGISTER_MIN, ConsulState
+from weavenomad_lab.consul.versions import ConsulFlavour
 from weavenomad_lab.netns import listen_tcp
 
 log = logging.getLogger(__name__)
@@ -195,11 +197,13 @@ class ConsulSimulator:
                  tls: ssl.SSLContext | None = None, probe: Probe = probe_check,
                  datacenter: str = "dc1",
                  min_interval: float = MIN_INTERVAL, first_run_within: float = 1.0,
-                 reap_interval: float = REAP_INTERVAL, deregister_min: float = DEREGISTER_MIN):
+                 reap_interval: float = REAP_INTERVAL, deregister_min: float = DEREGISTER_MIN,
+                 flavour: ConsulFlavour | None = None):
         self.state = ConsulState(datacenter, deregister_min=deregister_min)
         for node in nodes:
             self.state.add_node(node.name, node.address, server=node.server, netns=node.netns)
-        self.api = ConsulAPI(self.state, acl_token=acl_token)
+        self.flavour = flavour or ConsulFlavour()
+        self.api = ConsulAPI(self.state, acl_token=acl_token, flavour=self.flavour)
         self.tls = tls
         netns_of = {n.name: n.netns for n in nodes}
         self.runner = CheckRunner(
@@ -208,6 +212,8 @@ class ConsulSimulator:
         )
         self._servers: list[tuple[_Server, threading.Thread]] = []
         self._started = False
+        #: the DNS interface (every node's agent answers for the whole cluster, as Consul's)
+        self.dns = DNSServer(ConsulDNS(self.state))
 
     def serve(self, node: str, sock: socket.socket) -> tuple[str, int]:
         """Serve ``node``'s agent on an already listening socket; returns its address."""
@@ -224,6 +230,11 @@ class ConsulSimulator:
                netns: str | None = None) -> tuple[str, int]:
         return self.serve(node, listen_tcp(host, port, netns=netns))
 
+    def listen_dns(self, host: str = "127.0.0.1", port: int = 0,
+                   netns: str | None = None) -> int:
+        """Answer DNS on UDP ``host:port`` (0: a free port) inside ``netns``; the port."""
+        return self.dns.listen(host, port, netns)
+
     def start(self) -> ConsulSimulator:
         if not self._started:
             self._started = True
@@ -231,6 +242,7 @@ class ConsulSimulator:
         return self
 
     def stop(self) -> None:
+        self.dns.stop()
         self.state.close()
         for server, _thread in self._servers:
             server.close()

@@ -19,7 +19,7 @@ import itertools
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from weavenomad_lab.consul import persist
@@ -245,7 +245,8 @@ class ConsulState(CatalogReads):
             existing = services.get(spec.service_id)
             service = Service(node, spec.service_id, spec.name, spec.tags, spec.address,
                               spec.port, dict(spec.meta), spec.enable_tag_override,
-                              spec.weights, spec.kind)
+                              spec.weights, spec.kind, namespace=spec.namespace,
+                              partition=spec.partition)
             if existing is None or not existing.same_definition(service):
                 service.create_index = existing.create_index if existing else write.index
                 service.modify_index = write.index
@@ -256,7 +257,8 @@ class ConsulState(CatalogReads):
                 self._touch_service(write, service)
             kept = {c.check_id for c in spec.checks}
             for check_spec in spec.checks:
-                self._upsert_check(write, node, check_spec)
+                self._upsert_check(write, node, replace(
+                    check_spec, namespace=spec.namespace, partition=spec.partition))
             if replace_existing_checks:
                 for check in list(self._checks[node].values()):
                     if check.service_id == spec.service_id and check.check_id not in kept:
@@ -295,8 +297,11 @@ class ConsulState(CatalogReads):
 
     def register_check(self, node: str, spec: CheckSpec) -> None:
         with self._lock:
-            if spec.service_id and spec.service_id not in self._services[node]:
+            owner = self._services[node].get(spec.service_id) if spec.service_id else None
+            if spec.service_id and owner is None:
                 raise StateError(f'ServiceID "{spec.service_id}" does not exist')
+            if owner is not None:  # a service's check lives where its service does
+                spec = replace(spec, namespace=owner.namespace, partition=owner.partition)
             write = _Write(self)
             self._upsert_check(write, node, spec)
             self._finish(write)
@@ -316,6 +321,7 @@ class ConsulState(CatalogReads):
             spec.definition.unsupported_output(), spec.service_id, spec.definition,
             existing.create_index if existing else write.index, write.index,
             next(self._generations), self._clock() if status == CRITICAL else None,
+            namespace=spec.namespace, partition=spec.partition,
         )
         self._checks[node][spec.check_id] = check
         self._touch_check(write, check)

@@ -18,6 +18,7 @@ from weavenomad_lab.errors import LabError
 from weavenomad_lab.layout import LabLayout
 from weavenomad_lab.nomad.consul_client import DEFAULT_PROBATION, DEFAULT_SYNC_INTERVAL
 from weavenomad_lab.nomad.server import NomadDaemon
+from weavenomad_lab.nomad.versions import UnknownVersion
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         daemon = NomadDaemon(layout, sync_interval=args.sync_interval, probation=args.probation,
                              acl_token=token, tls=security.server_context(layout))
         daemon.start()
-    except (WeavenomadError, OSError) as exc:
+    except (WeavenomadError, OSError, UnknownVersion) as exc:
         text = exc.one_line() if isinstance(exc, WeavenomadError) else str(exc)
         print(f"nomad simulator: {text}", file=sys.stderr)
         return 1

@@ -78,6 +78,11 @@ class NodeAgent:
             self._docker = None
         self.syncer.api = consul_api
 
+    def set_semantics(self, semantics) -> None:
+        """Register services as ``semantics`` (a :class:`~.versions.NomadSemantics`) says."""
+        self.semantics = semantics
+        self.syncer.semantics = semantics
+
     def docker_socket(self) -> Path | None:
         return agentconfig.lab_socket(self.config.docker_endpoint, self.node, self.lab.state_dir)
 
@@ -161,7 +166,7 @@ class NodeAgent:
             node_name=self.config.name or self.node.name, node_ip=self.node.host_ip,
             node_id=self.node_id, config=self.config, data_dir=str(self.home / "data"),
             allocations=sum(1 for r in self.runners.values() if not r.finished.is_set()),
-            server=self.node.index == 1,
+            server=self.node.index == 1, version=self.syncer.semantics.version,
         )  # fmt: skip
 
     # -- threads ------------------------------------------------------------------------------

@@ -292,10 +292,11 @@ TEMPLATE: dict = {'config': {'ACL': {'Enabled': False,
 
 
 def agent_self(*, node_name: str, node_ip: str, node_id: str, config: AgentConfig,
-               data_dir: str, allocations: int, server: bool) -> dict:
-    """The agent-self document of one lab node."""
+               data_dir: str, allocations: int, server: bool, version: str = "1.0.18") -> dict:
+    """The agent-self document of one lab node (``version``: the Nomad the lab plays)."""
     doc = copy.deepcopy(TEMPLATE)
     cfg = doc["config"]
+    cfg["Version"]["Version"] = version
     cfg["NodeName"] = node_name
     cfg["Datacenter"] = config.datacenter
     cfg["Region"] = config.region

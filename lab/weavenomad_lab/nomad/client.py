@@ -235,7 +235,10 @@ class AllocRunner(threading.Thread):
         self.finished = threading.Event()
         self._running_since: int | None = None
         self._passing_since: int | None = None
-        self._health_reported = alloc.get("DeploymentStatus") is not None
+        self._health_reported = _health_known(alloc)
+        #: set by an update that changes what the services say (an in-place update to a new
+        #: job version, a promoted canary): the loop registers them again
+        self._services_stale = False
 
     @property
     def group(self) -> dict:
@@ -246,8 +249,37 @@ class AllocRunner(threading.Thread):
 
     def update(self, alloc: dict) -> None:
         with self._lock:
-            self.alloc = alloc
+            old, self.alloc = self.alloc, alloc
+        if alloc.get("DeploymentID") != old.get("DeploymentID") or (
+                alloc.get("DeploymentStatus") is None and old.get("DeploymentStatus")):
+            # updated in place into a new deployment: its health is judged again
+            self._health_reported = _health_known(alloc)
+            self._running_since = self._passing_since = None
+        if (alloc["Job"].get("Version"), _canary(alloc)) != (old["Job"].get("Version"),
+                                                             _canary(old)):
+            # Nomad's service hook Update: the task's services as the new version (or the
+            # promoted canary) has them, registered again where they changed (UpdateWorkload)
+            self._services_stale = True
         self._changed.set()
+
+    def _refresh_services(self) -> None:
+        self._services_stale = False
+        self._register_group_services()
+        try:
+            docker = self.ctx.docker()
+        except Exception as exc:
+            log.warning("cannot reach Docker to update the services of %s: %s", self.alloc_id,
+                        exc)
+            return
+        for task in self.group.get("Tasks") or []:
+            runner = self.tasks.get(task["Name"])
+            if runner is None or runner.container_id is None or runner.killed.is_set():
+                continue
+            runner.task = task
+            try:
+                self.register_task_services(task, docker, runner.container_id)
+            except Exception as exc:  # the container went meanwhile: its runner deregisters
+                log.debug("services of %s/%s: %s", self.alloc_id, task["Name"], exc)
 
     def task_event(self, task: str, event: dict, state: str | None) -> None:
         with self._lock:
@@ -291,7 +323,7 @@ class AllocRunner(threading.Thread):
             task["Name"], {}).get("Networks") or []  # fmt: skip
         ports = ((self.alloc["AllocatedResources"] or {}).get("Shared") or {}).get("Ports") or []
         regs, checks = consul_sync.workload_registrations(
-            self.alloc_id, task["Name"], services, networks, driver, ports)
+            self.alloc_id, task["Name"], services, networks, driver, ports, _canary(self.alloc))
         self.ctx.syncer().set_workload(self.alloc_id, task["Name"], regs, checks)
 
     def deregister_task_services(self, task_name: str) -> None:
@@ -305,7 +337,8 @@ class AllocRunner(threading.Thread):
         try:
             regs, checks = consul_sync.workload_registrations(
                 self.alloc_id, f"group-{self.group['Name']}", services,
-                shared.get("Networks") or [], None, shared.get("Ports") or [])
+                shared.get("Networks") or [], None, shared.get("Ports") or [],
+                _canary(self.alloc))
         except consul_sync.AddressError as exc:
             log.warning("group services of %s: %s", self.alloc_id, exc)
             return
@@ -325,6 +358,8 @@ class AllocRunner(threading.Thread):
                 break
             if all(not t.is_alive() for t in self.tasks.values()):
                 break
+            if self._services_stale:
+                self._refresh_services()
             self._watch_health()
             self._changed.wait(HEALTH_POLL)
             self._changed.clear()
@@ -383,6 +418,15 @@ class AllocRunner(threading.Thread):
         except ConsulUnavailable:
             return ["critical"]
         return [checks.get(cid, {}).get("Status", "critical") for cid in sorted(wanted)]
+
+
+def _health_known(alloc: dict) -> bool:
+    return (alloc.get("DeploymentStatus") or {}).get("Healthy") is not None
+
+
+def _canary(alloc: dict) -> bool:
+    """An unpromoted canary (its services carry the job's canary tags and meta)."""
+    return bool((alloc.get("DeploymentStatus") or {}).get("Canary"))
 
 
 def _driver_network(inspect: dict) -> consul_sync.DriverNetwork | None:

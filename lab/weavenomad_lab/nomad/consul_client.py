@@ -21,6 +21,7 @@ from urllib.parse import quote, urlsplit
 
 from weavenomad_lab.netns import connect_tcp
 from weavenomad_lab.nomad import consul_sync
+from weavenomad_lab.nomad.versions import NomadSemantics
 
 log = logging.getLogger(__name__)
 
@@ -115,8 +116,9 @@ class ConsulAgentAPI:
     def checks(self) -> dict[str, dict]:
         return self._call("GET", "/v1/agent/checks") or {}
 
-    def register_service(self, body: dict) -> None:
-        self._call("PUT", "/v1/agent/service/register", body)
+    def register_service(self, body: dict, replace_existing_checks: bool = False) -> None:
+        query = "?replace-existing-checks=true" if replace_existing_checks else ""
+        self._call("PUT", f"/v1/agent/service/register{query}", body)
 
     def deregister_service(self, service_id: str) -> None:
         self._call("PUT", f"/v1/agent/service/deregister/{quote(service_id, safe='')}")
@@ -133,8 +135,11 @@ class ServiceSyncer:
 
     def __init__(self, api: ConsulAgentAPI, interval: float = DEFAULT_SYNC_INTERVAL,
                  probation: float = DEFAULT_PROBATION,
-                 clock: Callable[[], float] = time.monotonic):  # fmt: skip
+                 clock: Callable[[], float] = time.monotonic,
+                 semantics: NomadSemantics | None = None):  # fmt: skip
         self.api = api
+        #: 1.0 or 1.7+ registrations (:mod:`weavenomad_lab.nomad.versions`)
+        self.semantics = semantics or NomadSemantics()
         self.interval = interval
         self.probation = probation
         self.probation_until = clock() + probation
@@ -212,13 +217,18 @@ class ServiceSyncer:
             removed_services = set(self._removed_services)
             removed_checks = set(self._removed_checks)
         in_probation = self._clock() < self.probation_until
-        plan = consul_sync.plan_services(wanted_services, self.api.services(), periodic=periodic,
+        in_consul = self.api.services()
+        plan = consul_sync.plan_services(wanted_services, in_consul, periodic=periodic,
                                          in_probation=in_probation,
                                          explicitly_removed=removed_services)  # fmt: skip
         for sid in plan.deregister_services:
             self.api.deregister_service(sid)
+        modern = self.semantics.modern
         for body in plan.register_services:
-            self.api.register_service(body)
+            if modern:
+                body = consul_sync.with_checks(body, wanted_checks)
+            self.api.register_service(body, replace_existing_checks=modern
+                                      and body["ID"] in in_consul)
         consul_sync.plan_checks(wanted_checks, self.api.checks(), plan, in_probation=in_probation,
                                 explicitly_removed=removed_checks)  # fmt: skip
         for cid in plan.deregister_checks:

@@ -110,23 +110,27 @@ def _literal_port(label: str, message: str) -> int:
 
 def workload_registrations(
     alloc_id: str, task_name: str, services: list[dict], networks: list[dict],
-    driver: DriverNetwork | None, ports: list[dict],
+    driver: DriverNetwork | None, ports: list[dict], canary: bool = False,
 ) -> tuple[dict[str, dict], dict[str, dict]]:  # fmt: skip
-    """The service and check registration bodies (by ID) of one task or task group."""
+    """The service and check registration bodies (by ID) of one task or task group; a
+    ``canary`` allocation's services carry ``canary_tags``/``canary_meta`` where the job has
+    them (``serviceRegs``)."""
     service_regs: dict[str, dict] = {}
     check_regs: dict[str, dict] = {}
     for service in services:
         sid = service_id(alloc_id, task_name, service)
         ip, port = get_address(service.get("AddressMode") or "auto", service.get("PortLabel") or "",
                                networks, driver, ports)  # fmt: skip
+        tags = (service.get("CanaryTags") if canary else None) or service.get("Tags")
+        meta = (service.get("CanaryMeta") if canary else None) or service.get("Meta")
         # Go's omitempty: Nomad's body has no Tags/Address/Port keys when they are empty
         body = {
             "ID": sid,
             "Name": service["Name"],
-            "Meta": {**(service.get("Meta") or {}), "external-source": "nomad"},
+            "Meta": {**(meta or {}), "external-source": "nomad"},
         }
-        if service.get("Tags"):
-            body["Tags"] = list(service["Tags"])
+        if tags:
+            body["Tags"] = list(tags)
         if ip:
             body["Address"] = ip
         if port:
@@ -171,6 +175,15 @@ def check_registration(sid: str, cid: str, service: dict, check: dict, networks:
     elif kind == "grpc":
         body["GRPC"] = f"{hostport}/{check.get('GRPCService') or ''}"
     return body
+
+
+def with_checks(service: dict, checks: dict[str, dict]) -> dict:
+    """A service registration carrying its checks, as Nomad 1.7+ sends it
+    (``apiCheckRegistrationToCheck``: the check registration less its ``ServiceID``)."""
+    own = [{("CheckID" if key == "ID" else key): value for key, value in check.items()
+            if key != "ServiceID"}
+           for _, check in sorted(checks.items()) if check.get("ServiceID") == service["ID"]]
+    return {**service, "Checks": own} if own else dict(service)
 
 
 # -- reconciliation ------------------------------------------------------------------------------

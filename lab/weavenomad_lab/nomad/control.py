@@ -75,6 +75,17 @@ def set_sync_timing(lab: LabLayout, interval: float | None = None,
         raise LabError(f"cannot change the lab Nomad's sync timing: {answer}")
 
 
+def set_version(lab: LabLayout, version: str) -> dict:
+    """Play Nomad ``version``'s service registrations from now on (1.0.18: 1.0 semantics,
+    1.7.0 and later: 1.7+ semantics; see :mod:`weavenomad_lab.nomad.versions`)."""
+    status, answer = request(lab, "PUT", "/version", {"version": version})
+    if status != 200:
+        raise LabError(f"the lab's Nomad cannot play version {version!r}: "
+                       f"{(answer or {}).get('error') or status}",
+                       hint="a version as MAJOR.MINOR.PATCH, e.g. 1.0.18 or 1.7.7")
+    return answer
+
+
 def status(lab: LabLayout) -> list[dict]:
     code, answer = request(lab, "GET", "/status")
     if code != 200:

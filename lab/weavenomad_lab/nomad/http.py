@@ -358,6 +358,9 @@ class NomadAPI:
                           lambda d: d)  # fmt: skip
 
     def _deployment(self, request: Request, rest: list[str]) -> Response:
+        if len(rest) == 2 and rest[0] == "promote":
+            self._methods(request, "POST", "PUT")
+            return self._json(self.state.promote_deployment(rest[1]), request)
         if len(rest) == 2 and rest[0] == "allocations":
             self._methods(request, "GET")
             return self._blocking(request, lambda: (self.state.table_index["allocs"], [

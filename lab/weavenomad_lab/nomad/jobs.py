@@ -331,6 +331,11 @@ def spec_changed(old: dict, new: dict) -> bool:
 
 
 def group_spec(group: dict) -> dict:
-    """What must be equal for an allocation to be kept in place across job versions."""
-    ignored = ("Count", "Update", "Migrate", "ReschedulePolicy", "Scaling")
-    return {k: v for k, v in group.items() if k not in ignored}
+    """What must be equal for an allocation to be kept in place across job versions. Services
+    update in place (Nomad's ``tasksUpdated`` leaves them out: the client registers the new
+    ones, which is where tags and canary tags change)."""
+    ignored = ("Count", "Update", "Migrate", "ReschedulePolicy", "Scaling", "Services")
+    spec = {k: v for k, v in group.items() if k not in ignored}
+    spec["Tasks"] = [{k: v for k, v in task.items() if k != "Services"}
+                     for task in group.get("Tasks") or []]
+    return spec

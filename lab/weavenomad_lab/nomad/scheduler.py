@@ -29,6 +29,8 @@ class Placement:
     group: str
     index: int
     node_id: str
+    #: a canary of a destructive update, placed beside the old allocations until promoted
+    canary: bool = False
 
 
 @dataclass
@@ -101,19 +103,37 @@ def schedule(job: dict | None, allocs: list[dict], nodes: list[dict]) -> Plan:
     return plan
 
 
+def is_canary(alloc: dict) -> bool:
+    """An unpromoted canary (promotion clears the flag, as Nomad's state store does)."""
+    return bool((alloc.get("DeploymentStatus") or {}).get("Canary"))
+
+
 def _plan_group(job: dict, group: dict, live: list[dict], nodes: list[dict],
                 usage: dict[str, Counter], plan: Plan) -> None:  # fmt: skip
     count = int(group.get("Count") or 0)
     wanted_spec = jobspec.group_spec(group)
+
+    def current(alloc: dict) -> bool:
+        old_group = _find_group(alloc["Job"], group["Name"])
+        return old_group is not None and jobspec.group_spec(old_group) == wanted_spec
+
+    canaries = int((group.get("Update") or {}).get("Canary") or 0)
+    if canaries and any(not current(a) for a in live) and all(
+            is_canary(a) for a in live if current(a)):
+        # a destructive update with canaries, not promoted yet: the old allocations stay and
+        # the canaries run beside them (Nomad's reconciler, "canary" updates)
+        _place_canaries(job, group, [a for a in live if current(a)], canaries, nodes, usage,
+                        plan)
+        return
     kept: set[int] = set()
-    for alloc in sorted(live, key=lambda a: (alloc_index(a), a["CreateIndex"])):
+    # at one index a current allocation (a promoted canary) wins over an outdated one
+    for alloc in sorted(live, key=lambda a: (alloc_index(a), not current(a), a["CreateIndex"])):
         index = alloc_index(alloc)
         if index >= count or index in kept:
             plan.stop.append((alloc["ID"], ALLOC_NOT_NEEDED))
             _release(usage, alloc)
             continue
-        old_group = _find_group(alloc["Job"], group["Name"])
-        if old_group is None or jobspec.group_spec(old_group) != wanted_spec:
+        if not current(alloc):
             plan.stop.append((alloc["ID"], ALLOC_UPDATING))
             _release(usage, alloc)
             continue
@@ -135,6 +155,21 @@ def _plan_group(job: dict, group: dict, live: list[dict], nodes: list[dict],
         metric["CoalescedFailures"] = failures - 1
         plan.failed[group["Name"]] = metric
         plan.queued[group["Name"]] = failures
+
+
+def _place_canaries(job: dict, group: dict, placed: list[dict], wanted: int, nodes: list[dict],
+                    usage: dict[str, Counter], plan: Plan) -> None:
+    taken = {alloc_index(a) for a in placed}
+    free = (i for i in range(max(wanted, 1) + len(taken)) if i not in taken)
+    for _ in range(wanted - len(placed)):
+        node, metric = _choose_node(job, group, nodes, usage, plan.class_eligibility)
+        if node is None:
+            if metric is not None:
+                plan.failed[group["Name"]] = metric
+                plan.queued[group["Name"]] = plan.queued.get(group["Name"], 0) + 1
+            continue
+        plan.place.append(Placement(group["Name"], next(free), node["ID"], canary=True))
+        _claim(usage, node["ID"], job["ID"], group)
 
 
 def _find_group(job: dict, name: str) -> dict | None:

@@ -25,6 +25,7 @@ from typing import Any
 from weavenomad.errors import ValidationError
 from weavenomad_lab.layout import NOMAD_PORT, LabLayout
 from weavenomad_lab.netns import listen_tcp
+from weavenomad_lab.nomad import versions
 from weavenomad_lab.nomad.agent import NodeAgent, remove_labelled_containers
 from weavenomad_lab.nomad.http import MAX_BODY, NomadAPI, Request, Response
 from weavenomad_lab.nomad.state import NomadError, NomadState
@@ -157,8 +158,9 @@ class _UnixListener(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
 
 class ControlAPI:
     """``POST /restart/<node>``, ``POST /crash/<node>`` and ``POST /boot/<node>`` (a node's
-    reboot), ``PUT /sync`` ``{"interval": s, "probation": s}``, ``GET /status``: the lab's own
-    levers, never part of Nomad's API."""
+    reboot), ``PUT /sync`` ``{"interval": s, "probation": s}``, ``PUT /version``
+    ``{"version": "1.7.7"}`` (:mod:`.versions`), ``GET /status``: the lab's own levers, never
+    part of Nomad's API."""
 
     def __init__(self, daemon: NomadDaemon):
         self.daemon = daemon
@@ -174,6 +176,10 @@ class ControlAPI:
                 name = self.daemon.agent(parts[1]).node.name
                 (self.daemon.crash if parts[0] == "crash" else self.daemon.boot)(name)
                 return _json({"node": name})
+            if request.method == "PUT" and parts == ["version"]:
+                body = json.loads(request.body or b"{}")
+                semantics = self.daemon.set_version(str(body.get("version") or ""))
+                return _json({"version": semantics.version, "modern": semantics.modern})
             if request.method == "PUT" and parts == ["sync"]:
                 body = json.loads(request.body or b"{}")
                 self.daemon.set_sync_timing(body.get("interval"), body.get("probation"))
@@ -202,6 +208,7 @@ class NomadDaemon:
         self.stopping = threading.Event()
         self.in_netns = in_netns
         self.sync_interval, self.probation = sync_interval, probation
+        self.semantics = versions.read_settings(lab.component_dir("nomad"))
         self.agents: dict[str, NodeAgent] = {node.name: self._new_agent(node)
                                              for node in lab.nodes}
         self.listeners: list[socketserver.BaseServer] = []
@@ -209,9 +216,20 @@ class NomadDaemon:
         self.node_listeners: dict[str, list[socketserver.BaseServer]] = {}
 
     def _new_agent(self, node) -> NodeAgent:
-        return NodeAgent(self.lab, node, self.state, sync_interval=self.sync_interval,
-                         probation=self.probation, netns="node" if self.in_netns else None,
-                         stop=threading.Event())
+        agent = NodeAgent(self.lab, node, self.state, sync_interval=self.sync_interval,
+                          probation=self.probation, netns="node" if self.in_netns else None,
+                          stop=threading.Event())
+        agent.set_semantics(self.semantics)
+        return agent
+
+    def set_version(self, version: str) -> versions.NomadSemantics:
+        """Play another Nomad version from now on (and at the next start); raises ValueError
+        for an unknown one."""
+        semantics = versions.write_settings(self.lab.component_dir("nomad"), version)
+        self.semantics = semantics
+        for agent in self.agents.values():
+            agent.set_semantics(semantics)
+        return semantics
 
     def set_sync_timing(self, interval: float | None, probation: float | None) -> None:
         self.sync_interval = interval if interval is not None else self.sync_interval

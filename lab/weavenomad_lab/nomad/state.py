@@ -320,17 +320,23 @@ class NomadState:
             alloc.update(DesiredStatus="stop", DesiredDescription=description,
                          ModifyIndex=index, AllocModifyIndex=index, ModifyTime=now)  # fmt: skip
             events.append(self._alloc_event("PlanResult", alloc))
+        deployment_id = ""
+        if (plan.place or plan.in_place) and job is not None:
+            deployment_id = deployments.attach(
+                self.deployments, job, plan, index, now, self._new_id,
+                in_place=tuple(self.allocs[a]["TaskGroup"] for a in plan.in_place))
+            self.table_index["deployment"] = index
+            if deployment_id:
+                evaluation["DeploymentID"] = deployment_id
         for alloc_id in plan.in_place:
             alloc = self.allocs[alloc_id]
             alloc.update(Job=copy.deepcopy(job), ModifyIndex=index, AllocModifyIndex=index,
                          ModifyTime=now)  # fmt: skip
+            if deployment_id and alloc["DeploymentID"] != deployment_id:
+                # joins the new version's deployment, its health to be told again
+                alloc.update(DeploymentID=deployment_id, DeploymentStatus=None)
             events.append(self._alloc_event("PlanResult", alloc))
         if plan.place and job is not None:
-            deployment_id = deployments.attach(self.deployments, job, plan, index, now,
-                                               self._new_id)
-            self.table_index["deployment"] = index
-            if deployment_id:
-                evaluation["DeploymentID"] = deployment_id
             for placement in plan.place:
                 group = next(g for g in job["TaskGroups"] if g["Name"] == placement.group)
                 node = self.nodes[placement.node_id]
@@ -343,6 +349,11 @@ class NomadState:
                     metrics=metrics, group_ports=[], now=now,
                 )  # fmt: skip
                 alloc.update(CreateIndex=index, ModifyIndex=index, AllocModifyIndex=index)
+                if placement.canary:
+                    alloc["DeploymentStatus"] = {"Canary": True, "Healthy": None,
+                                                 "ModifyIndex": index, "Timestamp": None}
+                    counts = self.deployments[deployment_id]["TaskGroups"][placement.group]
+                    counts["PlacedCanaries"] = (counts["PlacedCanaries"] or []) + [alloc["ID"]]
                 self.allocs[alloc["ID"]] = alloc
                 events.append(self._alloc_event("PlanResult", alloc))
         if job is not None:
@@ -384,10 +395,11 @@ class NomadState:
             alloc.update(copy.deepcopy(changes))
             alloc.update(ModifyIndex=index, ModifyTime=self._clock())
             events = [self._alloc_event("AllocationUpdated", alloc)]
-            if health is not None and alloc["DeploymentStatus"] is None:
+            status = alloc["DeploymentStatus"] or {}
+            if health is not None and status.get("Healthy") is None:
                 alloc["DeploymentStatus"] = {
-                    "Canary": False, "Healthy": health, "ModifyIndex": index,
-                    "Timestamp": shapes.rfc3339(self._clock()),
+                    "Canary": bool(status.get("Canary")), "Healthy": health,
+                    "ModifyIndex": index, "Timestamp": shapes.rfc3339(self._clock()),
                 }  # fmt: skip
                 self._count_health(alloc, health, index, events)
             key = (alloc["Namespace"], alloc["JobID"])
@@ -436,7 +448,16 @@ class NomadState:
         deployment = self.deployments.get(alloc.get("DeploymentID") or "")
         if deployment is None or deployment["Status"] != "running":
             return
-        if deployments.count_health(deployment, alloc["TaskGroup"], healthy, index):
+        group = alloc["TaskGroup"]
+        healthy_canaries = sum(
+            1 for a in self.allocs.values()
+            if a["DeploymentID"] == deployment["ID"] and a["TaskGroup"] == group
+            and scheduler.is_canary(a) and (a["DeploymentStatus"] or {}).get("Healthy"))
+        if healthy and deployments.canaries_healthy(deployment, group, healthy_canaries):
+            deployments.count_health(deployment, group, healthy, index)
+            self._promote(deployment, index, events)
+            return
+        if deployments.count_health(deployment, group, healthy, index):
             job = self.jobs.get((deployment["Namespace"], deployment["JobID"]))
             if job is not None and job["Version"] == deployment["JobVersion"]:
                 job["Stable"] = True
@@ -447,6 +468,45 @@ class NomadState:
                        "Key": deployment["ID"], "Namespace": deployment["Namespace"],
                        "FilterKeys": [deployment["JobID"]],
                        "Payload": {"Deployment": copy.deepcopy(deployment)}})  # fmt: skip
+
+    def promote_deployment(self, deployment_id: str) -> dict:
+        """``POST /v1/deployment/promote/<id>`` with ``All``: the canaries become ordinary
+        allocations and the rest of the update goes ahead."""
+        with self._cond:
+            deployment = self.deployments.get(deployment_id)
+            if deployment is None:
+                raise NomadError(404, "deployment not found")
+            if deployment["Status"] != "running":
+                raise NomadError(500, f"can't promote terminal deployment: status "
+                                      f"{deployment['Status']!r}")
+            if not any(g["DesiredCanaries"] for g in deployment["TaskGroups"].values()):
+                raise NomadError(500, "no canaries to promote")
+            index = self._bump("deployment", "allocs")
+            events: list[dict] = []
+            evaluation = self._promote(deployment, index, events)
+            self._emit(index, events)
+            return {"EvalID": evaluation["ID"], "EvalCreateIndex": evaluation["CreateIndex"],
+                    "DeploymentModifyIndex": index, "Index": index, "KnownLeader": False,
+                    "LastContact": 0, "RevertedJobVersion": None}
+
+    def _promote(self, deployment: dict, index: int, events: list[dict]) -> dict:
+        """Clear the canary flag of the deployment's allocations (Nomad's
+        ``UpdateDeploymentPromotion``) and evaluate the job again."""
+        for counts in deployment["TaskGroups"].values():
+            counts["Promoted"] = True
+        deployment["ModifyIndex"] = index
+        for alloc in self.allocs.values():
+            if alloc["DeploymentID"] == deployment["ID"] and scheduler.is_canary(alloc):
+                alloc["DeploymentStatus"] = dict(alloc["DeploymentStatus"], Canary=False,
+                                                 ModifyIndex=index)
+                alloc["ModifyIndex"] = index
+                events.append(self._alloc_event("AllocationUpdated", alloc))
+        events.append({"Topic": "Deployment", "Type": "DeploymentPromotion",
+                       "Key": deployment["ID"], "Namespace": deployment["Namespace"],
+                       "FilterKeys": [deployment["JobID"]],
+                       "Payload": {"Deployment": copy.deepcopy(deployment)}})  # fmt: skip
+        job = self.jobs[(deployment["Namespace"], deployment["JobID"])]
+        return self._evaluate(job, "deployment-watcher", job["JobModifyIndex"])
 
     # -- queries used by the HTTP layer and clients ------------------------------------------
 
