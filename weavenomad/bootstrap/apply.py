@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from ipaddress import IPv4Network
+from pathlib import Path
 
 from weavenomad.bootstrap import holds, leftovers, packages, system
 from weavenomad.bootstrap import steps as st
@@ -42,6 +43,8 @@ from weavenomad.nodeconfig.edit import (
     docker_setting,
     plan_endpoint,
 )
+from weavenomad.reconcile.consul import ConsulAgent
+from weavenomad.runtime import units
 
 #: how long Nomad may take after a restart to answer and report a healthy Docker driver
 VERIFY_TIMEOUT = 90.0
@@ -50,6 +53,8 @@ VERIFY_TIMEOUT = 90.0
 PEER_SETTLE = 5.0
 PEER_POLL = 0.5
 VERIFY_EVERY = 1.0
+#: the command named when a systemctl call of reset --purge cannot be made
+PURGE_COMMAND = "weavenomad reset --purge"
 
 Say = Callable[[str], None]
 
@@ -209,6 +214,44 @@ class Executor:
         removed = system.remove_guard(action.guard, action.every)
         return Outcome(st.AddGuard(action.guard) if removed else None,
                        f"{removed} rule(s) removed")
+
+    # -- reset --purge: the reconciler's registrations and our units ----------------------------
+
+    def do_StopUnit(self, action: st.StopUnit) -> Outcome:  # noqa: N802
+        units.disable(action.unit, PURGE_COMMAND)
+        return Outcome(st.StartUnit(action.unit))
+
+    def do_StartUnit(self, action: st.StartUnit) -> Outcome:  # noqa: N802
+        units.enable(action.unit, PURGE_COMMAND)
+        return Outcome(None)
+
+    def do_RemoveMasks(self, action: st.RemoveMasks) -> Outcome:  # noqa: N802
+        for mask in action.masks:
+            self.clients.consul.check_deregister(mask.id, mask.namespace, mask.partition)
+        return Outcome(st.RegisterMasks(action.masks), f"{len(action.masks)} removed")
+
+    def do_RegisterMasks(self, action: st.RegisterMasks) -> Outcome:  # noqa: N802
+        agent = ConsulAgent(self.clients.consul)
+        back = sum(agent.register_mask(mask) for mask in action.masks)  # False: service gone
+        return Outcome(None, f"{back} registered again")
+
+    def do_RemoveTwins(self, action: st.RemoveTwins) -> Outcome:  # noqa: N802
+        for twin in action.twins:
+            self.clients.consul.service_deregister(twin.id, twin.namespace, twin.partition)
+        return Outcome(None, f"{len(action.twins)} removed")
+
+    def do_RemoveUnitFile(self, action: st.RemoveUnitFile) -> Outcome:  # noqa: N802
+        Path(action.path).unlink(missing_ok=True)
+        if system.systemd_running():
+            units.daemon_reload(PURGE_COMMAND)
+        return Outcome(st.WriteUnitFile(action.path, action.text))
+
+    def do_WriteUnitFile(self, action: st.WriteUnitFile) -> Outcome:  # noqa: N802
+        path = Path(action.path)
+        units.write_unit(path.parent, action.text, path.name, PURGE_COMMAND)
+        if system.systemd_running():
+            units.daemon_reload(PURGE_COMMAND)
+        return Outcome(None)
 
     # -- the Nomad config ----------------------------------------------------------------------
 

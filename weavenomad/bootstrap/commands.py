@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from weavenomad.bootstrap import holds, migrate, render, system
 from weavenomad.bootstrap.apply import Executor, apply_plan
@@ -52,6 +52,8 @@ class NodeOptions:
     dry_run: bool = False
     #: hold the Docker packages too (apt-mark hold), recorded for reset
     hold_docker: bool = False
+    #: reset: the reconciler's twins and masks and our units go too
+    purge: bool = False
 
 
 def desired_cluster(options: NodeOptions) -> Cluster:
@@ -189,13 +191,16 @@ def run_reset(settings, options: NodeOptions, say: Say,
     record = hold_record(settings)
     plan = migrate.with_release(plan, migrate.release_step(holds.read_record(record),
                                                            facts.apt, record))
+    if options.purge:
+        plan = with_purge(plan, clients)
     result = {"plan": plan.to_json(), "config": facts.config_source,
               "dry_run": options.dry_run, "changed": False}
     code = ExitCode.ATTENTION if plan.attention else ExitCode.OK
     for note in plan.notes:
         say(f"note: {note}")
     if not plan.steps:
-        say("no changes: nothing of bootstrap is left on this node")
+        say("no changes: nothing of bootstrap" + (" or the reconciler" if options.purge else "")
+            + " is left on this node")
         return result, code
     say(f"plan ({len(plan.steps)} step(s)):")
     for line in render.plan_lines(plan, settings.weave.command):
@@ -208,6 +213,19 @@ def run_reset(settings, options: NodeOptions, say: Say,
     result["applied"] = [{"title": a.step.title, "note": a.outcome.note} for a in applied]
     say("reset done")
     return result, code
+
+
+def with_purge(plan, clients: Clients):
+    """``reset --purge``: the reconciler's twins and masks and our units go first (read
+    before anything changes: a Consul that does not answer stops the reset here)."""
+    from weavenomad.bootstrap import keeper, purge
+    from weavenomad.reconcile import systemd
+    from weavenomad.reconcile.consul import ConsulAgent
+    from weavenomad.runtime import units
+
+    facts = purge.observe(ConsulAgent(clients.consul), units.inspect, (systemd.SPEC, keeper.SPEC))
+    steps, notes = purge.plan_purge(facts)
+    return replace(plan, steps=(*steps, *plan.steps), notes=(*plan.notes, *notes))
 
 
 def run_doctor(settings, environ: Mapping[str, str], say: Say,
