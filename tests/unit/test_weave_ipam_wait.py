@@ -1,6 +1,6 @@
 """Whether Weave's IPAM can allocate, from its report (multi-node recordings)."""
 
-from weavenomad.clients.weave_ipam import ipam_wait, same_name_peers, targets_tried
+from weavenomad.clients.weave_ipam import ipam_wait, same_name_peers
 
 
 def report(entries=(), targets=(), established=(), paxos=None, failed=()):
@@ -38,14 +38,3 @@ def test_a_clone_is_named_by_its_address():
                            ("10.0.0.3", "dial tcp: connection refused")])
     assert same_name_peers(clone) == ("10.0.0.2",)
 
-
-def test_a_launch_has_tried_its_peers_once_each_is_connected_or_failed():
-    refused = ("10.0.0.3", "dial tcp4 :0->10.0.0.3:6783: connect: connection refused, retry: x")
-    assert not targets_tried(report(targets=["10.0.0.2", "10.0.0.3"]))  # just launched
-    assert not targets_tried(report(targets=["10.0.0.2", "10.0.0.3"], failed=[refused]))
-    assert targets_tried(report(targets=["10.0.0.2", "10.0.0.3"], established=["10.0.0.2"],
-                                failed=[refused]))
-    pending = report(targets=["10.0.0.2"])
-    pending["Router"]["Connections"] = [{"Address": "10.0.0.2:6783", "State": "pending"}]
-    assert not targets_tried(pending)
-    assert targets_tried(report())  # no peers named: nothing to try

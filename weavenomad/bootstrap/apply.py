@@ -27,12 +27,7 @@ from weavenomad.bootstrap.checks import SAME_NAME_FIX, WEAVE_BRIDGE, missing_exp
 from weavenomad.bootstrap.guards import guard_state, parse_rules
 from weavenomad.bootstrap.observe import agent_endpoint, bridge_exposure, docker_driver
 from weavenomad.clients.weave import EXPOSE_IDENT
-from weavenomad.clients.weave_ipam import (
-    IpamWait,
-    ipam_wait,
-    same_name_peers,
-    targets_tried,
-)
+from weavenomad.clients.weave_ipam import IpamWait, ipam_wait, same_name_peers
 from weavenomad.errors import (
     BackendError,
     BackendNotFound,
@@ -181,7 +176,7 @@ class Executor:
                                     f"peer name {name}, so Weave never connects them",
                                     hint=SAME_NAME_FIX)
             waiting = ipam_wait(report)
-            if waiting is None or targets_tried(report) or time.monotonic() >= deadline:
+            if waiting is None or time.monotonic() >= deadline:
                 return waiting
             time.sleep(PEER_POLL)
 

@@ -47,20 +47,6 @@ def unconnected_targets(report: Mapping) -> tuple[str, ...]:
     return tuple(t for t in (host_of(t) for t in router.get("Targets") or []) if t not in up)
 
 
-#: connection states after an attempt to a launch target: connected, or failed until a retry
-_TRIED = ("established", "failed", "retrying")
-
-
-def targets_tried(report: Mapping) -> bool:
-    """Whether Weave has tried every launch target: each one connected or failed (refused,
-    unreachable) until its next retry, seconds away. Waiting longer for peers to connect
-    then changes nothing."""
-    router = report.get("Router") or {}
-    states = {host_of(c.get("Address", "")): c.get("State")
-              for c in router.get("Connections") or []}
-    return all(states.get(host_of(t)) in _TRIED for t in router.get("Targets") or [])
-
-
 def ipam_wait(report: Mapping) -> IpamWait | None:
     """Why Weave's IPAM cannot allocate on this node now; None when it can."""
     router, ipam = report.get("Router") or {}, report.get("IPAM") or {}
