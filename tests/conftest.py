@@ -4,6 +4,7 @@ that need it, with the reason; it never skips them."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from pathlib import Path
@@ -22,6 +23,23 @@ def lab_name(suffix: str = "") -> str:
 
 def lab_state_dir(suffix: str = "") -> Path:
     return Path(f"/tmp/wnlab-{os.getpid()}{suffix}")
+
+
+@contextlib.contextmanager
+def running_lab(state_dir: Path, name: str, nodes: int, what: str = "the lab", **options):
+    """A lab brought up for a module (or the session) and taken down after it. Lab tests never
+    skip: any reason the lab cannot come up fails them, visibly, naming ``what``."""
+    from weavenomad_lab import core
+
+    try:
+        layout = core.up(state_dir, name, nodes, **options)
+    except Exception as exc:  # noqa: BLE001 - any reason must fail the tests, visibly
+        reason = exc.one_line() if hasattr(exc, "one_line") else repr(exc)
+        pytest.fail(f"{what} did not come up: {reason}", pytrace=False)
+    try:
+        yield layout
+    finally:
+        core.down(state_dir)
 
 
 def pytest_collection_modifyitems(items):
@@ -47,18 +65,8 @@ def root_logger():
 @pytest.fixture(scope="session")
 def lab():
     """The session's lab (a :class:`weavenomad_lab.layout.LabLayout`)."""
-    from weavenomad_lab import core
-
-    state_dir = lab_state_dir()
-    try:
-        layout = core.up(state_dir, lab_name(), LAB_NODES)
-    except Exception as exc:  # noqa: BLE001 - any reason must fail the tests, visibly
-        reason = exc.one_line() if hasattr(exc, "one_line") else repr(exc)
-        pytest.fail(f"the lab did not come up: {reason}", pytrace=False)
-    try:
+    with running_lab(lab_state_dir(), lab_name(), LAB_NODES) as layout:
         yield layout
-    finally:
-        core.down(state_dir)
 
 
 @pytest.fixture

@@ -159,6 +159,10 @@ class ReconcilerSettings:
     #: task's announced restart, or, before Nomad's allocation says it restarts, this long
     keep_twin_margin: float = _tuning(10.0)
     keep_twin_unannounced: float = _tuning(5.0)
+    #: the reconciler's own first probe of a new twin's checks (reconcile/probe.py): each waits
+    #: at most this long (or the check's shorter timeout), all of a pass at most probe_budget
+    probe_cap: float = _tuning(0.5)
+    probe_budget: float = _tuning(1.0)
 
     @property
     def mirror_ttl(self) -> int:

@@ -15,6 +15,8 @@ LAB_TESTS = str(HERE.parent / "lab")
 if LAB_TESTS not in sys.path:  # labtools, shared with the lab tests
     sys.path.insert(0, LAB_TESTS)
 
+from conftest import running_lab  # noqa: E402
+
 from .faultlab import DAY_TWO, FIGURES, NOTES, day_two_table, figures_table  # noqa: E402
 
 
@@ -44,15 +46,6 @@ def pytest_terminal_summary(terminalreporter):
 
 @pytest.fixture(scope="module")
 def fault_lab():
-    from weavenomad_lab import core
-
     state_dir = fault_state_dir()
-    try:
-        layout = core.up(state_dir, fault_lab_name(), 2)
-    except Exception as exc:  # noqa: BLE001 - any reason must fail the tests, visibly
-        reason = exc.one_line() if hasattr(exc, "one_line") else repr(exc)
-        pytest.fail(f"the fault suite's lab did not come up: {reason}", pytrace=False)
-    try:
+    with running_lab(state_dir, fault_lab_name(), 2, "the fault suite's lab") as layout:
         yield layout
-    finally:
-        core.down(state_dir)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from weavenomad_lab import core
+from conftest import running_lab
 from weavenomad_lab.layout import LabLayout, NodeLayout
 
 pytestmark = pytest.mark.lab
@@ -34,15 +34,8 @@ TIMEOUT = 60.0
 
 @pytest.fixture(scope="module")
 def lab3():
-    try:
-        layout = core.up(STATE_DIR, LAB_NAME, 3)
-    except Exception as exc:  # noqa: BLE001 - any reason must fail the test, visibly
-        reason = exc.one_line() if hasattr(exc, "one_line") else repr(exc)
-        pytest.fail(f"the 3-node lab did not come up: {reason}", pytrace=False)
-    try:
+    with running_lab(STATE_DIR, LAB_NAME, 3, "the 3-node lab") as layout:
         yield layout
-    finally:
-        core.down(STATE_DIR)
 
 
 def on_node(node: NodeLayout, *argv: str, env: dict | None = None,

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import lab_name, lab_state_dir
+from conftest import lab_name, lab_state_dir, running_lab
 from labtools import (
     NOMAD_ALLOC_LABEL,
     consul,
@@ -41,7 +41,6 @@ from labtools import (
     wait_for,
     weavenomad_on,
 )
-from weavenomad_lab import core
 from weavenomad_lab.reboot import reboot
 
 pytestmark = pytest.mark.lab
@@ -121,29 +120,23 @@ class World:
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    state_dir = lab_state_dir("-day2")
-    try:
-        lab = core.up(state_dir, lab_name("d"), 1)
-    except Exception as exc:  # noqa: BLE001 - any reason must fail the tests, visibly
-        reason = exc.one_line() if hasattr(exc, "one_line") else repr(exc)
-        pytest.fail(f"the day-two lab did not come up: {reason}", pytrace=False)
-    w = World(lab, tmp_path_factory.mktemp("day2") / "reconciler.log")
-    try:
-        w.original_config = w.config()
-        created = w.weavenomad("tenant", "create", "acme", "--ipalloc-range", RANGE,
-                               "--default-subnet", DEFAULT)
-        assert created.returncode == 0, created.stderr
-        done = w.weavenomad("bootstrap")
-        assert done.returncode == 0, done.stdout + done.stderr
-        ran = w.weavenomad("run", str(JOBS / "httpbackend.nomad"), "--tenant", "acme",
-                           "--detach")
-        assert ran.returncode == 0, ran.stdout + ran.stderr
-        w.start_reconciler()
-        wait_for("Consul answering the two Weave addresses", w.correct, timeout=90)
-        yield w
-    finally:
-        w.stop_reconciler()
-        core.down(state_dir)
+    with running_lab(lab_state_dir("-day2"), lab_name("d"), 1, "the day-two lab") as lab:
+        w = World(lab, tmp_path_factory.mktemp("day2") / "reconciler.log")
+        try:
+            w.original_config = w.config()
+            created = w.weavenomad("tenant", "create", "acme", "--ipalloc-range", RANGE,
+                                   "--default-subnet", DEFAULT)
+            assert created.returncode == 0, created.stderr
+            done = w.weavenomad("bootstrap")
+            assert done.returncode == 0, done.stdout + done.stderr
+            ran = w.weavenomad("run", str(JOBS / "httpbackend.nomad"), "--tenant", "acme",
+                               "--detach")
+            assert ran.returncode == 0, ran.stdout + ran.stderr
+            w.start_reconciler()
+            wait_for("Consul answering the two Weave addresses", w.correct, timeout=90)
+            yield w
+        finally:
+            w.stop_reconciler()
 
 
 def test_a_job_id_that_needs_percent_encoding_breaks_no_tenant_command(world):

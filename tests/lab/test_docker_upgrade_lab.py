@@ -23,6 +23,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import running_lab
 from labtools import (
     driver,
     ethwe_address_if_any,
@@ -31,7 +32,6 @@ from labtools import (
     wait_for,
     weavenomad_on,
 )
-from weavenomad_lab import core
 from weavenomad_lab.layout import LabLayout, NodeLayout
 
 pytestmark = pytest.mark.lab
@@ -47,15 +47,8 @@ FORK = {"WEAVE_VERSION": "2.9.0", "DOCKERHUB_USER": "rajchaudhuri"}
 
 @pytest.fixture(scope="module")
 def lab2():
-    try:
-        layout = core.up(STATE_DIR, LAB_NAME, 2)
-    except Exception as exc:  # noqa: BLE001 - any reason must fail the test, visibly
-        reason = exc.one_line() if hasattr(exc, "one_line") else repr(exc)
-        pytest.fail(f"the 2-node lab did not come up: {reason}", pytrace=False)
-    try:
+    with running_lab(STATE_DIR, LAB_NAME, 2, "the 2-node lab") as layout:
         yield layout
-    finally:
-        core.down(STATE_DIR)
 
 
 def lab_cli(*args: str) -> subprocess.CompletedProcess:

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import docker
 import pytest
-from weavenomad_lab import core
+from conftest import running_lab
 from weavenomad_lab.layout import LabLayout, NodeLayout
 from weavenomad_lab.netns import netns_path, nsenter_argv
 
@@ -56,15 +56,8 @@ KNOWN_LIMIT = "known limit (L3)"
 
 @pytest.fixture(scope="module")
 def lab2():
-    try:
-        layout = core.up(STATE_DIR, LAB_NAME, 2)
-    except Exception as exc:  # noqa: BLE001 - any reason must fail the test, visibly
-        reason = exc.one_line() if hasattr(exc, "one_line") else repr(exc)
-        pytest.fail(f"the 2-node lab did not come up: {reason}", pytrace=False)
-    try:
+    with running_lab(STATE_DIR, LAB_NAME, 2, "the 2-node lab") as layout:
         yield layout
-    finally:
-        core.down(STATE_DIR)
 
 
 # -- running things in the nodes -------------------------------------------------------------

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from conftest import running_lab
 from labtools import driver, ethwe_address, node_cli_env, nomad, task_containers, wait_for
 from weavenomad_lab import core
 from weavenomad_lab.layout import LabLayout, NodeLayout
@@ -87,15 +88,8 @@ class Sandbox:
 
 @pytest.fixture(scope="module")
 def lab3():
-    try:
-        layout = core.up(STATE_DIR, LAB_NAME, 3)
-    except Exception as exc:  # noqa: BLE001 - any reason must fail the test, visibly
-        reason = exc.one_line() if hasattr(exc, "one_line") else repr(exc)
-        pytest.fail(f"the 3-node lab did not come up: {reason}", pytrace=False)
-    try:
+    with running_lab(STATE_DIR, LAB_NAME, 3, "the 3-node lab") as layout:
         yield layout
-    finally:
-        core.down(STATE_DIR)
 
 
 def _script(path: Path, text: str) -> None:

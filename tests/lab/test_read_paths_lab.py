@@ -23,7 +23,7 @@ import dns.message
 import dns.query
 import dns.rdatatype
 import pytest
-from conftest import lab_name, lab_state_dir
+from conftest import lab_name, lab_state_dir, running_lab
 from labtools import (
     WEAVE_PROXY_CONFIG,
     consul,
@@ -35,7 +35,6 @@ from labtools import (
     set_endpoint,
     wait_for,
 )
-from weavenomad_lab import core
 from weavenomad_lab.consul import versions as consul_versions
 from weavenomad_lab.consul.component import COMPONENT as CONSUL
 from weavenomad_lab.consul.component import dns_port
@@ -191,36 +190,31 @@ def lab():
     """One node; Consul playing 1.16.2 (it honours replace-existing-checks), Weave, Nomad
     through the proxy with a 1 s Consul sync, tenant acme, the reconciler in the node."""
     state_dir = lab_state_dir("-rp")
-    try:
-        layout = core.up(state_dir, lab_name("p"), 1)
-    except Exception as exc:  # noqa: BLE001 - any reason must fail the tests, visibly
-        reason = exc.one_line() if hasattr(exc, "one_line") else repr(exc)
-        pytest.fail(f"the read paths' lab did not come up: {reason}", pytrace=False)
-    reconciler = None
-    try:
-        consul_versions.write_settings(layout.component_dir("consul"), "1.16.2")
-        CONSUL.restart(layout)
-        launch_weave(layout)
-        node = layout.nodes[0]
-        set_endpoint(layout, node, WEAVE_PROXY_CONFIG)
-        wait_for("the docker driver", lambda: driver(node)["Healthy"])
-        control.set_sync_timing(layout, interval=1.0, probation=0)
-        env = node_cli_env(layout, node, WEAVENOMAD_KV_PREFIX=KV_PREFIX)
-        created = run_cli(env, "tenant", "create", "acme", "--ipalloc-range", "10.32.0.0/16",
-                          "--default-subnet", "10.32.0.0/24", "--json")
-        assert created.returncode == 0, created.stderr
-        subnet = ipaddress.ip_network(json.loads(created.stdout)["subnet"])
-        argv, renv = in_node_command(layout, node, sys.executable, "-m", "weavenomad",
-                                     "reconciler", "run", "--resync", "20",
-                                     env={"WEAVENOMAD_KV_PREFIX": KV_PREFIX})
-        log = open(state_dir.parent / f"{state_dir.name}-reconciler.log", "a")  # noqa: SIM115
-        reconciler = subprocess.Popen(argv, env=renv, stdout=log, stderr=subprocess.STDOUT)
-        yield layout, env, subnet
-    finally:
-        if reconciler is not None:
-            reconciler.terminate()
-            reconciler.wait(timeout=15)
-        core.down(state_dir)
+    with running_lab(state_dir, lab_name("p"), 1, "the read paths' lab") as layout:
+        reconciler = None
+        try:
+            consul_versions.write_settings(layout.component_dir("consul"), "1.16.2")
+            CONSUL.restart(layout)
+            launch_weave(layout)
+            node = layout.nodes[0]
+            set_endpoint(layout, node, WEAVE_PROXY_CONFIG)
+            wait_for("the docker driver", lambda: driver(node)["Healthy"])
+            control.set_sync_timing(layout, interval=1.0, probation=0)
+            env = node_cli_env(layout, node, WEAVENOMAD_KV_PREFIX=KV_PREFIX)
+            created = run_cli(env, "tenant", "create", "acme", "--ipalloc-range", "10.32.0.0/16",
+                              "--default-subnet", "10.32.0.0/24", "--json")
+            assert created.returncode == 0, created.stderr
+            subnet = ipaddress.ip_network(json.loads(created.stdout)["subnet"])
+            argv, renv = in_node_command(layout, node, sys.executable, "-m", "weavenomad",
+                                         "reconciler", "run", "--resync", "20",
+                                         env={"WEAVENOMAD_KV_PREFIX": KV_PREFIX})
+            log = open(state_dir.parent / f"{state_dir.name}-reconciler.log", "a")  # noqa: SIM115
+            reconciler = subprocess.Popen(argv, env=renv, stdout=log, stderr=subprocess.STDOUT)
+            yield layout, env, subnet
+        finally:
+            if reconciler is not None:
+                reconciler.terminate()
+                reconciler.wait(timeout=15)
 
 
 def run_cli(env: dict, *args: str) -> subprocess.CompletedProcess:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import lab_name, lab_state_dir
+from conftest import lab_name, lab_state_dir, running_lab
 from labtools import (
     NOMAD_ALLOC_LABEL,
     WEAVE_PROXY_CONFIG,
@@ -33,7 +33,6 @@ from labtools import (
     wait_for,
     weavenomad_on,
 )
-from weavenomad_lab import core
 from weavenomad_lab.consul.component import COMPONENT as CONSUL
 from weavenomad_lab.nomad import control
 
@@ -96,15 +95,8 @@ class Reconcilers:
 def own_lab():
     """A lab of this module's own: the tests restart its Consul and churn its dockerds."""
     state_dir = lab_state_dir("-rec")
-    try:
-        layout = core.up(state_dir, lab_name("r"), 2)
-    except Exception as exc:  # noqa: BLE001 - any reason must fail the tests, visibly
-        reason = exc.one_line() if hasattr(exc, "one_line") else repr(exc)
-        pytest.fail(f"the reconciler's lab did not come up: {reason}", pytrace=False)
-    try:
+    with running_lab(state_dir, lab_name("r"), 2, "the reconciler's lab") as layout:
         yield layout
-    finally:
-        core.down(state_dir)
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from conftest import lab_name, lab_state_dir
+from conftest import lab_name, lab_state_dir, running_lab
 from labtools import wait_for
 from weavenomad_lab import core, security
 from weavenomad_lab.layout import LabLayout, LabSecurity
@@ -32,15 +32,8 @@ PREFIX = "secrets-test/"
 @pytest.fixture(scope="module")
 def secured():
     state_dir = lab_state_dir("-sec")
-    try:
-        layout = core.up(state_dir, lab_name("s"), 1, security=SECURED)
-    except Exception as exc:  # noqa: BLE001 - any reason must fail the tests, visibly
-        reason = exc.one_line() if hasattr(exc, "one_line") else repr(exc)
-        pytest.fail(f"the secured lab did not come up: {reason}", pytrace=False)
-    try:
+    with running_lab(state_dir, lab_name("s"), 1, "the secured lab", security=SECURED) as layout:
         yield layout
-    finally:
-        core.down(state_dir)
 
 
 def tokens(lab: LabLayout) -> list[str]:

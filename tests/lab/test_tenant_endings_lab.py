@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import lab_name, lab_state_dir
+from conftest import lab_name, lab_state_dir, running_lab
 from labtools import (
     consul,
     ethwe_address,
@@ -36,7 +36,6 @@ from labtools import (
     wait_for,
     weave_overlay,
 )
-from weavenomad_lab import core
 
 pytestmark = pytest.mark.lab
 
@@ -100,15 +99,8 @@ class Daemons:
 @pytest.fixture(scope="module")
 def own_lab():
     state_dir = lab_state_dir("-end")
-    try:
-        layout = core.up(state_dir, lab_name("e"), 2)
-    except Exception as exc:  # noqa: BLE001 - any reason must fail the tests, visibly
-        reason = exc.one_line() if hasattr(exc, "one_line") else repr(exc)
-        pytest.fail(f"the tenant endings' lab did not come up: {reason}", pytrace=False)
-    try:
+    with running_lab(state_dir, lab_name("e"), 2, "the tenant endings' lab") as layout:
         yield layout
-    finally:
-        core.down(state_dir)
 
 
 class World:

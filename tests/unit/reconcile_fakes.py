@@ -75,7 +75,9 @@ class FakeDocker:
                 "Id": container_id, "Names": [f"/{task}-{alloc_id}"], "State": "running",
                 "Labels": {"com.hashicorp.nomad.alloc_id": alloc_id}}
             self.pids[container_id] = pid
-        self.events_queue.put({"Action": "start", "Actor": {"ID": container_id},
+        # Docker's events carry the container's labels as the actor's attributes
+        self.events_queue.put({"Action": "start", "Actor": {"ID": container_id, "Attributes": {
+                               "com.hashicorp.nomad.alloc_id": alloc_id}},
                                "time": int(time.time()), "timeNano": time.time_ns()})
         return container_id
 
@@ -89,8 +91,11 @@ class FakeDocker:
         if self.down:
             raise down("docker")
         with self.lock:
-            return [copy.deepcopy(s) for s in self.summaries.values()
-                    if all or s["State"] == "running"]
+            # copies, as a decoded answer would be (nested: the labels and names)
+            return [{**s, "Labels": dict(s["Labels"]), "Names": list(s["Names"])}
+                    for s in self.summaries.values()
+                    if (all or s["State"] == "running") and alloc_id in (
+                        None, s["Labels"]["com.hashicorp.nomad.alloc_id"])]
 
     def inspect(self, container_id: str) -> dict:
         if self.down:

@@ -82,6 +82,14 @@ def test_nomad_containers_filter_on_the_alloc_label():
     assert fake.sent[0].query["all"] == ["1"]
 
 
+def test_the_containers_of_one_allocation_filter_on_the_labels_value():
+    docker_api, fake = api()
+    fake.add("GET", "/v1.41/containers/json", body=[{"Id": CONTAINER}])
+    assert docker_api.nomad_containers(alloc_id="a1b2") == [{"Id": CONTAINER}]
+    filters = [json.loads(sent.query["filters"][0]) for sent in fake.sent]
+    assert filters == [{"label": ["com.hashicorp.nomad.alloc_id=a1b2"]}]
+
+
 def test_version_is_unversioned_for_the_compatibility_preflight():
     docker_api, fake = api()
     fake.add("GET", "/version", body={"Version": "20.10.24", "ApiVersion": "1.41",

@@ -115,6 +115,27 @@ def test_a_new_check_is_critical_until_its_first_run(listener):
         assert _check(sim, "service:db")["Status"] == "critical"
 
 
+def test_a_check_registered_with_a_status_keeps_it_until_its_first_run():
+    """Consul's ``Status`` ("the initial status of the health check"), in a service's
+    ``Checks`` and on a check of its own, TTL included: the reconciler registers a twin's
+    re-aimed check with the result of its own probe, so the twin need not wait for the first
+    run (issue 16)."""
+    gone = closed_port()
+    with running_sim(**dict(FAST, first_run_within=3600.0)) as sim:
+        sim["u1"].ok("PUT", "/v1/agent/service/register", {
+            "ID": "db", "Name": "db", "Port": gone, "Checks": [
+                {"CheckID": "db-tcp", "Name": "tcp", "TCP": f"127.0.0.1:{gone}",
+                 "Interval": "1h", "Timeout": "1s", "Status": "passing"},
+                {"CheckID": "db-http", "Name": "http", "HTTP": f"http://127.0.0.1:{gone}/",
+                 "Interval": "1h", "Timeout": "1s", "Status": "warning"}]})
+        sim["u1"].ok("PUT", "/v1/agent/check/register", {
+            "ID": "beat", "Name": "beat", "TTL": "1h", "Status": "passing"})
+        assert [_check(sim, c)["Status"] for c in ("db-tcp", "db-http", "beat")] == [
+            "passing", "warning", "passing"]
+        health = sim["u1"].get("/v1/health/service/db?passing").json()
+        assert [entry["Service"]["ID"] for entry in health] == []  # a warning is not passing
+
+
 def test_a_tcp_check_follows_its_target(listener):
     port = listener.getsockname()[1]
     with running_sim(**FAST) as sim:

@@ -72,13 +72,13 @@ def test_any_address_of_a_task_counts_not_only_the_one_advertised():
 
 def test_jobs_without_tenant_meta_elsewhere_are_advertised_as_before():
     for address in ("10.32.0.9/24", "10.32.9.9/24"):  # the default subnet, nobody's subnet
-        assert kinds(outcome(None, address, cidr="net:default")) == [REGISTER_TWIN,
-                                                                      REGISTER_MASK]
+        assert kinds(outcome(None, address, cidr="net:default")) == [REGISTER_MASK,
+                                                                      REGISTER_TWIN]
 
 
 def test_a_quarantined_subnet_is_its_deleted_tenants_only():
     own = outcome(ACME, "10.32.1.4/24", cidr="net:10.32.1.0/24", audit=QUARANTINE)
-    assert kinds(own) == [REGISTER_TWIN, REGISTER_MASK] and not own.problems
+    assert kinds(own) == [REGISTER_MASK, REGISTER_TWIN] and not own.problems
     intruder = outcome(None, "10.32.1.4/24", cidr="net:10.32.1.0/24", audit=QUARANTINE)
     assert kinds(intruder) == [REGISTER_MASK]
     assert "deleted tenant acme's quarantined subnet 10.32.1.0/24" in intruder.problems[0].detail
@@ -166,7 +166,7 @@ def test_a_deleted_tenants_tasks_keep_to_its_quarantine_when_its_name_is_taken_a
     again = dataclasses.replace(QUARANTINE, subnets={"acme": IPv4Network("10.32.5.0/24"),
                                                      "globex": IPv4Network("10.32.2.0/24")})
     leftover = outcome(ACME, "10.32.1.4/24", cidr="net:10.32.1.0/24", audit=again)
-    assert kinds(leftover) == [REGISTER_TWIN, REGISTER_MASK] and not leftover.problems
+    assert kinds(leftover) == [REGISTER_MASK, REGISTER_TWIN] and not leftover.problems
     new_acme = {"weavenomad.tenant": "acme", "weavenomad.subnet": "10.32.5.0/24"}
     intruder = outcome(new_acme, "10.32.1.4/24", cidr="net:10.32.1.0/24", audit=again)
     assert kinds(intruder) == [REGISTER_MASK]

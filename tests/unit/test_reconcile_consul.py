@@ -97,7 +97,7 @@ def items(body: dict) -> list:
 
 
 def test_a_twin_with_every_check_form_renders_as_it_always_did():
-    twin_action, mask_action = planned().actions
+    mask_action, twin_action = planned().actions
     assert twin_action.kind == REGISTER_TWIN and mask_action.kind == REGISTER_MASK
     body = consul.service_definition(twin_action.twin)
     digest = body["Meta"].pop("weavenomad-digest")
@@ -107,7 +107,7 @@ def test_a_twin_with_every_check_form_renders_as_it_always_did():
 
 
 def test_a_mask_renders_as_a_critical_ttl_check_that_never_deregisters_nomads_service():
-    mask_action = planned().actions[1]
+    mask_action = planned().actions[0]
     body = consul.mask_definition(mask_action.mask)
     assert list(body.items()) == MASK_BODY
     assert "DeregisterCriticalServiceAfter" not in body
@@ -129,7 +129,7 @@ def test_check_definitions_of_hand_made_checks():
 
 
 def test_the_digest_follows_the_definition_but_not_a_mirrors_status():
-    twin = planned().actions[0].twin
+    twin = planned().actions[1].twin
     mirror = twin.mirrors[0]
     assert mirror.status == "passing"
     flipped = dataclasses.replace(twin, checks=tuple(

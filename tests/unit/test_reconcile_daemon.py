@@ -36,7 +36,9 @@ from weavenomad.tenancy.registry import TenantRegistry
 A = "aaaaaaaa-0000-0000-0000-000000000001"
 B = "bbbbbbbb-0000-0000-0000-000000000002"
 C = "cccccccc-0000-0000-0000-000000000003"
-FAST = ReconcilerSettings(resync=30.0, watch_wait=0.5, retry_cap=0.5)
+#: the twins' Weave addresses are not reachable from the test: their probes fail fast
+FAST = ReconcilerSettings(resync=30.0, watch_wait=0.5, retry_cap=0.5, probe_cap=0.05,
+                          probe_budget=0.1)
 
 
 def wait_until(what: str, probe, timeout: float = 5.0):
@@ -125,6 +127,24 @@ def test_once_converges_and_consul_answers_only_weave_addresses(world):
         f"_nomad-task-{A}-web-web-8080", f"_nomad-task-{B}-web-web-8080"}
     # Nomad's own objects are untouched
     assert world.services()[f"_nomad-task-{A}-web-web-8080"]["Address"] == "172.17.0.5"
+
+
+def test_a_twin_whose_task_answers_is_healthy_without_waiting_for_consuls_first_run():
+    """Consul's first run of the twin's check never comes here: the twin is healthy from the
+    reconciler's own probe, and one whose task does not answer starts critical."""
+    with socket.socket() as listener, running_sim(first_run_within=3600.0) as sim:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(4)
+        port = str(listener.getsockname()[1])
+        w = World(sim)
+        w.run_allocation(A, "127.0.0.1/8", port=port)
+        w.run_allocation(B, "127.0.0.2/8", port="1")  # nothing listens on port 1
+        assert w.reconciler().run_once() is True
+        assert w.passing() == [(twin(A, port=port), "127.0.0.1", int(port))]
+        checks = w.checks()
+        assert checks[f"{twin(B, port='1')}-check-0"]["Status"] == "critical"
+        assert {k for k in checks if k.startswith("weavenomad-mask-")} == {
+            f"weavenomad-mask-{A}-web-web-{port}", f"weavenomad-mask-{B}-web-web-1"}
 
 
 def test_once_reports_not_converged_while_consul_is_down(world):

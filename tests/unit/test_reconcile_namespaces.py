@@ -30,7 +30,7 @@ def test_twin_and_mask_go_where_nomads_service_is():
         == "team-a"
     result = plan(in_namespace())
     twin = next(a for a in result.actions if a.kind == REGISTER_TWIN and a.id == TWIN_A)
-    mask = next(a for a in result.actions if a.kind == REGISTER_MASK and a.requires == TWIN_A)
+    mask = next(a for a in result.actions if a.kind == REGISTER_MASK and a.id == twin.requires)
     assert service_definition(twin.twin)["Namespace"] == "team-a"
     assert service_definition(twin.twin)["Partition"] == "part-1"
     assert mask_definition(mask.mask)["Namespace"] == "team-a"
@@ -72,8 +72,9 @@ def test_a_namespace_the_token_cannot_write_gets_neither_twin_nor_mask():
     api = RefusingApi()
     result = apply(ConsulAgent(api), plan(in_namespace()))
     assert api.registered == []
-    assert {a.kind for a, _ in result.failed} == {REGISTER_TWIN}
-    assert {a.kind for a in result.skipped} == {REGISTER_MASK}  # no mask without its twin
+    # the mask goes first and is refused: no twin beside Nomad's unmasked instance
+    assert {a.kind for a, _ in result.failed} == {REGISTER_MASK}
+    assert {a.kind for a in result.skipped} == {REGISTER_TWIN}  # no twin without its mask
     assert all(exc.status == 403 for _, exc in result.failed)
 
 

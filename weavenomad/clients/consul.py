@@ -37,6 +37,9 @@ from weavenomad.runtime.durations import go_duration
 DEFAULT_WAIT = 30.0
 #: paths where Consul's 404 is an answer ("no such key"), not a failure
 _ABSENCE_IS_AN_ANSWER = ("/v1/kv/", "/v1/agent/service/deregister/", "/v1/agent/check/deregister/")
+#: paths whose HTTP status is part of the answer: the local service's aggregated health (200
+#: passing, 429 warning, 503 critical or maintenance, 404 no such service)
+_STATUS_IS_AN_ANSWER = {"/v1/agent/health/service/id/": (404, 429, 503)}
 #: Consul (1.4) answers these with 500 although they mean "no such check/service"
 _UNKNOWN_MARKERS = ("does not have associated TTL", "Unknown check", "Unknown service")
 def _placement_params(namespace: str, partition: str) -> list[tuple[str, str]]:
@@ -149,7 +152,9 @@ class _Transport(consul.std.HTTPClient):
     def _checked(self, callback, method: str, path: str):
         def check(response):
             absent_ok = response.code == 404 and path.startswith(_ABSENCE_IS_AN_ANSWER)
-            if response.code >= 400 and not absent_ok:
+            answered = any(path.startswith(prefix) and response.code in codes
+                           for prefix, codes in _STATUS_IS_AN_ANSWER.items())
+            if response.code >= 400 and not (absent_ok or answered):
                 body = response.body
                 if isinstance(body, bytes):
                     body = body.decode("utf-8", "replace")
@@ -243,6 +248,21 @@ class ConsulAPI:
 
     def agent_checks(self) -> dict[str, dict]:
         return self.client.agent.checks()
+
+    def agent_service_health(self, service_id: str, namespace: str = "",
+                             partition: str = "") -> dict | None:
+        """``/v1/agent/health/service/id/<id>`` (Consul 1.3+): the local agent's service
+        (``Service``, as in ``/v1/agent/services``) with its checks (``Checks``) and
+        ``AggregatedStatus``; None when the agent has no such service."""
+
+        def answer(response) -> dict | None:
+            if response.code == 404:
+                return None
+            body = json.loads(response.body)
+            return body if isinstance(body, dict) and body.get("Service") else None
+
+        return self.http.get(answer, "/v1/agent/health/service/id/" + quote(service_id, safe=""),
+                             params=_placement_params(namespace, partition) or None)
 
     def service_register(
         self, definition: Mapping[str, Any], replace_existing_checks: bool = False

@@ -189,11 +189,13 @@ class DockerAPI:
                                    backend="docker")
             return tar.extractfile(member).read()
 
-    def nomad_containers(self, all: bool = True) -> list[dict]:
-        """Summaries (``/containers/json``) of the containers Nomad started; ``all`` includes
+    def nomad_containers(self, all: bool = True, alloc_id: str | None = None) -> list[dict]:
+        """Summaries (``/containers/json``) of the containers Nomad started, or of those of
+        allocation ``alloc_id`` (Docker filters by the label's value); ``all`` includes
         stopped ones."""
+        label = NOMAD_ALLOC_LABEL if alloc_id is None else f"{NOMAD_ALLOC_LABEL}={alloc_id}"
         with self.mapped():
-            return self.sdk.api.containers(all=all, filters={"label": NOMAD_ALLOC_LABEL})
+            return self.sdk.api.containers(all=all, filters={"label": label})
 
     def inspect(self, container_id: str) -> dict:
         with self.mapped():

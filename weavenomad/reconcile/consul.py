@@ -171,6 +171,18 @@ class ConsulAgent:
         self._remember(raw, "CheckID")
         return {c.id: c for c in map(check_from_agent, raw)}
 
+    def local_service(self, service_id: str) -> tuple[AgentService | None, dict[str, AgentCheck]]:
+        """One service of the agent with its own checks (None, {}: the agent has none by that
+        ID), asked in the namespace and partition it was last seen in."""
+        answer = self.api.agent_service_health(service_id, *self._placed.get(service_id, ()))
+        if answer is None:
+            return None, {}
+        raw_checks = [c for c in answer.get("Checks") or () if c.get("ServiceID") == service_id]
+        self._remember([answer["Service"]], "ID")
+        self._remember(raw_checks, "CheckID")
+        return (service_from_agent(answer["Service"]),
+                {c.id: c for c in map(check_from_agent, raw_checks)})
+
     def _remember(self, raw: Iterable[Mapping], key: str) -> None:
         for item in raw:
             placed = (str(item.get("Namespace") or ""), str(item.get("Partition") or ""))
@@ -225,6 +237,11 @@ class ConsulAgent:
         kwargs = {"index": index, "wait": go_duration(wait)} if index else {}
         found, data = self.api.client.catalog.node(self.node_name(), **kwargs)
         return int(found), data
+
+    def watched_services(self, answer: object) -> Mapping[str, object]:
+        """The ``Services`` of a ``/v1/catalog/node/<node>`` answer (None: the node is not
+        in the catalog yet)."""
+        return dict((answer or {}).get("Services") or {}) if isinstance(answer, Mapping) else {}
 
     def watch_checks(self, index: int | None, wait: float | None) -> tuple[int, object]:
         """``/v1/health/node/<node>``: its index moves when a check's status changes."""

@@ -1,7 +1,16 @@
 """The reconciler daemon: passes when something changed, a full resync every ``--resync``.
 
 The main thread runs the passes; watcher threads (:mod:`.watch`) only record *that* something
-changed and wake it, so passes never overlap and a burst of events costs one or two passes.
+changed, and where they can *which* allocations it concerns, and wake it, so passes never
+overlap and a burst of events costs one or two passes. A pass for events that name their
+allocations (Nomad's allocation updates, a service of the node registered or dropped, a task
+container starting or ending) plans those allocations only, so its work does not grow with the
+services on the node; the resync, retries, looks and every other event plan the whole node.
+Such a pass also observes only those allocations (:meth:`.Observer.observe`: their services one
+by one, with the IDs the service watch listed for them) and goes at once, without the
+``pass_gap`` that gathers bursts concerning the whole node.
+Before registering a twin the applier probes its checks once (:mod:`.probe`), so a twin whose
+task already answers is healthy the moment it is registered.
 :mod:`.schedule` decides when else to look (resync, retries after a failure, quick looks while
 an address is being assigned). The loop also wakes for the systemd watchdog.
 ``request_stop()`` (SIGTERM/SIGINT) lets the current pass finish, then ``run`` returns.
@@ -33,8 +42,13 @@ from weavenomad.reconcile.consul import ConsulAgent
 from weavenomad.reconcile.desired import TENANT_VIOLATION
 from weavenomad.reconcile.ipamwatch import IpamWatcher
 from weavenomad.reconcile.metrics import Metrics
-from weavenomad.reconcile.model import Allocation
-from weavenomad.reconcile.observe import AllocationCache, Observer, node_id_of
+from weavenomad.reconcile.model import NOMAD_ALLOC_LABEL, Allocation
+from weavenomad.reconcile.observe import (
+    SCOPED_READS_MAX,
+    AllocationCache,
+    Observer,
+    node_id_of,
+)
 from weavenomad.reconcile.plan import (
     BRIDGE_SUBJECT,
     EXPOSE_SUBNET,
@@ -44,7 +58,8 @@ from weavenomad.reconcile.plan import (
     REMOVE_TWIN,
     plan,
 )
-from weavenomad.reconcile.registrations import ServiceAgent
+from weavenomad.reconcile.probe import Prober
+from weavenomad.reconcile.registrations import ServiceAgent, alloc_behind
 from weavenomad.reconcile.schedule import Schedule
 from weavenomad.runtime.backoff import backoff_delay
 from weavenomad.runtime.notify import Notifier, Supervised
@@ -111,6 +126,12 @@ class Reconciler:
         self._wake = threading.Event()
         self._lock = threading.Lock()
         self._triggers: set[str] = set()
+        #: the allocations the pending events concern; None: look at the whole node
+        self._touched: set[str] | None = set()
+        #: the node's services as the service watcher last saw them
+        self._watched: dict[str, object] | None = None
+        #: their IDs by the allocation behind them (Nomad's, twins), for scoped observations
+        self._ids_by_alloc: dict[str, set[str]] = {}
         self._allocations: Mapping[str, Allocation] | None = None
         self._cache = AllocationCache()
         self._reported: dict[tuple[str, str], str] = {}
@@ -126,6 +147,7 @@ class Reconciler:
         self._mirrors_wanted = threading.Event()
         #: Weave's IPAM is looked at only while an exposure waits for peers
         self._peers_awaited = threading.Event()
+        self.prober = Prober(cap=settings.probe_cap, budget=settings.probe_budget)
 
     # -- control -------------------------------------------------------------------------------
 
@@ -133,34 +155,75 @@ class Reconciler:
         self._stop.set()
         self._wake.set()
 
-    def trigger(self, why: str) -> None:
+    def trigger(self, why: str, allocations: set[str] | None = None) -> None:
+        """Wake the loop for ``why``; ``allocations``: the ones it concerns (None: any)."""
         with self._lock:
             self._triggers.add(why)
+            if self._touched is not None and allocations is not None:
+                self._touched |= allocations
+            else:
+                self._touched = None
         self._wake.set()
 
-    def _take_triggers(self) -> set[str]:
+    def _take_triggers(self) -> tuple[set[str], set[str] | None]:
+        """(the triggers, the allocations they concern or None for the whole node)."""
         with self._lock:
             self._wake.clear()
             taken, self._triggers = self._triggers, set()
-        return taken
+            touched, self._touched = self._touched, set()
+        return taken, touched
 
     # -- what the watchers report --------------------------------------------------------------
 
     def _allocations_changed(self, raw) -> None:
-        parsed = self._cache.parse(list(raw or []))
+        with self._lock:
+            first = self._allocations is None
+        parsed, changed = self._cache.parse_changes(list(raw or []))
         with self._lock:
             self._allocations = parsed
-        self.trigger("nomad")
+        self.trigger("nomad", None if first else changed)
+
+    def _services_changed(self, answer) -> None:
+        """The service watcher's news: which allocations' services came, went or changed."""
+        now = dict(self.agent.watched_services(answer))
+        before, self._watched = self._watched, now
+        changed = set(now) if before is None else \
+            {sid for sid in before.keys() | now.keys() if before.get(sid) != now.get(sid)}
+        allocations = set()
+        with self._lock:
+            for sid in changed:
+                alloc_id = alloc_behind(sid)
+                if alloc_id is None:
+                    continue  # a service not of a Nomad task, nor ours: none of our business
+                allocations.add(alloc_id)
+                ids = self._ids_by_alloc.setdefault(alloc_id, set())
+                if sid in now:
+                    ids.add(sid)
+                else:
+                    ids.discard(sid)
+                    if not ids:
+                        del self._ids_by_alloc[alloc_id]
+        if before is None:
+            self.trigger(self.agent.backend)
+        elif allocations:
+            self.trigger(self.agent.backend, allocations)
+
+    def _service_ids(self, scope: frozenset[str]) -> set[str]:
+        """The IDs the service watch last listed for the allocations in ``scope``."""
+        with self._lock:
+            return {sid for alloc_id in scope for sid in self._ids_by_alloc.get(alloc_id, ())}
 
     def _container_event(self, event: dict) -> None:
         action = event.get("Action") or event.get("status") or ""
-        container_id = (event.get("Actor") or {}).get("ID") or event.get("id") or ""
+        actor = event.get("Actor") or {}
+        container_id = actor.get("ID") or event.get("id") or ""
+        alloc_id = (actor.get("Attributes") or {}).get(NOMAD_ALLOC_LABEL)
         if action == "start" and container_id:
             when = event.get("timeNano")
             self.observer.note_started(container_id, when / 1e9 if when else self.clock())
         elif action == "destroy" and container_id:
             self.observer.forget(container_id)
-        self.trigger("docker")
+        self.trigger("docker", {alloc_id} if alloc_id else None)
 
     def _weave_seen(self, owned, recovered: bool) -> None:
         if recovered or self.observer.moved(owned):
@@ -178,9 +241,8 @@ class Reconciler:
             watch.BlockingWatcher("nomad", watch.nomad_allocations(self.nomad, self.node_id),
                                   self._allocations_changed, self._stop, self._watch_error,
                                   wait=wait),
-            watch.BlockingWatcher(agent, self.agent.watch_services,
-                                  lambda _: self.trigger(agent), self._stop,
-                                  self._watch_error, wait=wait),
+            watch.BlockingWatcher(agent, self.agent.watch_services, self._services_changed,
+                                  self._stop, self._watch_error, wait=wait),
             watch.BlockingWatcher(agent, self.agent.watch_checks,
                                   lambda _: self.trigger(f"{agent}-checks"), self._stop,
                                   self._watch_error, wait=wait, needed=self._mirrors_wanted),
@@ -240,13 +302,15 @@ class Reconciler:
     # -- one pass ------------------------------------------------------------------------------
 
     def reconcile(self, allocations: Mapping[str, Allocation], *, trigger: str,
-                  resync: bool = False) -> PassOutcome:
-        """One observe -> plan -> apply pass."""
+                  resync: bool = False, scope: frozenset[str] | None = None) -> PassOutcome:
+        """One observe -> plan -> apply pass; ``scope``: the allocations to plan (None: the
+        whole node)."""
         started = self.monotonic()
         if resync:
             self.observer.forget_addresses()
         try:
-            observation = self.observer.observe(allocations)
+            observation = self.observer.observe(
+                allocations, scope, self._service_ids(scope) if scope is not None else ())
         except WeavenomadError as exc:
             backend = _backend(exc)
             self._wait_for("pass", exc)
@@ -259,20 +323,21 @@ class Reconciler:
         self._soft_errors()
         now = self.clock()
         wanted = plan(observation, self.settings, now=now, refresh_mirrors=resync,
-                      orphans=self._orphans)
+                      orphans=self._orphans, scope=scope)
         self._note_kept(wanted.kept)
-        self._problems(wanted.problems)
+        self._problems(wanted.problems, scope)
         for action in wanted.actions:
             if action.is_drift:
                 self.metrics.drift.labels(action.kind).inc()
         result = applier.apply(self.agent, wanted, progress=self.supervised.ping,
-                               weave=self.weave)
-        self._record(result, observation)
-        self._await_peers(result)
+                               weave=self.weave, prober=self.prober)
+        self._record(result, observation, scope)
+        if scope is None:  # exposures are a full pass's
+            self._await_peers(result)
         self._twins, self._masks = wanted.twins, wanted.masks
         if wanted.mirrors:
             self._mirrors_wanted.set()
-        else:
+        elif scope is None:  # a scoped plan does not see the mirrors of other allocations
             self._mirrors_wanted.clear()
         self.metrics.twins.set(wanted.twins)
         self.metrics.masks.set(wanted.masks)
@@ -321,7 +386,9 @@ class Reconciler:
                               "%s (carrying on without it)", backend=backend)
         self._resolve(lambda k: k[0] == "soft", seen)
 
-    def _problems(self, problems) -> None:
+    def _problems(self, problems, scope: frozenset[str] | None = None) -> None:
+        """Report new problems; resolve those gone, among what the pass looked at (a scoped
+        pass saw neither other allocations' services nor the weave bridge)."""
         current = set()
         for problem in problems:
             key = (problem.service_id, problem.reason)
@@ -332,9 +399,15 @@ class Reconciler:
                 self.metrics.problems.labels(problem.reason).inc()
                 if problem.reason == TENANT_VIOLATION:
                     self.metrics.violations.labels(problem.tenant or "").inc()
-        self._resolve(lambda k: k[0].startswith("_nomad-") or k[0] == BRIDGE_SUBJECT, current)
+        if scope is None:
+            self._resolve(lambda k: k[0].startswith("_nomad-") or k[0] == BRIDGE_SUBJECT,
+                          current)
+        else:
+            self._resolve(lambda k: k[0].startswith("_nomad-") and alloc_behind(k[0]) in scope,
+                          current)
 
-    def _record(self, result: applier.ApplyResult, observation) -> None:
+    def _record(self, result: applier.ApplyResult, observation,
+                scope: frozenset[str] | None = None) -> None:
         now = self.clock()
         for action in result.done:
             if action.kind in _REGISTERED:
@@ -350,7 +423,10 @@ class Reconciler:
                               if c.id == container), None)
                 if start is not None and now >= start:
                     self.metrics.latency.observe(now - start)
-        self._advertised &= {c.id for c in observation.containers.values() if c.running}
+        if scope is None:
+            self._advertised &= {c.id for c in observation.containers.values() if c.running}
+        else:  # a scoped pass saw only its allocations' containers
+            self._advertised -= {c.id for c in observation.containers.values() if not c.running}
         failed = set()
         for action, exc in result.failed:
             key = (action.id, f"{action.kind}-failed")
@@ -358,7 +434,8 @@ class Reconciler:
             self.metrics.errors.labels(_backend(exc)).inc()
             self._report_once(key, exc.one_line(), logging.WARNING, "%s",
                               service_id=action.id, reason=f"{action.kind} failed")
-        self._resolve(lambda k: k[1].endswith("-failed"), failed)
+        self._resolve(lambda k: k[1].endswith("-failed") and (
+            scope is None or alloc_behind(k[0]) in scope), failed)
         if result.aborted is not None:
             backend = _backend(result.aborted)
             self.metrics.errors.labels(backend).inc()
@@ -410,16 +487,21 @@ class Reconciler:
             if self._stop.is_set():
                 break
             supervised.ping()
-            triggers = self._take_triggers()
+            triggers, touched = self._take_triggers()
             now = self.monotonic()
             resync, retry = schedule.due(now)
             if not (triggers or resync or retry):
                 continue  # woken for the watchdog only
             gap = last_pass + self.settings.pass_gap - now
-            if triggers and gap > 0:  # a burst of events: gather it into one pass
+            # a burst of events that concern the whole node gathers into one pass; a pass for
+            # a few allocations costs little and goes at once (a start waits for it)
+            few = touched is not None and len(touched) <= SCOPED_READS_MAX
+            if triggers and gap > 0 and not few:
                 if self._stop.wait(gap):
                     break
-                triggers |= self._take_triggers()
+                more, also = self._take_triggers()
+                triggers |= more
+                touched = None if touched is None or also is None else touched | also
             with self._lock:
                 allocations = self._allocations
             if allocations is None:
@@ -428,7 +510,12 @@ class Reconciler:
                 continue
             trigger = "resync" if resync else ("event" if triggers else "retry")
             log.debug("pass: %s", ", ".join(sorted(triggers)) or trigger)
-            outcome = self.reconcile(allocations, trigger=trigger, resync=resync)
+            # a pending look (an address being assigned, a kept twin's bound) covers the whole
+            # node, and so does a pass right after a failure: only quiet times are scoped
+            scoped = (trigger == "event" and touched is not None and schedule.retry_at is None
+                      and not self._orphans)
+            outcome = self.reconcile(allocations, trigger=trigger, resync=resync,
+                                     scope=frozenset(touched) if scoped else None)
             last_pass = self.monotonic()
             schedule.after(last_pass, ok=outcome.ok, waiting=outcome.waiting,
                            resynced=resync, look_at=outcome.look_at)

@@ -9,8 +9,8 @@ holds.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-from ipaddress import IPv4Interface, IPv4Network
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 
 from weavenomad.config import ReconcilerSettings
 from weavenomad.reconcile.model import (
@@ -145,29 +145,47 @@ def deleted_tenants_subnet(alloc: Allocation, tenancy: Tenancy) -> IPv4Network |
                  if alloc.tenant == deleted and alloc.tenant_subnet == str(subnet)), None)
 
 
-def trespassed(network: IPv4Network, alloc: Allocation, tenancy: Tenancy) -> str | None:
-    """Whose subnet ``network`` (an address as a /32, or a subnet a task asks for) enters
+def _enters(network: IPv4Network | IPv4Address, subnet: IPv4Network) -> bool:
+    if isinstance(network, IPv4Address):
+        return network in subnet
+    return network.overlaps(subnet)
+
+
+def trespassed(network: IPv4Network | IPv4Address, alloc: Allocation, tenancy: Tenancy
+               ) -> str | None:
+    """Whose subnet ``network`` (an address, or a subnet a task asks for) enters
     although the allocation's job is not theirs: "tenant globex's subnet 10.32.2.0/24", "deleted
     tenant acme's quarantined subnet 10.32.1.0/24"; None when it enters only the job's own (or
     nobody's). Only the job's tenant meta makes it a tenant's: a job run around ``weavenomad
     run`` is nobody's, wherever its ``WEAVE_CIDR`` puts it."""
     for name, subnet in sorted(tenancy.subnets.items()):
-        if network.overlaps(subnet) and alloc.tenant != name:
+        if _enters(network, subnet) and alloc.tenant != name:
             return f"tenant {name}'s subnet {subnet}"
     own = deleted_tenants_subnet(alloc, tenancy)
     for subnet, deleted in sorted(tenancy.quarantined.items()):
-        if network.overlaps(subnet) and subnet != own:
+        if _enters(network, subnet) and subnet != own:
             return f"deleted tenant {deleted}'s quarantined subnet {subnet}"
     return None
+
+
+def _service_specs(alloc: Allocation) -> list[tuple[str, ServiceSpec, TaskSpec | None]]:
+    """(task name or ``group-<group>``, the job's service, the task) of every service."""
+    found = [(f"group-{alloc.group}", s, None) for s in alloc.group_services]
+    return found + [(t.name, s, t) for t in alloc.tasks for s in t.services]
+
+
+def nomad_service_ids(alloc: Allocation) -> set[str]:
+    """The IDs Nomad registers the allocation's services under, where the job names them
+    plainly (a name with ``${…}`` is Nomad's to interpolate: only the agent knows it). Pure."""
+    return {nomad_service_id(alloc.id, task_name, spec.name, spec.port_label)
+            for task_name, spec, _ in _service_specs(alloc) if "${" not in spec.name}
 
 
 def match_service(service: AgentService, alloc: Allocation
                   ) -> tuple[str, ServiceSpec, TaskSpec | None] | None:
     """(task name or ``group-<group>``, the job's service, the task) behind Nomad's service.
     Names with ``${…}`` are interpolated by Nomad, so they match by the registered name."""
-    candidates = [(f"group-{alloc.group}", s, None) for s in alloc.group_services]
-    candidates += [(t.name, s, t) for t in alloc.tasks for s in t.services]
-    for task_name, spec, task in candidates:
+    for task_name, spec, task in _service_specs(alloc):
         name = service.name if "${" in spec.name else spec.name
         if nomad_service_id(alloc.id, task_name, name, spec.port_label) == service.id:
             return task_name, spec, task
@@ -237,10 +255,12 @@ def _twin(service: AgentService, spec: ServiceSpec, alloc: Allocation, task: Tas
                                 "be re-aimed; the twin mirrors its status", alloc.tenant))
     meta = {**service.meta, META_MANAGED: "true", META_SOURCE: service.id}
     name, tags = public_face(service)
-    wanted = Twin(twin, service.id, name, ip, port, tags, meta,
-                  service.enable_tag_override, tuple(checks), container.id,
-                  service.namespace, service.partition)
-    return replace(wanted, meta={**meta, META_DIGEST: digest_of(wanted)}), problems
+
+    def made(meta: dict[str, str]) -> Twin:
+        return Twin(twin, service.id, name, ip, port, tags, meta, service.enable_tag_override,
+                    tuple(checks), container.id, service.namespace, service.partition)
+
+    return made({**meta, META_DIGEST: digest_of(made(meta))}), problems
 
 
 def desire(service: AgentService, obs: Observation, settings: ReconcilerSettings,
@@ -293,7 +313,7 @@ def desire(service: AgentService, obs: Observation, settings: ReconcilerSettings
             service.id, TENANT_VIOLATION, f"Weave address {listed} lies outside tenant "
             f"{alloc.tenant or alloc.tenant_subnet!r}'s subnet {subnet}", alloc.tenant),))
     trespass = next(((a, whose) for a in container.addresses
-                     if (whose := trespassed(IPv4Network(a.ip), alloc, obs.tenancy))), None)
+                     if (whose := trespassed(a.ip, alloc, obs.tenancy))), None)
     if trespass is not None:
         intruder, whose = trespass
         job = f"job {alloc.job_id} ({f'tenant {alloc.tenant}' if alloc.tenant else 'no tenant'})"

@@ -279,3 +279,7 @@ class Observation:
     exposed: tuple[IPv4Interface, ...] | None = None
     #: addresses on the weave bridge that Weave's IPAM did not give the host
     foreign: tuple[IPv4Interface, ...] = ()
+    #: a scoped observation (the allocations of an event): the agent's twins and masks of
+    #: the other allocations, as last seen, which the plan counts without looking at them
+    twins_elsewhere: int = 0
+    masks_elsewhere: int = 0

@@ -3,8 +3,11 @@ the tenant registry into one :class:`~weavenomad.reconcile.model.Observation`, w
 allocations the daemon's watcher holds.
 
 A container's Weave addresses rarely change while it lives, so they are cached by container ID
-(cleared at every full resync); an event-driven pass then costs two agent reads, a registry
-read, one Docker list and Weave's ``GET /ip``. That one answer (every address this peer owns)
+(cleared at every full resync); a full pass costs two agent lists, a registry read, one
+Docker list and Weave's ``GET /ip``. A pass for the allocations of an event reads only theirs
+(each service with its checks from ``/v1/agent/health/service/id/<id>``, Docker's list by the
+allocation label, Weave's list only for a container with no cached address), so its reads do
+not grow with the services on the node. That one answer (every address this peer owns)
 gives the addresses of all new containers at once, and the host's exposed ones: those it
 owns for ``weave:expose`` *and* that are on the host's weave bridge, read from the kernel
 (after a reboot Weave comes back with a new, empty bridge while its persisted IPAM still owns
@@ -25,7 +28,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import datetime
@@ -35,6 +38,7 @@ from pathlib import Path
 from weavenomad.clients.weave import EXPOSE_IDENT
 from weavenomad.errors import BackendError, NotFoundError, WeavenomadError
 from weavenomad.reconcile import ethwe
+from weavenomad.reconcile.desired import nomad_service_ids
 from weavenomad.reconcile.model import (
     Allocation,
     Container,
@@ -44,7 +48,15 @@ from weavenomad.reconcile.model import (
     container_from_summary,
     tenancy_of,
 )
-from weavenomad.reconcile.registrations import ServiceAgent
+from weavenomad.reconcile.registrations import (
+    MASK_PREFIX,
+    NOMAD_TASK_PREFIX,
+    AgentCheck,
+    AgentService,
+    ServiceAgent,
+    alloc_behind,
+    twin_id,
+)
 
 log = logging.getLogger(__name__)
 
@@ -101,15 +113,70 @@ class AllocationCache:
         self._parsed: dict[str, tuple[int, Allocation]] = {}
 
     def parse(self, raw_allocations: list[dict]) -> dict[str, Allocation]:
-        parsed = {}
+        return self.parse_changes(raw_allocations)[0]
+
+    def parse_changes(self, raw_allocations: list[dict]
+                      ) -> tuple[dict[str, Allocation], set[str]]:
+        """(the allocations by ID, the IDs that are new, changed or gone since the last
+        call)."""
+        parsed, changed = {}, set()
         for raw in raw_allocations:
             alloc_id, modify = str(raw.get("ID") or ""), int(raw.get("ModifyIndex") or 0)
             cached = self._parsed.get(alloc_id)
             if cached is None or cached[0] != modify:
                 cached = (modify, allocation_from_api(raw))
+                changed.add(alloc_id)
             parsed[alloc_id] = cached
+        changed |= set(self._parsed) - set(parsed)
         self._parsed = parsed
-        return {alloc_id: alloc for alloc_id, (_, alloc) in parsed.items()}
+        return {alloc_id: alloc for alloc_id, (_, alloc) in parsed.items()}, changed
+
+
+#: a scoped observation asks the agent and Docker per allocation; for more allocations than
+#: this (a burst of events, a restart of the agent) the lists of the whole node cost less
+SCOPED_READS_MAX = 16
+
+
+class OursCount:
+    """The agent's twins and masks per allocation as the observations saw them, so that a
+    scoped observation can say how many there are elsewhere without reading them."""
+
+    def __init__(self):
+        self._by_alloc: dict[str | None, tuple[int, int]] = {}
+        self._twins = self._masks = 0
+
+    @staticmethod
+    def _counted(services: Mapping[str, AgentService], checks: Mapping[str, AgentCheck]
+                 ) -> dict[str | None, tuple[int, int]]:
+        found: dict[str | None, list[int]] = {}
+        for service in services.values():
+            if service.ours:
+                found.setdefault(alloc_behind(service.id), [0, 0])[0] += 1
+        for check in checks.values():
+            if check.id.startswith(MASK_PREFIX):
+                found.setdefault(alloc_behind(check.id), [0, 0])[1] += 1
+        return {alloc: (twins, masks) for alloc, (twins, masks) in found.items()}
+
+    def replace(self, services: Mapping[str, AgentService],
+                checks: Mapping[str, AgentCheck]) -> None:
+        self._by_alloc = self._counted(services, checks)
+        self._twins = sum(t for t, _ in self._by_alloc.values())
+        self._masks = sum(m for _, m in self._by_alloc.values())
+
+    def update(self, scope: frozenset[str], services: Mapping[str, AgentService],
+               checks: Mapping[str, AgentCheck]) -> tuple[int, int]:
+        """Take in a scoped observation; (twins, masks) out of ``scope``."""
+        for alloc_id in scope:
+            twins, masks = self._by_alloc.pop(alloc_id, (0, 0))
+            self._twins -= twins
+            self._masks -= masks
+        elsewhere = (self._twins, self._masks)
+        for alloc_id, (twins, masks) in self._counted(services, checks).items():
+            if alloc_id in scope:
+                self._by_alloc[alloc_id] = (twins, masks)
+                self._twins += twins
+                self._masks += masks
+        return elsewhere
 
 
 class Observer:
@@ -136,6 +203,10 @@ class Observer:
         self._started: dict[str, float] = {}
         self._weave_default: IPv4Network | None = None
         self._last_tenancy = Tenancy()
+        #: the tenancy the last full observation used (scoped ones reuse it)
+        self._seen_tenancy = Tenancy()
+        self._full_seen = False
+        self._ours = OursCount()
 
     # -- hints from the event watchers ---------------------------------------------------------
 
@@ -175,8 +246,20 @@ class Observer:
 
     # -- the observation -----------------------------------------------------------------------
 
-    def observe(self, allocations: Mapping[str, Allocation]) -> Observation:
+    def observe(self, allocations: Mapping[str, Allocation],
+                scope: frozenset[str] | None = None,
+                service_ids: Iterable[str] = ()) -> Observation:
+        """The whole node (``scope`` None), or only what the allocations in ``scope`` need:
+        their services with their checks (``service_ids``: the IDs the daemon's service
+        watch lists for them, to which the IDs their jobs name and the twins' are added),
+        their containers, and Weave's list only if one of those has no known address. The
+        registry, Weave's exposure and the bridge are a full pass's business (a tenant's
+        change or Weave's triggers one); a scoped observation has no exposure (None). Until a
+        full observation was made, and for more than ``SCOPED_READS_MAX`` allocations, the
+        whole node is read (the plan stays scoped)."""
         self.soft_errors = []
+        if scope is not None and self._full_seen and len(scope) <= SCOPED_READS_MAX:
+            return self._observe_scope(allocations, scope, service_ids)
         # four independent reads from three daemons: side by side, a pass waits for the
         # slowest instead of their sum (the agent's lists dominate on a full node)
         with ThreadPoolExecutor(max_workers=4, thread_name_prefix="observe") as pool:
@@ -190,9 +273,47 @@ class Observer:
         with self._lock:
             self._ipam_exposed = _listing(owned, EXPOSE_IDENT) if owned is not None else None
             self._bridge = bridge
+        self._ours.replace(services, checks)
+        self._seen_tenancy = tenancy = self._tenancy()
+        self._full_seen = True
         return Observation(allocations=allocations, services=services, checks=checks,
-                           containers=containers, tenancy=self._tenancy(), exposed=exposed,
+                           containers=containers, tenancy=tenancy, exposed=exposed,
                            foreign=foreign)
+
+    def _observe_scope(self, allocations: Mapping[str, Allocation], scope: frozenset[str],
+                       service_ids: Iterable[str]) -> Observation:
+        wanted = set(service_ids)
+        for alloc_id in scope:
+            alloc = allocations.get(alloc_id)
+            if alloc is not None:
+                wanted |= nomad_service_ids(alloc)
+        wanted |= {twin_id(sid) for sid in wanted if sid.startswith(NOMAD_TASK_PREFIX)}
+        ordered = sorted(wanted)
+        if len(ordered) > 1:
+            with ThreadPoolExecutor(max_workers=min(len(ordered), 8),
+                                    thread_name_prefix="observe") as pool:
+                answers = list(pool.map(self.agent.local_service, ordered))
+        else:
+            answers = [self.agent.local_service(sid) for sid in ordered]
+        services, checks = {}, {}
+        for service, its_checks in answers:
+            if service is not None:
+                services[service.id] = service
+                checks.update(its_checks)
+        listed = [summary for alloc_id in sorted(scope)
+                  for summary in self.docker.nomad_containers(all=True, alloc_id=alloc_id)]
+        owned = self._weave_owned() if self._unknown_addresses(listed) else None
+        containers = self._containers(listed, allocations, owned, scope)
+        twins_elsewhere, masks_elsewhere = self._ours.update(scope, services, checks)
+        return Observation(allocations=allocations, services=services, checks=checks,
+                           containers=containers, tenancy=self._seen_tenancy,
+                           twins_elsewhere=twins_elsewhere, masks_elsewhere=masks_elsewhere)
+
+    def _unknown_addresses(self, listed: list[dict]) -> bool:
+        """Whether a running container among ``listed`` has no cached addresses."""
+        with self._lock:
+            return any(c.running and c.id not in self._addresses
+                       for c in map(container_from_summary, listed) if c is not None)
 
     def _read_bridge(self, quiet: bool = False) -> tuple[IPv4Interface, ...] | None:
         try:
@@ -212,21 +333,26 @@ class Observer:
             return None
 
     def _containers(self, listed: list[dict], allocations: Mapping[str, Allocation],
-                    owned: Mapping[str, list[IPv4Interface]] | None
-                    ) -> dict[tuple[str, str], Container]:
+                    owned: Mapping[str, list[IPv4Interface]] | None,
+                    scope: frozenset[str] | None = None) -> dict[tuple[str, str], Container]:
+        """``listed``: Docker's task containers, of the whole node or (``scope``) of those
+        allocations, whose cache entries alone are then judged."""
         found = [c for c in map(container_from_summary, listed) if c is not None]
         with self._lock:
             live = {c.id for c in found}
-            stale = set(self._addresses) - live
+            cached = set(self._addresses) if scope is None else \
+                {c.id for c in found if c.id in self._addresses}
+            stale = cached - live
             if owned is not None:
-                stale |= {cid for cid in self._addresses if self._stale(cid, owned)}
+                stale |= {cid for cid in cached if self._stale(cid, owned)}
             for gone in stale:
                 del self._addresses[gone]
                 self._listed.discard(gone)
-            for gone in set(self._started) - live:
-                del self._started[gone]
-            known = dict(self._addresses)
-            started = dict(self._started)
+            if scope is None:
+                for gone in set(self._started) - live:
+                    del self._started[gone]
+            known = {c.id: self._addresses[c.id] for c in found if c.id in self._addresses}
+            started = {c.id: self._started[c.id] for c in found if c.id in self._started}
         missing = [c for c in found if c.running and c.id not in known]
         if missing:
             known.update(self._look_up(missing, allocations, started, owned))

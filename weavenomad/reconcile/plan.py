@@ -8,9 +8,17 @@ missing or its name, tags, address, port, digest or set of checks differs; a mas
 when it is missing, attached elsewhere, not critical, or says something else. Whatever of ours
 is not wanted is removed, but for the twin of a task whose container runs on at the same
 address while Nomad waits to take it over again (a Weave restart: :func:`desired.keep_orphan`),
-which is kept for a bounded while. Actions come in a safe order: new twins before the masks
-that hide Nomad's instances, and a mask only once its twin is in place (``requires``), so a
-failed write never leaves a service with no instance at all.
+which is kept for a bounded while. Actions come in a safe order: the mask that hides Nomad's
+instance before its twin, and a twin only once its mask is in place (``requires``), so no read
+ever finds the Docker-bridge address beside a healthy twin (the twin starts healthy when the
+reconciler's own probe of its checks passes: :mod:`.probe`). When the twin's registration then
+fails, the applier takes a mask this plan added off again, so a failed write never leaves a
+service with no instance at all.
+
+A pass need not look at the whole node: ``scope`` (the allocations an event concerns) limits
+the plan to the Nomad services, twins and masks of those allocations, so the work of an event
+does not grow with the services on the node; the daemon's resyncs, and events it cannot pin
+to allocations, plan the whole node.
 
 Before any of that, the host must be *exposed* on every tenant subnet (an address of its own on
 the weave bridge), or neither Consul's checks of the twins nor anything else on the host reaches
@@ -46,6 +54,7 @@ from weavenomad.reconcile.registrations import (
     AgentService,
     Mask,
     Twin,
+    alloc_behind,
 )
 
 EXPOSE_SUBNET = "expose-subnet"
@@ -57,7 +66,9 @@ REMOVE_TWIN = "remove-twin"
 #: the subject of problems about this host's weave bridge (not a service)
 BRIDGE_SUBJECT = "weave-bridge"
 #: the order in which the applier runs the kinds
-ORDER = (EXPOSE_SUBNET, REGISTER_TWIN, REGISTER_MASK, SET_TTL, REMOVE_MASK, REMOVE_TWIN)
+ORDER = (EXPOSE_SUBNET, REGISTER_MASK, REGISTER_TWIN, SET_TTL, REMOVE_MASK, REMOVE_TWIN)
+#: why a registration is made: the agent does not have it at all
+MISSING = "missing"
 
 
 @dataclass(frozen=True)
@@ -71,7 +82,7 @@ class Action:
     twin: Twin | None = None
     #: register-mask: the mask to register
     mask: Mask | None = None
-    #: the ID of a twin that must have been registered by this plan first
+    #: register-twin: the ID of the mask that must have been registered by this plan first
     requires: str | None = None
     #: set-ttl: the status to set
     status: str | None = None
@@ -129,7 +140,7 @@ def twin_drift(twin: Twin, existing: AgentService, checks_on_it: set[str]) -> st
 
 def mask_drift(mask: Mask, existing: AgentCheck | None) -> str | None:
     if existing is None:
-        return "missing"
+        return MISSING
     if existing.service_id != mask.service_id:
         return f"attached to {existing.service_id!r}"
     if existing.status != CRITICAL:
@@ -147,13 +158,13 @@ def _checks_by_service(checks: Mapping[str, AgentCheck]) -> dict[str, set[str]]:
 
 
 def _twin_actions(twin: Twin, obs: Observation, on_service: dict[str, set[str]],
-                  refresh_mirrors: bool) -> tuple[list[Action], bool]:
-    """(actions, whether the twin is being registered in this plan)."""
+                  refresh_mirrors: bool, mask_first: str | None) -> list[Action]:
+    """``mask_first``: the ID of its mask when this plan registers that mask too."""
     existing = obs.services.get(twin.id)
-    drift = "missing" if existing is None else twin_drift(twin, existing,
-                                                          on_service.get(twin.id, set()))
+    drift = MISSING if existing is None else twin_drift(twin, existing,
+                                                        on_service.get(twin.id, set()))
     if drift is not None:
-        return [Action(REGISTER_TWIN, twin.id, drift, twin=twin)], True
+        return [Action(REGISTER_TWIN, twin.id, drift, twin=twin, requires=mask_first)]
     actions = []
     for mirror in twin.mirrors:
         have = obs.checks.get(mirror.id)
@@ -162,7 +173,7 @@ def _twin_actions(twin: Twin, obs: Observation, on_service: dict[str, set[str]],
                                   status=mirror.status))
         elif refresh_mirrors:
             actions.append(Action(SET_TTL, mirror.id, why="refresh", status=mirror.status))
-    return actions, False
+    return actions
 
 
 def unexposed_subnets(obs: Observation) -> list[IPv4Network]:
@@ -194,11 +205,18 @@ def foreign_bridge_problems(obs: Observation) -> list[Problem]:
             for address in obs.foreign if any(address.ip in s for s in wanted)]
 
 
+def _in_scope(service_or_check_id: str, scope: frozenset[str] | None) -> bool:
+    """Whether a Nomad service, a twin or a mask (by ID) belongs to an allocation in scope."""
+    return scope is None or alloc_behind(service_or_check_id) in scope
+
+
 def plan(obs: Observation, settings: ReconcilerSettings | None = None, *, now: float = 0.0,
-         refresh_mirrors: bool = False, orphans: Mapping[str, float] | None = None) -> Plan:
+         refresh_mirrors: bool = False, orphans: Mapping[str, float] | None = None,
+         scope: frozenset[str] | None = None) -> Plan:
     """Everything one pass must change in the local agent, ``now`` (epoch seconds).
     ``orphans``: the twins an earlier pass kept without their Nomad service, and since when
-    (the plan's ``kept``)."""
+    (the plan's ``kept``). ``scope``: the allocation IDs to look at (None: the whole node);
+    out of scope, the agent's twins and masks are counted as they are."""
     settings = settings or ReconcilerSettings()
     on_service = _checks_by_service(obs.checks)
     actions: list[Action] = []
@@ -210,33 +228,40 @@ def plan(obs: Observation, settings: ReconcilerSettings | None = None, *, now: f
         actions.append(Action(EXPOSE_SUBNET, str(subnet), why="the host has no address in it"))
     problems.extend(foreign_bridge_problems(obs))
     for service in sorted(obs.services.values(), key=lambda s: s.id):
-        if not service.nomad_task:
+        if not service.nomad_task or not _in_scope(service.id, scope):
             continue
         outcome = desire(service, obs, settings, now)
         problems.extend(outcome.problems)
         if outcome.waiting:
             waiting.append(service.id)
         twin, mask = outcome.twin, outcome.mask
-        registering = False
         if twin is not None:
             taken = obs.services.get(twin.id)
             if taken is not None and not taken.ours:
                 problems.append(Problem(service.id, ID_TAKEN, f"service ID {twin.id} is "
                                         "registered by someone else", None))
                 continue
-            twins[twin.id] = twin
-            twin_actions, registering = _twin_actions(twin, obs, on_service, refresh_mirrors)
-            actions.extend(twin_actions)
+        mask_first = None
         if mask is not None:
             masks[mask.id] = mask
             drift = mask_drift(mask, obs.checks.get(mask.id))
             if drift is not None:
-                needs = twin.id if registering else None
-                actions.append(Action(REGISTER_MASK, mask.id, drift, mask=mask, requires=needs))
+                actions.append(Action(REGISTER_MASK, mask.id, drift, mask=mask))
+                mask_first = mask.id
+        if twin is not None:
+            twins[twin.id] = twin
+            actions.extend(_twin_actions(twin, obs, on_service, refresh_mirrors, mask_first))
     kept: dict[str, float] = {}
     looks: list[float] = []
+    #: out of scope: the agent's twins and masks as they are, orphans kept as they were
+    twins_elsewhere, masks_elsewhere = obs.twins_elsewhere, obs.masks_elsewhere
     for service in obs.services.values():
         if service.ours and service.id not in twins:
+            if not _in_scope(service.id, scope):
+                twins_elsewhere += 1
+                if service.id in (orphans or {}):
+                    kept[service.id] = orphans[service.id]
+                continue
             since = (orphans or {}).get(service.id, now)
             until = keep_orphan(service, obs, settings, now, since)
             if until is not None:
@@ -246,8 +271,13 @@ def plan(obs: Observation, settings: ReconcilerSettings | None = None, *, now: f
             actions.append(Action(REMOVE_TWIN, service.id, why="not wanted"))
     for check in obs.checks.values():
         if check.id.startswith(MASK_PREFIX) and check.id not in masks:
+            if not _in_scope(check.id, scope):
+                masks_elsewhere += 1
+                continue
             actions.append(Action(REMOVE_MASK, check.id, why="not wanted"))
     actions.sort(key=lambda a: (ORDER.index(a.kind), a.id))
     mirrors = sum(len(t.mirrors) for t in twins.values())
-    return Plan(tuple(actions), tuple(problems), tuple(waiting), len(twins) + len(kept),
-                len(masks), mirrors, kept, min(looks, default=None))
+    in_scope_kept = sum(1 for k in kept if _in_scope(k, scope))
+    return Plan(tuple(actions), tuple(problems), tuple(waiting),
+                len(twins) + in_scope_kept + twins_elsewhere, len(masks) + masks_elsewhere,
+                mirrors, kept, min(looks, default=None))

@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Protocol
 
 NOMAD_TASK_PREFIX = "_nomad-task-"
@@ -57,6 +57,18 @@ def alloc_of(nomad_service_id: str) -> str | None:
     if len(rest) <= ALLOC_ID_LENGTH or rest[ALLOC_ID_LENGTH] != "-":
         return None
     return rest[:ALLOC_ID_LENGTH]
+
+
+def alloc_behind(registration_id: str) -> str | None:
+    """The allocation behind a Nomad task service, a twin or a mask, by its ID; None for
+    other IDs. Pure."""
+    for prefix in (MASK_PREFIX, PREFIX, NOMAD_TASK_PREFIX):
+        if registration_id.startswith(prefix):
+            rest = registration_id[len(prefix):]
+            if len(rest) > ALLOC_ID_LENGTH and rest[ALLOC_ID_LENGTH] == "-":
+                return rest[:ALLOC_ID_LENGTH]
+            return None
+    return None
 
 
 # --------------------------------------------------------------------------------------------
@@ -182,7 +194,9 @@ def digest_of(twin: Twin) -> str:
     """A hash of a twin's definition, since the agent (Consul 1.4) does not return check
     definitions to compare. Mirror statuses are left out (they change on their own), and so are
     the digest itself and the container, which is not registered."""
-    checks = [{**asdict(c), "status": ""} if c.kind == MIRROR else asdict(c) for c in twin.checks]
+    # a check's fields as asdict() would give them (its tuples are JSON arrays alike), without
+    # asdict's deep copy: a full pass digests every twin of the node
+    checks = [{**vars(c), "status": ""} if c.kind == MIRROR else vars(c) for c in twin.checks]
     definition = {
         "id": twin.id, "name": twin.name, "address": twin.address, "port": twin.port,
         "tags": list(twin.tags), "meta": {k: v for k, v in twin.meta.items() if k != META_DIGEST},
@@ -211,6 +225,9 @@ class ServiceAgent(Protocol):
     def checks(self) -> dict[str, AgentCheck]:
         """Every check the agent holds, by ID."""
 
+    def local_service(self, service_id: str) -> tuple[AgentService | None, dict[str, AgentCheck]]:
+        """One service the agent holds, with its own checks by ID; (None, {}) without it."""
+
     def register_twin(self, twin: Twin) -> None:
         """Register or replace the twin with exactly its checks."""
 
@@ -226,6 +243,9 @@ class ServiceAgent(Protocol):
 
     def watch_services(self, index: int | None, wait: float | None) -> tuple[int, object]:
         """A blocking read of this node's services: (index, answer)."""
+
+    def watched_services(self, answer: object) -> Mapping[str, object]:
+        """The services in a :meth:`watch_services` answer, by ID, comparable between two."""
 
     def watch_checks(self, index: int | None, wait: float | None) -> tuple[int, object]:
         """A blocking read of this node's check statuses: (index, answer)."""

@@ -72,6 +72,33 @@ def agent_checks(api: ConsulAPI, req: Request) -> Response:
     return json_body({} if req.filtered else api.state.agent_checks(req.node, namespace), req)
 
 
+#: the HTTP status of ``agent/health/service/id`` per aggregated status (Consul's
+#: ``agentHealthService``; maintenance, like critical, is 503)
+_HEALTH_CODES = {PASSING: 200, WARNING: 429}
+
+
+def agent_service_health(api: ConsulAPI, req: Request) -> Response:
+    """One local service with its checks and their aggregated status, the HTTP status saying
+    it (200 passing, 429 warning, 503 otherwise); 404 with an empty answer when the agent has
+    no such service. ``?format=text`` (or ``Accept: text/plain``) answers the status alone.
+    Under ACLs an anonymous read is refused (403), as Consul's ``ServiceRead`` check does."""
+    service_id = req.suffix("/v1/agent/health/service/id/")
+    if not service_id:
+        raise Failure(text(400, "Missing serviceID"))
+    found = api.state.agent_service_health(req.node, service_id, api.read_namespace(req))
+    as_text = (req.headers.get("Accept") or "").startswith("text/plain") or \
+        req.param("format") == "text"
+    if found is None:
+        reason = f"ServiceId {service_id} not found"
+        if as_text:
+            return text(404, reason)
+        return json_body({"AggregatedStatus": CRITICAL, "Service": None, "Checks": None}, req,
+                         status=404)
+    status, body = found
+    code = _HEALTH_CODES.get(status, 503)
+    return text(code, status) if as_text else json_body(body, req, status=code)
+
+
 def service_register(api: ConsulAPI, req: Request) -> Response:
     spec = parse_service(req.body)
     namespace, partition = api.tenancy(req, spec.namespace, spec.partition)
@@ -192,6 +219,7 @@ ROUTES = (
     Route("/v1/agent/members", _GET, agent_members, acl="filter"),
     Route("/v1/agent/services", _GET, agent_services, acl="filter"),
     Route("/v1/agent/checks", _GET, agent_checks, acl="filter"),
+    Route("/v1/agent/health/service/id/", _GET, agent_service_health),
     Route("/v1/agent/service/register", _PUT, service_register),
     Route("/v1/agent/service/deregister/", _PUT, service_deregister),
     Route("/v1/agent/check/register", _PUT, check_register),

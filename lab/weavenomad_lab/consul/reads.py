@@ -17,10 +17,12 @@ from weavenomad_lab.consul.kv import KVStore
 from weavenomad_lab.consul.records import (
     CRITICAL,
     PASSING,
+    WARNING,
     Check,
     Node,
     RawJSON,
     Service,
+    encode,
     json_array,
     json_object,
 )
@@ -45,6 +47,24 @@ def node_key(name: str) -> str:
 
 #: a namespace filter that lets everything through (Consul CE, or Enterprise's ``ns=*``)
 ALL_NAMESPACES = None
+
+
+#: the check IDs of Consul's maintenance modes (agent/structs: NodeMaint, ServiceMaintPrefix)
+NODE_MAINTENANCE, SERVICE_MAINTENANCE_PREFIX = "_node_maintenance", "_service_maintenance:"
+MAINTENANCE = "maintenance"
+
+
+def aggregated_status(checks: list[Check]) -> str:
+    """Consul's ``api.HealthChecks.AggregatedStatus``: maintenance over critical over warning
+    over passing; passing for no checks at all."""
+    statuses = {c.status for c in checks}
+    if any(c.check_id == NODE_MAINTENANCE or c.check_id.startswith(SERVICE_MAINTENANCE_PREFIX)
+           for c in checks):
+        return MAINTENANCE
+    for status in (CRITICAL, WARNING):
+        if status in statuses:
+            return status
+    return PASSING
 
 
 def in_namespace(item: Service | Check, namespace: str | None) -> bool:
@@ -104,6 +124,27 @@ class CatalogReads:
             return json_object((cid, c.json(services.get(c.service_id), indexes=False))
                                for cid, c in sorted(self._checks[node].items())
                                if c.agent_local and in_namespace(c, namespace))
+
+    def agent_service_health(self, node: str, service_id: str,
+                             namespace: str | None = ALL_NAMESPACES) -> tuple[str, RawJSON] | None:
+        """``/v1/agent/health/service/id/<id>``: (the aggregated status, the body) of a service
+        of the node's agent, or None when it has none by that ID. As Consul's
+        ``agentHealthService``: the service's checks and the node's own local ones (no
+        ``ServiceID``), the worst status over them, passing when there are none."""
+        with self._lock:
+            service = self._services[node].get(service_id)
+            if service is None or not service.agent_local or not in_namespace(service, namespace):
+                return None
+            services = self._services[node]
+            checks = [c for _, c in sorted(self._checks[node].items())
+                      if c.agent_local and c.service_id in (service_id, "")]
+            status = aggregated_status(checks)
+            body = json_object((("AggregatedStatus", encode(status)),
+                                ("Service", service.agent_json()),
+                                ("Checks", json_array(c.json(services.get(c.service_id),
+                                                             indexes=False)
+                                                      for c in checks))))
+            return status, body
 
     def agent_counts(self, node: str) -> dict[str, int]:
         with self._lock:
