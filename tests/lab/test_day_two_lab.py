@@ -239,7 +239,14 @@ def test_a_reboot_heals_by_itself_once_the_reconciler_runs(world):
     world.stop_reconciler()
     reboot(world.lab, world.n1.name)
     assert world.sh("ip", "-4", "addr", "show", "dev", "weave").stdout.strip() == ""
-    owned = requests.get(world.n1.url("weave_api") + "/ip", timeout=10).json()["owned"]
+
+    def weave_owned():  # the router comes back by its restart policy, a moment after dockerd
+        try:
+            return requests.get(world.n1.url("weave_api") + "/ip", timeout=10).json()["owned"]
+        except requests.RequestException:
+            return None
+
+    owned = wait_for("Weave's API after the reboot", weave_owned, timeout=60)
     assert any(e["containerid"] == "weave:expose" and e["addrs"] for e in owned)
     doctor = json.loads(world.weavenomad("doctor", "--json").stdout)
     exposed = {c["name"]: c for c in doctor["checks"]}["weave-exposed"]
