@@ -132,13 +132,19 @@ def systemctl(monkeypatch):
     return calls
 
 
-def test_a_purge_removes_masks_then_twins_in_their_namespaces_and_the_unit(systemctl,
-                                                                           tmp_path):
+def unit_and_steps(tmp_path):
+    """A reconciler unit file in ``tmp_path`` and the purge of it and of :func:`agent_view`."""
     unit = tmp_path / "weavenomad-reconciler.service"
     unit.write_text("[Unit]\n")
     found = purge.registrations(*agent_view())
     steps, _ = purge.plan_purge(purge.PurgeFacts(found.twins, found.masks, (),
                                                  (reconciler_unit(str(unit)),)))
+    return unit, steps
+
+
+def test_a_purge_removes_masks_then_twins_in_their_namespaces_and_the_unit(systemctl,
+                                                                           tmp_path):
+    unit, steps = unit_and_steps(tmp_path)
     consul = FakeConsulAPI()
     apply_plan(st.Plan(tuple(steps)), Executor(PurgeClients(consul)), lambda line: None)
     assert consul.calls == [
@@ -151,11 +157,7 @@ def test_a_purge_removes_masks_then_twins_in_their_namespaces_and_the_unit(syste
 
 def test_a_purge_that_fails_half_way_puts_the_masks_and_the_reconciler_back(systemctl,
                                                                             tmp_path):
-    unit = tmp_path / "weavenomad-reconciler.service"
-    unit.write_text("[Unit]\n")
-    found = purge.registrations(*agent_view())
-    steps, _ = purge.plan_purge(purge.PurgeFacts(found.twins, found.masks, (),
-                                                 (reconciler_unit(str(unit)),)))
+    unit, steps = unit_and_steps(tmp_path)
     consul = FakeConsulAPI(fail_at=3)  # the mask and one twin went, then Consul went away
     restore = st.Step("restore the config", st.DropBackup(str(tmp_path / "none")))
     with pytest.raises(StepFailed) as info:
