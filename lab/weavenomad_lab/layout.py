@@ -189,6 +189,12 @@ class NodeLayout:
         return self.dir / "bin"
 
     @property
+    def machine_id_file(self) -> Path:
+        """The node's /etc/machine-id, which its Weave peer name derives from (two nodes
+        given the same one are clones)."""
+        return self.dir / "etc" / "machine-id"
+
+    @property
     def nomad_config_dir(self) -> Path:
         return self.dir / "nomad.d"
 

@@ -2,7 +2,8 @@
 (run inside the node, as an operator would), a second run that changes nothing, ``doctor``
 passing (and failing where it should), a tenant job landing in its subnet on every node, a
 bootstrap failing at the restart step that leaves the config byte-identical and Weave stopped,
-and ``reset`` returning every node to its state before bootstrap."""
+``reset --purge`` taking the reconciler's twins away and leaving Nomad's registrations, and
+``reset`` returning every node to its state before bootstrap."""
 
 from __future__ import annotations
 
@@ -92,6 +93,13 @@ def wait_for(what: str, probe, timeout: float = TIMEOUT):
     pytest.fail(f"timed out after {timeout:.0f}s waiting for {what} (last: {value!r})")
 
 
+def agent_ids(node: NodeLayout, kind: str, prefix: str) -> set[str]:
+    """The IDs of the node's Consul agent's services (or checks) that start with ``prefix``."""
+    answer = requests.get(f"{node.url('consul')}/v1/agent/{kind}", timeout=10)
+    answer.raise_for_status()
+    return {key for key in answer.json() if key.startswith(prefix)}
+
+
 def task_containers(node: NodeLayout) -> list:
     import docker
 
@@ -132,8 +140,13 @@ def test_bootstrap_run_doctor_failure_and_reset_on_three_nodes(lab3: LabLayout, 
     assert "+    endpoint = " in dry.stdout and "dry run: nothing changed" in dry.stdout
     assert not weave_running(n1) and config_bytes(n1) == originals["n1"]
 
-    for node in lab.nodes:
-        done = bootstrap(lab, node)
+    # together, as Weave's IPAM needs a majority of the peers before it allocates (nodes set up
+    # one after the other: tests/lab/test_multi_node_lab.py)
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(len(lab.nodes)) as pool:
+        runs = list(pool.map(lambda node: bootstrap(lab, node), lab.nodes))
+    for done in runs:
         assert done.returncode == 0, done.stdout + done.stderr
         assert "bootstrap done" in done.stdout
     bootstrapped = {node.name: config_bytes(node) for node in lab.nodes}
@@ -199,14 +212,33 @@ def test_bootstrap_run_doctor_failure_and_reset_on_three_nodes(lab3: LabLayout, 
         once = weavenomad(n1, "reconciler", "run", "--once")
         assert once.returncode == 0, once.stdout + once.stderr
         assert doctor(n1)[1]["consul-addresses"]["status"] == "pass"
+
+        # reset --purge takes the reconciler's twins away too (--dry-run first: the plan, no
+        # change); Nomad's own registrations stay, under the private name 'run' gave them
+        twins = agent_ids(n1, "services", "weavenomad-")
+        nomads = agent_ids(n1, "services", "_nomad-task-")
+        assert twins and nomads
+        dry = weavenomad(n1, "reset", "--purge", "--dry-run")
+        assert dry.returncode == 0, dry.stdout + dry.stderr
+        assert f"remove the reconciler's {len(twins)} twin(s)" in dry.stdout
+        assert "nothing answers for httpbackend once their twins are gone" in dry.stdout
+        assert "dry run: nothing changed" in dry.stdout
+        assert agent_ids(n1, "services", "weavenomad-") == twins
+        purged = weavenomad(n1, "reset", "--purge")
+        assert purged.returncode == 0, purged.stdout + purged.stderr
+        assert agent_ids(n1, "services", "weavenomad-") == set()
+        assert agent_ids(n1, "checks", "weavenomad-mask-") == set()
+        wait_for("Nomad's registrations, after its restart", lambda: agent_ids(
+            n1, "services", "_nomad-task-") == nomads)
+        assert config_bytes(n1) == originals["n1"] and not weave_running(n1)
+        again = weavenomad(n1, "reset", "--purge")
+        assert again.returncode == 0 and "nothing of bootstrap or the reconciler is left" in \
+            again.stdout, again.stdout + again.stderr
     finally:
         requests.delete(f"{n1.url('nomad')}/v1/job/httpbackend?purge=true", timeout=30)
     wait_for("task containers to go", lambda: not any(task_containers(n) for n in lab.nodes))
 
-    # reset n1, then a bootstrap that fails at the restart step rolls everything back
-    done = weavenomad(n1, "reset")
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert config_bytes(n1) == originals["n1"]
+    # n1 is reset (purged above); a bootstrap that fails at the restart step rolls back
     failed = bootstrap(lab, n1, env={"WEAVENOMAD_NOMAD_RESTART_COMMAND": "false"})
     assert failed.returncode == 1, failed.stdout + failed.stderr
     assert "failed" in failed.stderr and "rolled back" in failed.stderr

@@ -13,6 +13,8 @@ from ipaddress import IPv4Interface, IPv4Network
 
 from reconcile_support import job_allocation, tcp_service
 
+from weavenomad.clients.weave import PeersAwaited
+from weavenomad.clients.weave_ipam import IpamWait
 from weavenomad.errors import BackendAuthError, BackendUnavailable
 
 NODE_ID = "c4b849f2-a39d-ab9b-c9c0-f09d87bb99ed"
@@ -122,6 +124,19 @@ class FakeWeave:
         self.bridge: list[IPv4Interface] = [IPv4Interface("10.32.0.1/24")]
         self.down = False
         self.exposed_calls: list[IPv4Network] = []
+        #: set: Weave's IPAM waits for peers (a node set up before them)
+        self.waiting: IpamWait | None = None
+
+    def ipam_waits(self) -> IpamWait | None:
+        if self.down:
+            raise down("weave")
+        return self.waiting
+
+    def refuse_while_waiting(self) -> None:
+        """Like Weave's: refused at once while the IPAM waits for peers (by default the
+        fake's IPAM owns its range and never waits)."""
+        if self.ipam_waits() is not None:
+            raise PeersAwaited(self.waiting, backend="weave")
 
     def expose_subnet(self, subnet: IPv4Network) -> IPv4Interface:
         """Weave's allocate-then-expose: the address the IPAM owns there, else a new one, put

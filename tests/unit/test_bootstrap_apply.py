@@ -375,6 +375,9 @@ def test_an_expose_that_lost_a_race_with_the_reconciler_counts_as_done(monkeypat
         def default_subnet(self):
             return IPv4Network("10.32.0.0/24")
 
+        def report(self):  # a peer owning a share of the range: its IPAM can allocate
+            return {"Router": {"Name": "me"}, "IPAM": {"Entries": [{"Peer": "me", "Size": 9}]}}
+
     on_bridge = [("weave", IPv4Interface("10.32.0.1/24"))]
     monkeypatch.setattr(system, "host_addresses", lambda: on_bridge)
     expose = st.WeaveExpose(("net:default", "net:10.32.1.0/24"))

@@ -3,6 +3,7 @@ in-memory Nomad, Docker and Weave: convergence, events, outages, bad input, syst
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import socket
 import subprocess
@@ -25,8 +26,9 @@ from test_consul_sim_support import running_sim
 from test_reconcile_ethwe import FIB_TRIE, ROUTE
 
 from weavenomad.clients.consul import ConsulAPI
+from weavenomad.clients.weave_ipam import IpamWait
 from weavenomad.config import ReconcilerSettings
-from weavenomad.reconcile.daemon import Reconciler
+from weavenomad.reconcile.daemon import PassOutcome, Reconciler
 from weavenomad.runtime.notify import Notifier
 from weavenomad.tenancy.model import Cluster
 from weavenomad.tenancy.registry import TenantRegistry
@@ -202,6 +204,30 @@ def test_a_new_tenant_is_exposed_on_this_host_within_a_pass(world):
     wait_until("the second exposure", lambda: len(world.weave.exposed_calls) == 2, timeout=2)
     time.sleep(0.3)
     assert world.weave.exposed_calls[1:] == [IPv4Network("10.32.2.0/24")]  # once each
+
+
+def test_a_subnet_waiting_for_weaves_peers_is_exposed_as_soon_as_they_are_up(world):
+    """A node set up before its peers: Weave's IPAM waits for consensus and the exposure is
+    refused. Nothing else moves when the peers come up, so the daemon must notice by itself,
+    within a Weave poll, not at its next resync (30 s here)."""
+    registry = TenantRegistry(world.consul, "test-reconcile/")
+    registry.record_cluster(Cluster(IPv4Network("10.32.0.0/16"), IPv4Network("10.32.0.0/24")))
+    registry.create("acme", cidr=IPv4Network("10.32.5.0/24"))
+    world.weave.waiting = IpamWait("Weave's IPAM awaits consensus", ("192.168.57.12",))
+    world.run_allocation(A)
+    r = world.start(dataclasses.replace(FAST, weave_poll=0.1))
+    wait_until("the first twin", lambda: twin(A) in world.services())
+    wait_until("the daemon to say whom it waits for",
+               lambda: "192.168.57.12" in r._status_line(PassOutcome(ok=True)))  # noqa: SLF001
+    time.sleep(0.3)
+    assert world.weave.exposed_calls == []
+    up = time.monotonic()
+    world.weave.waiting = None  # the peers are up: consensus
+    wait_until("the exposure", lambda: world.weave.exposed_calls, timeout=2)
+    assert time.monotonic() - up < 1
+    assert world.weave.exposed_calls == [IPv4Network("10.32.5.0/24")]
+    wait_until("the wait to be forgotten",
+               lambda: "peers" not in r._status_line(PassOutcome(ok=True)))  # noqa: SLF001
 
 
 def test_a_consul_outage_is_retried_and_converges_soon_after_its_return(world, caplog):

@@ -10,7 +10,8 @@ from ipaddress import ip_network
 import pytest
 from reconcile_support import job_allocation, tcp_service, tenancy
 
-from weavenomad.errors import ConfigError
+from weavenomad.clients.weave_ipam import IpamWait
+from weavenomad.errors import BackendUnavailable, ConfigError
 from weavenomad.reconcile import status
 from weavenomad.reconcile.consul import instances_from_health
 from weavenomad.reconcile.metrics import parse_listen_addr
@@ -167,3 +168,28 @@ def test_a_held_service_is_ok_with_its_twin_under_the_public_name():
     assert [(r.service, r.state, r.consul_answers) for r in found] == [
         ("web", status.OK, ("10.32.1.1:8080",)), ("web", status.NO_TWIN, ())]
     assert found[0].nomad_address == "172.17.0.2:8080"
+
+
+class _Weave:
+    def __init__(self, answer):
+        self.answer = answer
+
+    def ipam_waits(self):
+        if isinstance(self.answer, Exception):
+            raise self.answer
+        return self.answer
+
+
+def test_status_says_when_this_nodes_weave_waits_for_peers_and_which():
+    waiting = IpamWait("Weave's IPAM awaits consensus: it needs 2 of the 3 peers named at "
+                       "launch connected, 1 are", ("192.168.57.12", "192.168.57.13"))
+    assert status.local_peer_wait(_Weave(waiting)) == waiting
+    line = status.peer_wait_line(waiting)
+    assert line.startswith("this node waits for peers: Weave's IPAM awaits consensus")
+    assert "not connected: 192.168.57.12, 192.168.57.13" in line
+    assert "not exposed" in line and "weavenomad doctor" in line
+    # a node that can allocate, and a machine without Weave (status runs anywhere): nothing
+    assert status.local_peer_wait(_Weave(None)) is None
+    assert status.local_peer_wait(_Weave(BackendUnavailable(
+        "cannot reach Weave at http://127.0.0.1:6784: connection refused",
+        backend="weave"))) is None

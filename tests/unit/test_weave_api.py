@@ -31,6 +31,7 @@ def ctx(exposed) -> api.ApiContext:
     """The recorded node: range /16, default subnet 10.32.0.0/24, both subnets exposed, the
     two httpbackend containers in 10.32.1.0/24."""
     ipam = Ipam(universe=IPv4Network("10.32.0.0/16"))
+    ipam.form_ring([(ME.name, ME.nickname)])  # a lone peer: its consensus is itself
     ipam.claim("n1", C1, IPv4Interface("10.32.1.1/24"))
     ipam.claim("n1", C2, IPv4Interface("10.32.1.2/24"))
     ipam.claim("n1", EXPOSE_IDENT, IPv4Interface("10.32.1.3/24"))

@@ -158,8 +158,11 @@ def node(monkeypatch):
     for kind in ("attach", "expose", "hide"):
         monkeypatch.setattr(plumbing, kind, lambda net, *a, kind=kind: record(kind, net, *a))
     rt = runtime.NodeRuntime.__new__(runtime.NodeRuntime)
+    async def await_space(*_):  # a lone peer: its IPAM may allocate at once
+        pass
+
     rt.daemon = SimpleNamespace(ipam=Ipam(universe=IPv4Network("10.32.0.0/16")),
-                                save_ipam=lambda: None)
+                                save_ipam=lambda: None, await_space=await_space)
     rt.node, rt.net = SimpleNamespace(name="n1"), None
     rt.default_subnet, rt.options = DEFAULT, runtime.LaunchOptions()
     rt.done = done

@@ -19,14 +19,22 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from ipaddress import IPv4Network
+from pathlib import Path
 
 from weavenomad.bootstrap import holds, leftovers, packages, system
 from weavenomad.bootstrap import steps as st
-from weavenomad.bootstrap.checks import WEAVE_BRIDGE, missing_exposes
+from weavenomad.bootstrap.checks import SAME_NAME_FIX, WEAVE_BRIDGE, missing_exposes
 from weavenomad.bootstrap.guards import guard_state, parse_rules
 from weavenomad.bootstrap.observe import agent_endpoint, bridge_exposure, docker_driver
 from weavenomad.clients.weave import EXPOSE_IDENT
-from weavenomad.errors import BackendError, BackendNotFound, ValidationError, WeavenomadError
+from weavenomad.clients.weave_ipam import IpamWait, ipam_wait, same_name_peers
+from weavenomad.errors import (
+    BackendError,
+    BackendNotFound,
+    ConflictError,
+    ValidationError,
+    WeavenomadError,
+)
 from weavenomad.nodeconfig import files as config_files
 from weavenomad.nodeconfig.edit import (
     ConfigFile,
@@ -35,10 +43,18 @@ from weavenomad.nodeconfig.edit import (
     docker_setting,
     plan_endpoint,
 )
+from weavenomad.reconcile.consul import ConsulAgent
+from weavenomad.runtime import units
 
 #: how long Nomad may take after a restart to answer and report a healthy Docker driver
 VERIFY_TIMEOUT = 90.0
+#: seconds a freshly launched Weave gets to connect its peers (real ones connect in well under
+#: a second on one LAN), and between looks meanwhile
+PEER_SETTLE = 5.0
+PEER_POLL = 0.5
 VERIFY_EVERY = 1.0
+#: the command named when a systemctl call of reset --purge cannot be made
+PURGE_COMMAND = "weavenomad reset --purge"
 
 Say = Callable[[str], None]
 
@@ -64,6 +80,9 @@ class Executor:
     say: Say = lambda line: None
     stop: threading.Event = field(default_factory=threading.Event)
     verify_timeout: float = VERIFY_TIMEOUT
+    #: seconds a freshly launched Weave gets to connect its peers before the expose step
+    #: decides that its IPAM waits for peers
+    peer_settle: float = PEER_SETTLE
     verify_every: float = VERIFY_EVERY
     #: set once a Nomad restart was tried: restoring the config must restart again
     restart_argv: tuple[str, ...] | None = None
@@ -122,6 +141,13 @@ class Executor:
         return leftovers.observe(containers, system.link_exists(WEAVE_BRIDGE))
 
     def do_WeaveExpose(self, action: st.WeaveExpose) -> Outcome:  # noqa: N802
+        waiting = self._ipam_waits()
+        if waiting is not None:
+            # 'weave expose' would block until enough peers are up (multi-node/1): the node is
+            # set up all the same, and the reconciler exposes the subnets once Weave can
+            return Outcome(None, f"not yet: this node waits for peers ({waiting.describe()}); "
+                           "the reconciler exposes the subnets as soon as Weave's IPAM can "
+                           "allocate", changed=False)
         try:
             addresses = self.clients.weave_command.expose(action.specs)
         except BackendError:
@@ -133,6 +159,26 @@ class Executor:
                            "this run to undo")
         return Outcome(st.WeaveHide(action.specs),
                        "host addresses " + " ".join(map(str, addresses)))
+
+    def _ipam_waits(self) -> IpamWait | None:
+        """Why Weave's IPAM cannot allocate now, given its peers a few seconds to connect
+        after a launch; None when it can (or the report cannot say: expose decides)."""
+        deadline = time.monotonic() + self.peer_settle
+        while True:
+            try:
+                report = self.clients.weave.report()
+            except WeavenomadError:
+                return None
+            clones = same_name_peers(report)
+            if clones:
+                name = (report.get("Router") or {}).get("Name")
+                raise ConflictError(f"the node at {', '.join(clones)} has this node's Weave "
+                                    f"peer name {name}, so Weave never connects them",
+                                    hint=SAME_NAME_FIX)
+            waiting = ipam_wait(report)
+            if waiting is None or time.monotonic() >= deadline:
+                return waiting
+            time.sleep(PEER_POLL)
 
     def _exposed_now(self, specs: tuple[str, ...]) -> bool:
         """Whether every ``net:`` spec's subnet has an address on the bridge that Weave's IPAM
@@ -168,6 +214,44 @@ class Executor:
         removed = system.remove_guard(action.guard, action.every)
         return Outcome(st.AddGuard(action.guard) if removed else None,
                        f"{removed} rule(s) removed")
+
+    # -- reset --purge: the reconciler's registrations and our units ----------------------------
+
+    def do_StopUnit(self, action: st.StopUnit) -> Outcome:  # noqa: N802
+        units.disable(action.unit, PURGE_COMMAND)
+        return Outcome(st.StartUnit(action.unit))
+
+    def do_StartUnit(self, action: st.StartUnit) -> Outcome:  # noqa: N802
+        units.enable(action.unit, PURGE_COMMAND)
+        return Outcome(None)
+
+    def do_RemoveMasks(self, action: st.RemoveMasks) -> Outcome:  # noqa: N802
+        for mask in action.masks:
+            self.clients.consul.check_deregister(mask.id, mask.namespace, mask.partition)
+        return Outcome(st.RegisterMasks(action.masks), f"{len(action.masks)} removed")
+
+    def do_RegisterMasks(self, action: st.RegisterMasks) -> Outcome:  # noqa: N802
+        agent = ConsulAgent(self.clients.consul)
+        back = sum(agent.register_mask(mask) for mask in action.masks)  # False: service gone
+        return Outcome(None, f"{back} registered again")
+
+    def do_RemoveTwins(self, action: st.RemoveTwins) -> Outcome:  # noqa: N802
+        for twin in action.twins:
+            self.clients.consul.service_deregister(twin.id, twin.namespace, twin.partition)
+        return Outcome(None, f"{len(action.twins)} removed")
+
+    def do_RemoveUnitFile(self, action: st.RemoveUnitFile) -> Outcome:  # noqa: N802
+        Path(action.path).unlink(missing_ok=True)
+        if system.systemd_running():
+            units.daemon_reload(PURGE_COMMAND)
+        return Outcome(st.WriteUnitFile(action.path, action.text))
+
+    def do_WriteUnitFile(self, action: st.WriteUnitFile) -> Outcome:  # noqa: N802
+        path = Path(action.path)
+        units.write_unit(path.parent, action.text, path.name, PURGE_COMMAND)
+        if system.systemd_running():
+            units.daemon_reload(PURGE_COMMAND)
+        return Outcome(None)
 
     # -- the Nomad config ----------------------------------------------------------------------
 

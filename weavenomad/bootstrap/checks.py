@@ -15,6 +15,7 @@ from ipaddress import IPv4Interface, IPv4Network
 
 from weavenomad.bootstrap import versions as vs
 from weavenomad.bootstrap.versions import FORK, FORK_VERSION, version_tuple
+from weavenomad.clients.weave_ipam import ipam_wait, same_name_peers
 
 PASS, WARN, FAIL = "pass", "warn", "fail"
 WEAVE_PORTS = (("tcp", 6783), ("tcp", 6784), ("udp", 6783), ("udp", 6784))
@@ -180,6 +181,20 @@ def _host(address: str) -> str:
     return address.rsplit(":", 1)[0] if address.count(":") == 1 else address
 
 
+def check_peer_names(report: Mapping | None) -> Check:
+    """Weave names its peer after /etc/machine-id: nodes cloned without regenerating it get
+    the same name and never connect (Weave takes the other side for itself)."""
+    name = "weave-peer-name"
+    if report is None:
+        return Check(name, FAIL, "Weave is not running", "weavenomad bootstrap")
+    clones = same_name_peers(report)
+    mine = (report.get("Router") or {}).get("Name")
+    if clones:
+        return Check(name, FAIL, f"the node at {', '.join(clones)} has this node's Weave peer "
+                     f"name {mine}, so Weave never connects them", SAME_NAME_FIX)
+    return Check(name, PASS, f"peer name {mine} is this node's alone")
+
+
 def check_peers(report: Mapping | None) -> Check:
     name = "weave-peers"
     if report is None:
@@ -202,6 +217,12 @@ def check_peers(report: Mapping | None) -> Check:
     return Check(name, PASS, f"{len(up)} peer(s) connected: {', '.join(up)}")
 
 
+#: how to give a cloned node a peer name of its own
+SAME_NAME_FIX = ("on one of the two nodes: 'weavenomad reset', give it a machine id of its own "
+                 "(rm /etc/machine-id && systemd-machine-id-setup), then bootstrap it again; or "
+                 "set its Weave peer name ('weave launch --name', a MAC-like name of its own)")
+
+
 def check_ipam(report: Mapping | None) -> Check:
     name = "weave-ipam"
     if report is None:
@@ -210,6 +231,12 @@ def check_ipam(report: Mapping | None) -> Check:
     if not ipam or not ipam.get("Range"):
         return Check(name, FAIL, "Weave runs without IPAM",
                      "weavenomad reset, then weavenomad bootstrap")
+    waiting = ipam_wait(report)
+    if waiting is not None:
+        peers = (" (" + ", ".join(waiting.peers) + ")") if waiting.peers else ""
+        return Check(name, FAIL, f"this node waits for peers: {waiting.describe()}",
+                     f"bootstrap the peers named at launch{peers}; the reconciler exposes "
+                     "this node's subnets as soon as Weave's IPAM can allocate")
     if ipam.get("Paxos") or not ipam.get("Entries"):
         return Check(name, FAIL, "IPAM is awaiting consensus: no peer owns the range yet",
                      "connect the peers (weave-peers), or run 'weave prime' once")
@@ -236,7 +263,8 @@ def check_exposed(exposed: Sequence[IPv4Interface] | None,
                   subnets: Sequence[IPv4Network],
                   ipam_exposed: Sequence[IPv4Interface] = (),
                   foreign: Sequence[IPv4Interface] = (),
-                  default: IPv4Network | None = None, ipam_error: str | None = None) -> Check:
+                  default: IPv4Network | None = None, ipam_error: str | None = None,
+                  ipam_waits: str | None = None) -> Check:
     """Exposed means: an address the IPAM gave the host, on the bridge. After a reboot the
     IPAM still owns addresses a new bridge lacks (day-two/1a), which is no exposure."""
     name = "weave-exposed"
@@ -256,8 +284,13 @@ def check_exposed(exposed: Sequence[IPv4Interface] | None,
                          "bridge lacks it, as after a reboot)" if lost else str(subnet))
         problems.append("not exposed: " + ", ".join(shown))
         specs = " ".join("net:default" if s == default else f"net:{s}" for s in missing)
-        fixes.append(f"the reconciler exposes them again within seconds of its start; by "
-                     f"hand: weave expose {specs}")
+        if ipam_waits:
+            problems[-1] += f" (this node waits for peers: {ipam_waits})"
+            fixes.append("the reconciler exposes them as soon as Weave's IPAM can allocate "
+                         "(see weave-ipam)")
+        else:
+            fixes.append(f"the reconciler exposes them again within seconds of its start; by "
+                         f"hand: weave expose {specs}")
     if clashing:
         problems.append("not Weave's (its IPAM did not give them to this host; a container "
                         "may get the same address): " + ", ".join(map(str, clashing)))

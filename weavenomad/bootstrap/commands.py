@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from weavenomad.bootstrap import holds, migrate, render, system
 from weavenomad.bootstrap.apply import Executor, apply_plan
-from weavenomad.bootstrap.checks import FAIL
+from weavenomad.bootstrap.checks import FAIL, check_peer_names
 from weavenomad.bootstrap.doctor import doctor_checks, node_checks, summary
 from weavenomad.bootstrap.observe import Clients, NodeFacts, observe
 from weavenomad.bootstrap.plan import Desired, plan_bootstrap
@@ -52,6 +52,8 @@ class NodeOptions:
     dry_run: bool = False
     #: hold the Docker packages too (apt-mark hold), recorded for reset
     hold_docker: bool = False
+    #: reset: the reconciler's twins and masks and our units go too
+    purge: bool = False
 
 
 def desired_cluster(options: NodeOptions) -> Cluster:
@@ -100,8 +102,14 @@ def restart_plan(settings, facts: NodeFacts, restart: bool) -> tuple[tuple[str, 
 
 def preflight(facts: NodeFacts, weave) -> list:
     """The preflight checks (the doctor items bootstrap needs before it changes anything);
-    ``weave``: the settings' Weave release (a :class:`~weavenomad.config.WeaveSettings`)."""
-    return node_checks(facts, weave)
+    ``weave``: the settings' Weave release (a :class:`~weavenomad.config.WeaveSettings`).
+    A running Weave that shares its peer name with another node is refused too (before a
+    launch nothing can tell: the launch's expose step checks it)."""
+    checks = node_checks(facts, weave)
+    if facts.weave_report is not None:
+        names = check_peer_names(facts.weave_report)
+        checks += [names] if names.status == FAIL else []
+    return checks
 
 
 def show_checks(title: str, checks: list, say: Say, paint: Paint | None = None) -> None:
@@ -183,13 +191,16 @@ def run_reset(settings, options: NodeOptions, say: Say,
     record = hold_record(settings)
     plan = migrate.with_release(plan, migrate.release_step(holds.read_record(record),
                                                            facts.apt, record))
+    if options.purge:
+        plan = with_purge(plan, clients)
     result = {"plan": plan.to_json(), "config": facts.config_source,
               "dry_run": options.dry_run, "changed": False}
     code = ExitCode.ATTENTION if plan.attention else ExitCode.OK
     for note in plan.notes:
         say(f"note: {note}")
     if not plan.steps:
-        say("no changes: nothing of bootstrap is left on this node")
+        say("no changes: nothing of bootstrap" + (" or the reconciler" if options.purge else "")
+            + " is left on this node")
         return result, code
     say(f"plan ({len(plan.steps)} step(s)):")
     for line in render.plan_lines(plan, settings.weave.command):
@@ -202,6 +213,19 @@ def run_reset(settings, options: NodeOptions, say: Say,
     result["applied"] = [{"title": a.step.title, "note": a.outcome.note} for a in applied]
     say("reset done")
     return result, code
+
+
+def with_purge(plan, clients: Clients):
+    """``reset --purge``: the reconciler's twins and masks and our units go first (read
+    before anything changes: a Consul that does not answer stops the reset here)."""
+    from weavenomad.bootstrap import keeper, purge
+    from weavenomad.reconcile import systemd
+    from weavenomad.reconcile.consul import ConsulAgent
+    from weavenomad.runtime import units
+
+    facts = purge.observe(ConsulAgent(clients.consul), units.inspect, (systemd.SPEC, keeper.SPEC))
+    steps, notes = purge.plan_purge(facts)
+    return replace(plan, steps=(*steps, *plan.steps), notes=(*plan.notes, *notes))
 
 
 def run_doctor(settings, environ: Mapping[str, str], say: Say,

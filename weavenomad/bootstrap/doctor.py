@@ -14,6 +14,7 @@ from weavenomad.bootstrap.diagnose import check_weave_container, redirect_fixes,
 from weavenomad.bootstrap.guards import check_isolation
 from weavenomad.bootstrap.observe import NodeFacts, agent_endpoint, docker_driver, probe
 from weavenomad.bootstrap.packages import check_docker_packages
+from weavenomad.clients.weave_ipam import ipam_wait
 from weavenomad.config import WeaveSettings
 from weavenomad.reconcile.registrations import twin_id
 from weavenomad.runtime import unitcheck
@@ -353,13 +354,15 @@ def doctor_checks(facts: NodeFacts, clients, weave: WeaveSettings) -> list[ck.Ch
     checks += [container] if container is not None else []
     report = facts.weave_report
     checks += [ck.check_weave_router(report, facts.errors.get("weave-api"), facts.cluster),
-               ck.check_peers(report), ck.check_ipam(report)]
+               ck.check_peers(report), ck.check_peer_names(report), ck.check_ipam(report)]
+    waiting = ipam_wait(report) if report is not None else None
     default = facts.cluster.default_subnet if facts.cluster else ck.weave_settings(
         report or {})[1]
     subnets = ([default] if default else []) + facts.tenant_subnets()
     checks.append(ck.check_exposed(facts.exposed if report is not None else None, subnets,
                                    facts.ipam_exposed or (), facts.foreign_bridge, default,
-                                   facts.errors.get("weave-ip")))
+                                   facts.errors.get("weave-ip"),
+                                   waiting.describe() if waiting else None))
     checks.append(check_isolation(facts.iptables_rules, facts.nat_rules, facts.docker_bridge,
                                   facts.ip_forward, facts.bridge_filtering))
     checks.append(check_nomad_endpoint(facts))

@@ -10,6 +10,7 @@ from ipaddress import IPv4Network
 
 from weavenomad.bootstrap.guards import Guard
 from weavenomad.nodeconfig.edit import ConfigFile, FileChange
+from weavenomad.reconcile.registrations import Mask
 
 WHY_NO_DEFAULT_IPALLOC = (
     "--no-default-ipalloc: only containers that carry WEAVE_CIDR join the overlay (tenant "
@@ -202,11 +203,67 @@ class WaitForWeave:
     timeout: float = 90.0
 
 
+@dataclass(frozen=True)
+class Registration:
+    """A service of ours in the local service agent: its ID and where it lives (Consul
+    Enterprise's namespace and partition, "" on CE)."""
+
+    id: str
+    namespace: str = ""
+    partition: str = ""
+
+
+@dataclass(frozen=True)
+class RemoveMasks:
+    """Deregister the reconciler's masks: Nomad's instances they mask answer again."""
+
+    masks: tuple[Mask, ...]
+
+
+@dataclass(frozen=True)
+class RegisterMasks:
+    masks: tuple[Mask, ...]
+
+
+@dataclass(frozen=True)
+class RemoveTwins:
+    """Deregister the reconciler's twins (the reconciler registers them again when it runs)."""
+
+    twins: tuple[Registration, ...]
+
+
+@dataclass(frozen=True)
+class StopUnit:
+    """``systemctl disable --now``: a unit of ours stops, and stays stopped after a reboot."""
+
+    unit: str
+
+
+@dataclass(frozen=True)
+class StartUnit:
+    unit: str
+
+
+@dataclass(frozen=True)
+class RemoveUnitFile:
+    """Remove a unit file of ours (``text``: what it held, for the undo)."""
+
+    path: str
+    text: str
+
+
+@dataclass(frozen=True)
+class WriteUnitFile:
+    path: str
+    text: str
+
+
 Action = (WeaveLaunch | WeaveReset | WeaveExpose | WeaveHide | AddGuard | RemoveGuard
           | WriteConfig | RestoreConfig | DropBackup | RestartNomad | VerifyNomad
           | ReevaluateBlocked | RecordCluster | HoldPackages | ReleaseHold | InstallPackages
           | PullImage | RemoveRouter | LaunchRelease | InstallWeaveScript | RestoreWeaveScript
-          | ExposeAgain | WaitForWeave)
+          | ExposeAgain | WaitForWeave | RemoveMasks | RegisterMasks | RemoveTwins | StopUnit
+          | StartUnit | RemoveUnitFile | WriteUnitFile)
 
 WHY_FORCE = ("Weave is not running, and plain 'weave reset' then refuses (\"weave is not "
              "running; unable to remove from cluster\"); --force removes its local state without "
@@ -267,6 +324,10 @@ def command_line(action: Action, weave: str = "weave") -> str | None:
         return shlex.join(action.guard.argv("-D"))
     if isinstance(action, RestartNomad):
         return shlex.join(action.argv)
+    if isinstance(action, StopUnit):
+        return shlex.join(["systemctl", "disable", "--now", action.unit])
+    if isinstance(action, StartUnit):
+        return shlex.join(["systemctl", "enable", "--now", action.unit])
     return release_command_line(action, weave)
 
 
@@ -322,4 +383,19 @@ def describe(action: Action) -> str:
         return f"restore {action.path} from {action.path}.weavenomad.bak"
     if isinstance(action, WaitForWeave):
         return f"wait up to {action.timeout:.0f}s for Weave's HTTP API to answer"
+    return describe_purge(action)
+
+
+def describe_purge(action: Action) -> str:
+    """One line for the actions of ``reset --purge``."""
+    if isinstance(action, RemoveMasks):
+        return "deregister the check(s) " + " ".join(m.id for m in action.masks)
+    if isinstance(action, RegisterMasks):
+        return "register the mask(s) " + " ".join(m.id for m in action.masks) + " again"
+    if isinstance(action, RemoveTwins):
+        return "deregister the service(s) " + " ".join(t.id for t in action.twins)
+    if isinstance(action, RemoveUnitFile):
+        return f"remove {action.path} (systemctl daemon-reload)"
+    if isinstance(action, WriteUnitFile):
+        return f"write {action.path} back (systemctl daemon-reload)"
     return kind(action)

@@ -33,6 +33,7 @@ def _node_options(**values):
         nomad_config=values.get("nomad_config") or settings.nomad.config_path,
         restart=values.get("restart", True),
         dry_run=values.get("dry_run", False),
+        purge=values.get("purge", False),
         hold_docker=bool(values.get("hold_docker") if values.get("hold_docker") is not None
                          else settings.bootstrap.hold_docker),
     )
@@ -102,19 +103,30 @@ def bootstrap(peers, ipalloc_range, default_subnet, hold_docker, nomad_config, r
 @click.command()
 @nomad_config_option
 @restart_option
+@click.option("--purge", is_flag=True,
+              help="Retire weavenomad from this node: also stop and remove the reconciler's "
+                   "and the guard keeper's units and remove the reconciler's twins and masks "
+                   "from the local Consul agent, so Nomad's own registrations answer again.")
 @dry_run_option
 @connection_options
 @output_options
-def reset(nomad_config, restart, dry_run) -> None:
+def reset(nomad_config, restart, purge, dry_run) -> None:
     """Undo bootstrap on this node: restore the Nomad config from its backup and restart
     Nomad, hide the exposed subnets, 'weave reset', remove the guard rules bootstrap added.
+
+    The reconciler's twins and masks stay in Consul (answers survive a restart of the
+    daemon); --purge takes them away too, with the units: first the units stop, then the
+    masks go (Nomad's instances answer again), then the twins and the unit files. Services
+    of 'weavenomad run' jobs stay under Nomad's private names until their jobs are run again.
+    On a failure everything is put back (the reconciler, started again, registers its twins).
 
     Prints the plan first; --dry-run stops there.
     """
     from weavenomad.bootstrap.commands import run_reset
 
     app = app_context()
-    options = _node_options(nomad_config=nomad_config, restart=restart, dry_run=dry_run)
+    options = _node_options(nomad_config=nomad_config, restart=restart, dry_run=dry_run,
+                            purge=purge)
     result, code = run_reset(app.settings, options, _say())
     _finish(result, code)
 

@@ -7,6 +7,9 @@ import click
 
 from weavenomad.cli.options import app_context, connection_options, output_options
 
+#: seconds the look at this machine's Weave may take (status runs from any machine)
+WEAVE_LOOK_TIMEOUT = 2.0
+
 
 @click.command()
 @click.option("--tenant", metavar="NAME", help="Only this tenant's allocations (a tenant name, "
@@ -28,11 +31,16 @@ def status(tenant) -> None:
     "tenant deleted". Such tasks are listed even without services, and --tenant NAME lists
     the tasks in the tenant's subnet that are not its own too.
 
+    On a node whose Weave waits for peers (set up before enough of the peers named at its
+    launch), a line on stderr says so and names the peers not connected yet.
+
     Exit codes: 0 every instance is answered with its Weave address only, 2 some are not (or
     are in violation, or a deleted tenant's), 1 error (an unknown --tenant included), 64 bad
     flags.
     """
-    from weavenomad.clients import consul_client, nomad_client
+    from dataclasses import replace
+
+    from weavenomad.clients import consul_client, nomad_client, weave_client
     from weavenomad.reconcile import status as report
     from weavenomad.reconcile.consul import ConsulAgent
     from weavenomad.tenancy.operations import registry_for
@@ -44,5 +52,10 @@ def status(tenant) -> None:
     if not app.flags.get("json_output"):
         for line in report.explanations(found):
             app.tell(line)
+    # this machine's Weave, if it runs one: a quick local look
+    waiting = report.local_peer_wait(weave_client(replace(app.settings, http_timeout=min(
+        app.settings.http_timeout, WEAVE_LOOK_TIMEOUT))))
+    if waiting is not None:
+        app.warn(report.peer_wait_line(waiting))
     if any(not r.correct for r in found):
         click.get_current_context().exit(2)

@@ -24,6 +24,7 @@ from weavenomad.clients.errors import (
     error_for_status,
     summarize,
 )
+from weavenomad.clients.weave_ipam import IpamWait, ipam_wait
 from weavenomad.errors import BackendError, BackendUnavailable
 
 DEFAULT_COMMAND_TIMEOUT = 60.0
@@ -33,6 +34,18 @@ _ADDRESS = re.compile(r"^\d{1,3}(?:\.\d{1,3}){3}(?:/\d{1,2})?$")
 #: the IPAM ident of the host's own addresses on the weave bridge
 EXPOSE_IDENT = "weave:expose"
 _VERSION_LINE = re.compile(r"^(weave(?: [a-z]+)*)\s+(\S.*)$")
+
+
+class PeersAwaited(BackendError):
+    """Weave's IPAM cannot allocate on this node yet: it waits for peers (``waiting`` says
+    which). Nothing is wrong with the request: it can be made once the peers are up."""
+
+    temporary = True
+
+    def __init__(self, waiting: IpamWait, *, backend: str):
+        super().__init__(f"this node waits for peers: {waiting.describe()}", backend=backend,
+                         hint="bootstrap the peers named at launch")
+        self.waiting = waiting
 
 
 def weave_backend(settings) -> Backend:
@@ -178,6 +191,18 @@ class WeaveAPI:
             raise BackendError(f"Weave allocated no address in {network} for {ident}",
                                backend=self.backend.key)
         return found[0]
+
+    def ipam_waits(self) -> IpamWait | None:
+        """Why Weave's IPAM cannot allocate on this node now (it waits for peers); None when
+        it can."""
+        return ipam_wait(self.report())
+
+    def refuse_while_waiting(self) -> None:
+        """Raise :class:`PeersAwaited` at once while Weave's IPAM waits for peers: Weave would
+        hold an allocation request until enough of them are up (multi-node/1)."""
+        waiting = self.ipam_waits()
+        if waiting is not None:
+            raise PeersAwaited(waiting, backend=self.backend.key)
 
     def expose_subnet(self, subnet: IPv4Network | str) -> IPv4Interface:
         """What ``weave expose net:<subnet>`` does through the API: an address for the host

@@ -206,6 +206,7 @@ def _expose(weave, action: Action, result: ApplyResult) -> None:
         result.skipped.append(action)
         return
     try:
+        weave.refuse_while_waiting()  # not a request Weave would hold for as long as that
         weave.expose_subnet(IPv4Network(action.id))
     except WeavenomadError as exc:
         result.failed.append((action, exc))

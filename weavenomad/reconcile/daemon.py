@@ -33,12 +33,14 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from weavenomad.clients.weave import PeersAwaited
 from weavenomad.config import ReconcilerSettings
 from weavenomad.errors import BackendError, WeavenomadError
 from weavenomad.reconcile import apply as applier
 from weavenomad.reconcile import watch
 from weavenomad.reconcile.consul import ConsulAgent
 from weavenomad.reconcile.desired import TENANT_VIOLATION
+from weavenomad.reconcile.ipamwatch import IpamWatcher
 from weavenomad.reconcile.metrics import Metrics
 from weavenomad.reconcile.model import NOMAD_ALLOC_LABEL, Allocation
 from weavenomad.reconcile.observe import (
@@ -143,6 +145,8 @@ class Reconciler:
         self._orphans: dict[str, float] = {}
         #: check statuses are watched only while some twin mirrors a Nomad check
         self._mirrors_wanted = threading.Event()
+        #: Weave's IPAM is looked at only while an exposure waits for peers
+        self._peers_awaited = threading.Event()
         self.prober = Prober(cap=settings.probe_cap, budget=settings.probe_budget)
 
     # -- control -------------------------------------------------------------------------------
@@ -250,6 +254,9 @@ class Reconciler:
                                 self._watch_error),
             watch.WeaveWatcher(self.weave.owned, self._weave_seen, self._stop, self._watch_error,
                                every=self.settings.weave_poll),
+            IpamWatcher(self.weave.ipam_waits, lambda: self.trigger("weave-ipam"),
+                        self._peers_awaited, self._stop, self._watch_error,
+                        every=self.settings.weave_poll),
         ]
         for thread in threads:
             thread.on_healthy = self._watch_ok
@@ -325,6 +332,8 @@ class Reconciler:
         result = applier.apply(self.agent, wanted, progress=self.supervised.ping,
                                weave=self.weave, prober=self.prober)
         self._record(result, observation, scope)
+        if scope is None:  # exposures are a full pass's
+            self._await_peers(result)
         self._twins, self._masks = wanted.twins, wanted.masks
         if wanted.mirrors:
             self._mirrors_wanted.set()
@@ -348,6 +357,16 @@ class Reconciler:
                    else self.monotonic() + max(0.0, wanted.next_look - now))
         return PassOutcome(ok=ok, converged=converged, waiting=frozenset(wanted.waiting),
                            changes=len(wanted.actions), look_at=look_at)
+
+    def _await_peers(self, result: applier.ApplyResult) -> None:
+        """An exposure that waits for Weave's peers is retried as soon as the IPAM watcher
+        sees them (not at the next resync), and the daemon's status says what it waits for."""
+        awaited = next((exc for _, exc in result.failed if isinstance(exc, PeersAwaited)), None)
+        self._wait_for("weave-ipam", awaited)
+        if awaited is None:
+            self._peers_awaited.clear()
+        else:
+            self._peers_awaited.set()
 
     def _note_kept(self, kept: Mapping[str, float]) -> None:
         for twin_id in sorted(set(kept) - set(self._orphans)):

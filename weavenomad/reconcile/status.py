@@ -14,6 +14,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from ipaddress import IPv4Network, ip_address
 
+from weavenomad.clients.weave_ipam import IpamWait
+from weavenomad.errors import WeavenomadError
 from weavenomad.reconcile.desired import deleted_tenants_subnet, tenant_subnet, trespassed
 from weavenomad.reconcile.model import Allocation, Tenancy, allocation_from_api, tenancy_of
 from weavenomad.reconcile.registrations import (
@@ -256,3 +258,21 @@ def render(found: list[Row], paint=None) -> str:
     if not found:
         return "no running allocations with services"
     return "\n".join([*table(found, paint), "", summary(found)])
+
+
+def local_peer_wait(weave) -> IpamWait | None:
+    """Whether this machine's Weave waits for peers before its IPAM can allocate (a node set
+    up before enough of the peers named at its launch); None when it does not, or when no
+    Weave answers here (``status`` runs from any machine)."""
+    try:
+        return weave.ipam_waits()
+    except WeavenomadError:
+        return None
+
+
+def peer_wait_line(waiting: IpamWait) -> str:
+    """What ``status`` says of a node whose Weave waits for peers."""
+    return (f"this node waits for peers: {waiting.describe()}. Its subnets are not exposed "
+            "and its tasks get no Weave address until then; the reconciler exposes the subnets "
+            "as soon as Weave's IPAM can allocate (bootstrap the peers named at launch; see "
+            "'weavenomad doctor')")

@@ -82,10 +82,19 @@ def enable(unit: str, command: str, *, start: bool = True, run: Run = subprocess
     """``systemctl daemon-reload`` and ``enable [--now]`` the unit; ``command`` is what to
     start by other means when systemd is absent. A start that fails raises
     :class:`UnitStartError`."""
-    _systemctl(["systemctl", "daemon-reload"], command, run, SYSTEMCTL_TIMEOUT)
+    daemon_reload(command, run)
     argv = ["systemctl", "enable", *(["--now"] if start else []), unit]
     _systemctl(argv, command, run, START_TIMEOUT if start else SYSTEMCTL_TIMEOUT,
                UnitStartError if start else WeavenomadError)
+
+
+def disable(unit: str, command: str, run: Run = subprocess.run) -> None:
+    """``systemctl disable --now``: the unit stops and no longer starts at boot."""
+    _systemctl(["systemctl", "disable", "--now", unit], command, run, START_TIMEOUT)
+
+
+def daemon_reload(command: str, run: Run = subprocess.run) -> None:
+    _systemctl(["systemctl", "daemon-reload"], command, run, SYSTEMCTL_TIMEOUT)
 
 
 def restart(unit: str, command: str, run: Run = subprocess.run) -> None:

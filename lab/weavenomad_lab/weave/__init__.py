@@ -28,7 +28,8 @@ def control_socket(component_dir: Path) -> Path:
     return Path(component_dir) / CONTROL_SOCKET
 
 
-def control_call(component_dir: Path, request: dict, timeout: float = CONTROL_TIMEOUT) -> dict:
+def control_call(component_dir: Path, request: dict,
+                 timeout: float | None = CONTROL_TIMEOUT) -> dict:
     """Send one request to the daemon and return its answer ``{"ok": bool, ...}``.
 
     Raises :class:`LabError` when the daemon cannot be reached."""
@@ -49,7 +50,7 @@ def control_call(component_dir: Path, request: dict, timeout: float = CONTROL_TI
             "the lab's weave emulator is not running", hint="run 'weavenomad lab up'"
         ) from None
     except TimeoutError:
-        raise LabError(f"the lab's weave emulator did not answer in {timeout:.0f}s") from None
+        raise LabError(f"the lab's weave emulator did not answer in {timeout or 0:.0f}s") from None
     except OSError as exc:
         raise LabError(f"cannot talk to the lab's weave emulator at {path}: {exc}") from None
     finally:

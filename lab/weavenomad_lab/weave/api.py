@@ -66,6 +66,14 @@ class ApiContext:
     trusted_subnets: list[str] = field(default_factory=list)
     expose: Callable[[IPv4Interface], Awaitable[None]] | None = None
     save: Callable[[], None] = lambda: None
+    #: launched peers with this peer's name (clones): Weave refuses to connect to them
+    clones: list[status_mod.PeerInfo] = field(default_factory=list)
+    #: launch targets (host addresses) with no Weave running there
+    unreachable_targets: list[str] = field(default_factory=list)
+    #: the consensus under way ({"Elector", "KnownNodes", "Quorum"}), None when none is
+    paxos: dict | None = None
+    #: waits until the IPAM may allocate in a subnet here (Weave's requests block until then)
+    admit: Callable[[IPv4Network], Awaitable[None]] | None = None
     #: the router's version, as its report says it (the launch's images')
     version: str = status_mod.VERSION
 
@@ -202,6 +210,7 @@ async def _ip(request, ctx, params, query) -> Response:
     if request.method == "GET":
         return text(200, _addresses(ctx.ipam.lookup(ctx.me.node, ident, ctx.default_subnet)))
     if request.method == "POST":
+        await _admit(ctx, ctx.default_subnet)
         address = ctx.ipam.allocate(ctx.me.node, ident, ctx.default_subnet)
         ctx.save()
         return text(200, str(address))
@@ -216,6 +225,7 @@ async def _ip_in_subnet(request, ctx, params, query) -> Response:
     ident, given = params["id"], _cidr_text(params)
     if request.method == "PUT":
         claim = cidr.AddressRequest(given, address=cidr.parse_cidr(given))
+        await _admit(ctx, claim.address.network)
         try:
             ctx.ipam.claim(ctx.me.node, ident, claim.address)
         except WeavenomadError as exc:
@@ -225,9 +235,15 @@ async def _ip_in_subnet(request, ctx, params, query) -> Response:
     subnet = cidr.parse_subnet(given)
     if request.method == "GET":
         return text(200, _addresses(ctx.ipam.lookup(ctx.me.node, ident, subnet)))
+    await _admit(ctx, subnet)
     address = ctx.ipam.allocate(ctx.me.node, ident, subnet)
     ctx.save()
     return text(200, str(address))
+
+
+async def _admit(ctx: ApiContext, subnet: IPv4Network) -> None:
+    if ctx.admit is not None:
+        await ctx.admit(subnet)
 
 
 @route("/ip/{id}/{ip}", "DELETE")

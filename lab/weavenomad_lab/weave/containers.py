@@ -18,8 +18,11 @@ Each function is one or two Docker API calls on the node's dockerd socket.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import time
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import quote
 
 from weavenomad_lab.errors import LabError
@@ -48,6 +51,8 @@ SCRIPT = (
 )
 #: seconds to wait for a dying router's container to be reported exited
 DIE_WITHIN = 10.0
+#: seconds between signals to a stand-in that has not set its trap yet
+DIE_RETRY = 0.1
 
 
 @dataclass(frozen=True)
@@ -183,10 +188,25 @@ async def die(socket: str, name: str, message: str) -> bool:
     try:  # PID 1's stderr is the pipe Docker logs from; the emulator runs as root on the host
         with open(f"/proc/{pid}/fd/2", "w") as stderr:
             stderr.write(f"FATA: {stamp} {message}\n")
-        os.kill(pid, signal.SIGUSR1)
-    except (FileNotFoundError, ProcessLookupError):
+    except FileNotFoundError:
         return False  # it stopped meanwhile
+    # PID 1 of a container ignores a signal it has no handler for: a stand-in that has not
+    # set its trap yet (a loaded host) would live on, so the signal is sent until it is gone
+    deadline = time.monotonic() + DIE_WITHIN
+    while _alive(pid) and time.monotonic() < deadline:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGUSR1)
+        await asyncio.sleep(DIE_RETRY)
     return True
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (an exited process waiting to be reaped does not)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[-1].split()[0] not in ("Z", "X")
 
 
 def router_events_query(since: str) -> str:

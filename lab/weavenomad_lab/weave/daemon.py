@@ -28,6 +28,7 @@ import shlex
 import signal
 import sys
 import time
+import uuid
 from dataclasses import dataclass
 from ipaddress import IPv4Network
 from pathlib import Path
@@ -50,7 +51,7 @@ from weavenomad_lab.weave import (
 )
 from weavenomad_lab.weave import ipam as ipam_mod
 from weavenomad_lab.weave import status as status_mod
-from weavenomad_lab.weave.runtime import LaunchOptions, NodeRuntime
+from weavenomad_lab.weave.runtime import LaunchOptions, NodeRuntime, peer_info
 
 log = logging.getLogger("weavenomad_lab.weave")
 
@@ -66,6 +67,8 @@ RESET_NOT_RUNNING = "Weave is not running (ignore on Kubernetes).\n"
 LAUNCH_DIED = "The weave container has died. Consult the container logs for further details."
 #: seconds between attempts to follow a node's router container while its dockerd is away
 FOLLOW_RETRY = 1.0
+#: seconds between looks at the peers while an allocation waits for consensus or a grant
+IPAM_POLL = 0.2
 
 
 class ScriptExit(LabError):
@@ -101,6 +104,87 @@ class WeaveDaemon:
 
     def peers(self) -> list[status_mod.PeerInfo]:
         return [rt.peer for rt in sorted(self.runtimes.values(), key=lambda r: r.node.index)]
+
+    # -- the peers' connections and the IPAM's consensus ------------------------------------
+
+    def _connected(self, rt: NodeRuntime) -> list[NodeRuntime]:
+        """``rt`` and the running peers it is connected to: every launched node shares the
+        lab's fabric, except one with the same peer name, which Weave refuses."""
+        return [rt, *(o for o in sorted(self.runtimes.values(), key=lambda r: r.node.index)
+                      if o is not rt and o.peer.name != rt.peer.name)]
+
+    def reachable(self, rt: NodeRuntime) -> list[status_mod.PeerInfo]:
+        return [o.peer for o in self._connected(rt)]
+
+    def clones(self, rt: NodeRuntime) -> list[status_mod.PeerInfo]:
+        return [o.peer for o in self.runtimes.values()
+                if o is not rt and o.peer.name == rt.peer.name]
+
+    def unreachable_targets(self, rt: NodeRuntime) -> list[str]:
+        running = {o.node.host_ip for o in self.runtimes.values()}
+        return [t for t in rt.options.peers if t.rsplit(":", 1)[0] not in running]
+
+    def _voters(self, rt: NodeRuntime) -> list[NodeRuntime]:
+        return [o for o in self._connected(rt) if o.options.init_mode == "consensus"]
+
+    def paxos(self, rt: NodeRuntime) -> dict | None:
+        """What ``/report`` says of a consensus under way (none before the first request)."""
+        if self.ipam.ring or not rt.asked or rt.options.seeds():
+            return None
+        observer = rt.options.init_mode == "observer"
+        return {"Elector": not observer, "KnownNodes": len(self._voters(rt)),
+                "Quorum": 0 if observer else rt.options.quorum()}
+
+    def _try_space(self, rt: NodeRuntime, subnet: IPv4Network) -> bool:
+        """Whether the IPAM may allocate in ``subnet`` on ``rt`` now: forms the ring once a
+        quorum of consensus peers is connected (or from the seed), grants space to a peer
+        that joined a ring it has no share of."""
+        rt.asked = True
+        ipam, me = self.ipam, rt.peer
+        if not ipam.ring:
+            seeds = rt.options.seeds()
+            voters = self._voters(rt)
+            if seeds:
+                known = {o.peer.name: o.peer.nickname for o in self._connected(rt)}
+                ipam.form_ring([(name, known.get(name, "")) for name in seeds])
+            elif rt.options.init_mode != "consensus" or len(voters) < rt.options.quorum():
+                return False
+            else:
+                ipam.form_ring([(o.peer.name, o.peer.nickname) for o in voters])
+                log.info("IPAM consensus among %s", ", ".join(o.node.name for o in voters))
+            self.save_ipam()
+        if ipam.owns_space(me.name):
+            return True
+        donors = {o.peer.name for o in self._connected(rt)[1:]}
+        if ipam.grant(me.name, me.nickname, subnet, donors):
+            self.save_ipam()
+            return True
+        return False
+
+    async def await_space(self, rt: NodeRuntime, subnet: IPv4Network,
+                          client_gone: asyncio.Future | None = None) -> None:
+        """Block, as Weave's allocator does, until ``rt`` may allocate in ``subnet``; give up
+        when the asker goes away or the node's Weave stops."""
+        while not self._try_space(rt, subnet):
+            if client_gone is not None and client_gone.done():
+                raise LabError("the request was cancelled while awaiting IPAM consensus")
+            if self.runtimes.get(rt.node.name) is not rt:
+                raise LabError(NOT_RUNNING)
+            await asyncio.sleep(IPAM_POLL)
+
+    async def rmpeer(self, node_name: str, names: list[str]) -> str:
+        """``weave rmpeer``: this peer takes over the space of each named peer."""
+        rt = await self.runtime(node_name)
+        out = []
+        for name in names:
+            found = [s.peer for s in self.ipam.ring.values() if name in (s.peer, s.nickname)]
+            if rt.peer.name in found:
+                raise ValidationError(f"cannot remove {name}: it is this peer")
+            taken = sum(self.ipam.take_over(peer, rt.peer.name, rt.peer.nickname)
+                        for peer in found)
+            out.append(f"{taken} IPs taken over from {name}\n")
+        self.save_ipam()
+        return "".join(out)
 
     def save_ipam(self) -> None:
         self.ipam.save(self.ipam_file)
@@ -374,13 +458,20 @@ class WeaveDaemon:
         running = node.name in self.runtimes
         if not running and router is not None and not force:
             raise ScriptExit(1, RESET_REFUSED)
+        launched = self.options.get(node.name)
+        rt = self.runtimes.get(node.name)
+        if rt is not None:  # a running peer hands its share to a connected one
+            heirs = self._connected(rt)[1:]
+            self.ipam.leave(rt.peer.name, (heirs[0].peer.name, heirs[0].peer.nickname)
+                            if heirs else None)
+        elif launched is not None:  # nobody hears of it: its share stays with the others
+            self.ipam.leave(peer_info(self.lab.name, node, launched).name, None)
         rt = self.runtimes.pop(node.name, None)
         if rt is not None:
             await rt.stop()
             net = rt.net
         else:
             net = plumbing.NodeNet(node.name, node.netns, self.lab.fabric_netns)
-        launched = self.options.get(node.name)
         volumes = launched.flavour.volumes_container if launched else containers.VOLUMES
         for name in dict.fromkeys([*containers.ALL, volumes]):
             await containers.remove(sock, name)
@@ -412,7 +503,11 @@ class WeaveDaemon:
         try:
             line = await asyncio.wait_for(reader.readline(), wire.DOCKER_TIMEOUT)
             request = json.loads(line)
-            result = await self.dispatch(request)
+            client_gone = asyncio.ensure_future(reader.read(1))  # EOF: the asker went away
+            try:
+                result = await self.dispatch(request, client_gone)
+            finally:
+                client_gone.cancel()
             answer = {"ok": True, **result}
         except ScriptExit as exc:
             answer = {"ok": False, "error": exc.one_line(), "exit": exc.code,
@@ -429,8 +524,15 @@ class WeaveDaemon:
             await writer.drain()
         writer.close()
 
-    async def dispatch(self, request: dict) -> dict:
+    async def dispatch(self, request: dict, client_gone: asyncio.Future | None = None) -> dict:
         op, node = request["op"], request.get("node")
+        if op == "expose":  # blocks while the IPAM cannot allocate, outside the lock
+            rt = await self.runtime(node)
+            for arg in request.get("args") or [cidr.DEFAULT_NET]:
+                await rt.admit(rt.subnet_of(cidr.script_request(arg)), client_gone)
+        if op == "rmpeer":
+            async with self.changes:
+                return {"stdout": await self.rmpeer(node, request.get("args", []))}
         if op == "ping":
             return {"pid": os.getpid()}
         if op == "version":
@@ -571,6 +673,9 @@ class WeaveComponent:
         lab.component_dir(COMPONENT_NAME).mkdir(parents=True, exist_ok=True)
         self.daemon(lab).start(ready=lambda: self._answers(lab))
         for node in lab.nodes:
+            if not node.machine_id_file.exists():  # as systemd's first boot writes it
+                node.machine_id_file.parent.mkdir(parents=True, exist_ok=True)
+                node.machine_id_file.write_text(uuid.uuid4().hex + "\n")
             node.bin_dir.mkdir(parents=True, exist_ok=True)
             shim = node.bin_dir / "weave"
             shim.write_text(shim_script(lab, node))

@@ -10,6 +10,13 @@ Allocation follows Weave's rules: the lowest free address of the subnet, never t
 first or last address; asking again for the same (node, ident, subnet) gives the address it
 already owns (Weave calls it resurrecting); claims (``ip:``) outside the range are not tracked.
 
+The *ring* says which peer owns how much of the range (``weave status ipam``), as Weave's does,
+by size only (the shared table already keeps addresses unique): empty until the peers agree
+(consensus, see the daemon), then split evenly between the peers that agreed; a peer that joins
+later is granted space on demand by a reachable owner (half of the largest aligned free block of
+the subnet it asks for: 64 of a /24 holding one address, as recorded in multi-node/3);
+``rmpeer`` moves a peer's share to the caller, ``reset`` hands it to a live peer.
+
 Release follows Weave 2.x (``ipam/allocator.go``): when a container is *destroyed* its
 addresses are freed at once; when it merely *dies* they are kept for
 :data:`CONTAINER_DIED_TIMEOUT` seconds so a restart gets the same address, then freed.
@@ -48,11 +55,73 @@ class Allocation:
 
 
 @dataclass
+class Share:
+    """A peer's part of the range in the ring."""
+
+    peer: str  # Weave's peer name
+    nickname: str
+    size: int
+
+
+@dataclass
 class Ipam:
     universe: IPv4Network = DEFAULT_RANGE
     allocations: dict[IPv4Address, Allocation] = field(default_factory=dict)
     #: (node, ident) -> time of death (seconds, any monotonic-enough clock the caller uses)
     dead: dict[Key, float] = field(default_factory=dict)
+    #: peer name -> its share of the range; empty: no consensus yet
+    ring: dict[str, Share] = field(default_factory=dict)
+
+    # -- the ring -----------------------------------------------------------------------------
+
+    def form_ring(self, members: list[tuple[str, str]]) -> None:
+        """Consensus among ``members`` ((peer, nickname), in order): the range split evenly."""
+        share, extra = divmod(self.universe.num_addresses, len(members))
+        self.ring = {peer: Share(peer, nickname, share + (1 if i < extra else 0))
+                     for i, (peer, nickname) in enumerate(members)}
+
+    def owns_space(self, peer: str) -> bool:
+        return peer in self.ring and self.ring[peer].size > 0
+
+    def grant(self, peer: str, nickname: str, subnet: IPv4Network, donors: set[str]) -> int:
+        """Space for a peer that has none, from the reachable owner with the most (0: none
+        can give)."""
+        owners = [s for s in self.ring.values() if s.peer in donors and s.size > 1]
+        if not owners:
+            return 0
+        donor = max(owners, key=lambda s: s.size)
+        size = min(self._donation(subnet), donor.size // 2)
+        donor.size -= size
+        mine = self.ring.setdefault(peer, Share(peer, nickname, 0))
+        mine.size += size
+        return size
+
+    def _donation(self, subnet: IPv4Network) -> int:
+        """Half of the largest aligned block of ``subnet`` without an allocated address."""
+        taken = {a for a in self.allocations if a in subnet}
+        for prefix in range(subnet.prefixlen, subnet.max_prefixlen + 1):
+            for block in subnet.subnets(new_prefix=prefix):
+                if not any(a in block for a in taken):
+                    return max(block.num_addresses // 2, 1)
+        return 1
+
+    def take_over(self, gone: str, taker: str, nickname: str) -> int:
+        """``weave rmpeer``: ``gone``'s share becomes ``taker``'s; returns its size."""
+        share = self.ring.pop(gone, None)
+        if share is None:
+            return 0
+        mine = self.ring.setdefault(taker, Share(taker, nickname, 0))
+        mine.size += share.size
+        return share.size
+
+    def leave(self, peer: str, heir: tuple[str, str] | None) -> None:
+        """``weave reset`` of a peer: its share goes to ``heir`` ((peer, nickname), a live
+        peer), or stays in the ring of the others when none is there to take it. The last peer
+        empties it."""
+        if heir is not None:
+            self.take_over(peer, *heir)
+        elif set(self.ring) <= {peer}:
+            self.ring.clear()
 
     # -- queries ------------------------------------------------------------------------------
 
@@ -94,6 +163,7 @@ class Ipam:
                 hint=f"launch with --ipalloc-range {self.universe}, or 'weave reset' every node",
             )
         self.universe = universe
+        self.ring.clear()
 
     def allocate(self, node: str, ident: str, subnet: IPv4Network) -> IPv4Interface:
         """The lowest free address of ``subnet`` for (node, ident), or the one it has there."""
@@ -220,6 +290,8 @@ class Ipam:
                 {"node": node, "ident": ident, "since": since}
                 for (node, ident), since in sorted(self.dead.items())
             ],
+            "ring": [{"peer": s.peer, "nickname": s.nickname, "size": s.size}
+                     for s in self.ring.values()],
         }
 
     @classmethod
@@ -232,6 +304,8 @@ class Ipam:
             ipam.allocations[interface.ip] = Allocation(interface, entry["node"], entry["ident"])
         for entry in data.get("dead", []):
             ipam.dead[(entry["node"], entry["ident"])] = float(entry["since"])
+        for entry in data.get("ring", []):
+            ipam.ring[entry["peer"]] = Share(entry["peer"], entry["nickname"], int(entry["size"]))
         return ipam
 
     def save(self, path: Path) -> None:

@@ -45,6 +45,9 @@ class LaunchOptions:
     name: str | None = None
     password: bool = False
     trusted_subnets: list[str] = field(default_factory=list)
+    #: ``--ipalloc-init``: ``consensus[=<count>]`` (the default), ``seed=<name>,...`` or
+    #: ``observer``
+    ipalloc_init: str | None = None
     #: the lab's lever for a router that dies at start with this message (the shim takes it
     #: from WEAVENOMAD_LAB_WEAVE_FATAL), as a real one dies of a bad range or a crash
     fatal: str | None = None
@@ -55,6 +58,21 @@ class LaunchOptions:
     def to_json(self) -> dict:
         return {**asdict(self), "flavour": self.flavour.to_json()}
 
+    @property
+    def init_mode(self) -> str:
+        return (self.ipalloc_init or "consensus").partition("=")[0]
+
+    def quorum(self) -> int:
+        """Weave's quorum for consensus: a majority of ``consensus=<count>``, by default of
+        the peers named at launch and this one (site/ipam.md)."""
+        mode, _, value = (self.ipalloc_init or "consensus").partition("=")
+        count = int(value) if mode == "consensus" and value.isdigit() else len(self.peers) + 1
+        return count // 2 + 1
+
+    def seeds(self) -> list[str]:
+        mode, _, value = (self.ipalloc_init or "").partition("=")
+        return [name for name in value.split(",") if name] if mode == "seed" else []
+
     def flags(self) -> list[str]:
         """The router's own flags for these options, in the order Weave's script passes
         them (recorded: day-two/1d-04), the peers last."""
@@ -63,6 +81,8 @@ class LaunchOptions:
             flags += ["--nickname", self.nickname]
         if self.name:
             flags += ["--name", self.name]
+        if self.ipalloc_init:
+            flags += ["--ipalloc-init", self.ipalloc_init]
         if self.ipalloc_range:
             flags += ["--ipalloc-range", self.ipalloc_range]
         if self.no_default_ipalloc:
@@ -82,10 +102,19 @@ class LaunchOptions:
         return cls(**known)
 
 
+def machine_id(node: layout.NodeLayout) -> str | None:
+    try:
+        return node.machine_id_file.read_text().strip() or None
+    except FileNotFoundError:
+        return None
+
+
 def peer_info(lab_name: str, node: layout.NodeLayout, options: LaunchOptions) -> status.PeerInfo:
     digest = hashlib.sha256(f"{lab_name}/{node.name}".encode()).digest()
-    # a locally administered unicast MAC, stable for the lab and node, as Weave's peer name
-    mac = bytes([digest[0] & 0xFE | 0x02]) + digest[1:6]
+    # Weave derives its peer name from the machine id (a locally administered unicast MAC):
+    # nodes cloned with the same /etc/machine-id get the same name
+    named = hashlib.sha256((machine_id(node) or f"{lab_name}/{node.name}").encode()).digest()
+    mac = bytes([named[0] & 0xFE | 0x02]) + named[1:6]
     name = options.name or ":".join(f"{b:02x}" for b in mac)
     return status.PeerInfo(
         node=node.name, index=node.index, name=name, nickname=options.nickname or node.name,
@@ -112,6 +141,8 @@ class NodeRuntime:
         self.locks: dict[str, asyncio.Lock] = {}
         self.api_tasks: set[asyncio.Task] = set()
         self.events_since = "0"
+        #: an allocation or claim was asked for: Weave seeks consensus from then on
+        self.asked = False
         self.proxy = proxy.Proxy(
             self.docker_socket, daemon.volume_dir, self.ensure_attached,
             no_default_ipalloc=options.no_default_ipalloc,
@@ -256,15 +287,26 @@ class NodeRuntime:
         if tokens is None:
             return
         ident, ipam, node = info["Id"], self.daemon.ipam, self.node.name
+        requests = [cidr.proxy_request(token) for token in tokens or [cidr.DEFAULT_NET]]
+        for request in requests:  # Weave's proxy holds the container until its IPAM can
+            await self.admit(self.subnet_of(request))
         try:  # token by token, as Weave's proxy: a bad token fails after the ones before it
-            addresses = [self._obtain_for_proxy(ident, cidr.proxy_request(token))
-                         for token in tokens or [cidr.DEFAULT_NET]]
+            addresses = [self._obtain_for_proxy(ident, request) for request in requests]
             await plumbing.attach(self.net, int(state["Pid"]), addresses)
         except WeavenomadError:
             ipam.release(node, ident)
             raise
         finally:
             self.daemon.save_ipam()
+
+    def subnet_of(self, request: cidr.AddressRequest) -> IPv4Network:
+        if request.address is not None:
+            return request.address.network
+        return request.subnet or self.default_subnet
+
+    async def admit(self, subnet: IPv4Network, client_gone: asyncio.Future | None = None) -> None:
+        """Return once Weave's IPAM may allocate in ``subnet`` here (it blocks until then)."""
+        await self.daemon.await_space(self, subnet, client_gone)
 
     def _obtain_for_proxy(self, ident: str, request: cidr.AddressRequest) -> IPv4Interface:
         try:
@@ -358,8 +400,12 @@ class NodeRuntime:
     def api_context(self) -> api.ApiContext:
         return api.ApiContext(
             me=self.peer,
-            peers=self.daemon.peers(),
+            peers=self.daemon.reachable(self),
             ipam=self.daemon.ipam,
+            clones=self.daemon.clones(self),
+            unreachable_targets=self.daemon.unreachable_targets(self),
+            paxos=self.daemon.paxos(self),
+            admit=self.admit,
             default_subnet=self.default_subnet,
             proxy_addresses=self.proxy_addresses,
             targets=list(self.options.peers),

@@ -5,8 +5,9 @@ against the lab's weave emulator instead of Weave's containers.
 ``python -m weavenomad_lab.weave.shim --lab-state-dir S --node nX "$@"``. Supported (Weave 2.8.1
 syntax): ``launch [flags] [peer ...]``, ``expose [addr ...] [-h fqdn]``, ``hide [addr ...]``,
 ``status [targets|connections|peers|dns|ipam]``, ``report [-f format]``, ``ps [container ...]``,
-``env [--restore]``, ``config``, ``stop``, ``reset [--force]``, ``version``, ``help``. Outputs
-as the script prints them: ``launch`` the router's (here: a stable fake) container ID,
+``env [--restore]``, ``config``, ``stop``, ``rmpeer <peer> ...``, ``reset [--force]``,
+``version``, ``help``. Outputs as the script prints them: ``launch`` the router's (here: a
+stable fake) container ID,
 ``expose``/``hide`` the host addresses on one line, ``ps`` ``<id> <mac> <ip/len> ...`` rows, ``env``
 ``export DOCKER_HOST=unix://<proxy socket> ORIG_DOCKER_HOST=<previous>``. Errors go to stderr
 with exit code 1, as the script's ``exit 1``. Flags the emulation cannot act on (DNS, plugin,
@@ -22,7 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from weavenomad_lab.errors import LabError
-from weavenomad_lab.weave import COMPONENT_NAME, cidr, control_call, flavours
+from weavenomad_lab.weave import COMPONENT_NAME, CONTROL_TIMEOUT, cidr, control_call, flavours
 
 SCRIPT_VERSION = f"{flavours.DEFAULT_SCRIPT_VERSION}{flavours.LAB_SUFFIX}"
 ADDR_FORMS = "[ip:]<cidr> | net:<cidr> | net:default"
@@ -60,6 +61,8 @@ weave status        [targets | connections | peers | dns | ipam]
       ps            [<container_id> ...]
 
 weave stop
+
+weave rmpeer        <peer_id> ...
 
 weave reset         [--force]
 
@@ -139,6 +142,7 @@ def parse_launch(args: list[str], environ: dict[str, str]) -> dict:
         "name": values.get("name"),
         "password": bool(values.get("password") or environ.get("WEAVE_PASSWORD")),
         "trusted_subnets": trusted,
+        **({"ipalloc_init": values["ipalloc-init"]} if "ipalloc-init" in values else {}),
     }
 
 
@@ -178,7 +182,10 @@ class Shim:
         return flavours.flavour_for(self.script_version, self.environ, self.image_owner)
 
     def call(self, op: str, **fields) -> dict:
-        answer = control_call(self.component_dir, {"op": op, "node": self.node, **fields})
+        # as the script's, expose waits as long as Weave's IPAM does (for consensus: no timeout)
+        timeout = None if op == "expose" else CONTROL_TIMEOUT
+        answer = control_call(self.component_dir, {"op": op, "node": self.node, **fields},
+                              timeout)
         if not answer.get("ok") and "stderr" in answer:
             raise ScriptExit(int(answer.get("exit") or 1), answer.get("stdout") or "",
                              answer["stderr"])
@@ -233,6 +240,11 @@ class Shim:
         self._warn_if_stopping_proxy_in_env()
         answer = self.call("reset", **({"force": True} if args else {}))
         self.err(answer.get("stderr") or "")
+
+    def cmd_rmpeer(self, args):
+        if not args:
+            raise UsageError("rmpeer needs at least one peer name or nickname")
+        self.out(self.call("rmpeer", args=args)["stdout"])
 
     def cmd_stop(self, args):
         if args:

@@ -6,13 +6,20 @@ recorded in ``fixtures/recorded/weave-report.json``); the texts follow its Go te
 the lab counts as a peer connected to every other one: their bridges share the fabric L2,
 which is what Weave's router connections give. The range is reported as split evenly between
 the launched peers, the way a settled Weave ring ends up.
+
+Except where Weave says otherwise: a launched node with the same peer name (a clone) is refused
+("cannot connect to ourself"), a launch target with no Weave running is "failed" with the dial
+error and its next retry (multi-node/2), and the ring is the IPAM's (:mod:`.ipam`): none before
+consensus, a peer that is gone listed ``unreachable!`` with its share.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import time
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from ipaddress import IPv4Address
 from typing import Any
 
@@ -52,6 +59,15 @@ def report(ctx) -> dict[str, Any]:
             "Attrs": {"mtu": 1376, "name": "fastdp"},
         }
         for p in others
+    ] + [
+        {"Address": f"{p.host_ip}:{PORT}", "Outbound": True, "State": "failed",
+         "Info": "cannot connect to ourself, retry: never", "Attrs": {}}
+        for p in getattr(ctx, "clones", [])
+    ] + [
+        {"Address": f"{target.rsplit(':', 1)[0]}:{PORT}", "Outbound": True, "State": "failed",
+         "Info": f"dial tcp :0->{target.rsplit(':', 1)[0]}:{PORT}: connect: connection refused, "
+                 f"retry: {_go_time(time.time() + 2)}", "Attrs": {}}
+        for target in getattr(ctx, "unreachable_targets", [])
     ]
     peers = []
     for peer in sorted(ctx.peers, key=lambda p: p.index):
@@ -103,7 +119,7 @@ def report(ctx) -> dict[str, Any]:
         },
         "Router": router,
         "IPAM": {
-            "Paxos": None,
+            "Paxos": getattr(ctx, "paxos", None),
             "Range": str(ctx.ipam.universe),
             "RangeNumIPs": ctx.ipam.universe.num_addresses,
             "ActiveIPs": ctx.ipam.active_count(me.node),
@@ -119,19 +135,24 @@ def report(ctx) -> dict[str, Any]:
 
 
 def _ring_entries(ctx) -> list[dict]:
-    peers = sorted(ctx.peers, key=lambda p: p.index)
-    total = ctx.ipam.universe.num_addresses
+    """The ring's shares, one entry per peer; a peer this one does not reach is not known."""
+    known = {p.name for p in ctx.peers}
     start = int(ctx.ipam.universe.network_address)
-    share, extra = divmod(total, len(peers))
     entries = []
-    for position, peer in enumerate(peers):
-        size = share + (1 if position < extra else 0)
-        entries.append({
-            "Token": str(IPv4Address(start)), "Size": size, "Peer": peer.name,
-            "Nickname": peer.nickname, "IsKnownPeer": True, "Version": 1,
-        })
-        start += size
+    for share in ctx.ipam.ring.values():
+        if share.size:
+            entries.append({
+                "Token": str(IPv4Address(start)), "Size": share.size, "Peer": share.peer,
+                "Nickname": share.nickname, "IsKnownPeer": share.peer in known, "Version": 1,
+            })
+        start += share.size
     return entries
+
+
+def _go_time(seconds: float) -> str:
+    """A time as Go prints a time.Time (the monotonic reading left out)."""
+    moment = datetime.fromtimestamp(seconds, timezone.utc)
+    return moment.strftime("%Y-%m-%d %H:%M:%S.%f") + "000 +0000 UTC"
 
 
 # -- texts -------------------------------------------------------------------------------------
@@ -174,7 +195,7 @@ def status_text(rep: dict) -> str:
         f" TrustedSubnets: {_print_list(router['TrustedSubnets'])}",
         "",
         "        Service: ipam",
-        "         Status: ready" if ipam["Entries"] else "         Status: idle",
+        f"         Status: {_ipam_state(ipam)}",
         f"          Range: {ipam['Range']}",
         f"  DefaultSubnet: {ipam['DefaultSubnet']}",
     ]
@@ -182,6 +203,15 @@ def status_text(rep: dict) -> str:
         lines += ["", "        Service: proxy",
                   f"        Address: {_print_list(rep['Proxy']['Addresses'])}"]
     return "\n".join(lines) + "\n"
+
+
+def _ipam_state(ipam: dict) -> str:
+    paxos = ipam.get("Paxos")
+    if ipam["Entries"]:
+        return "ready"
+    if paxos and paxos["Elector"]:
+        return f"awaiting consensus (quorum: {paxos['Quorum']}, known: {paxos['KnownNodes']})"
+    return "priming" if paxos else "idle"
 
 
 def targets_text(rep: dict) -> str:
@@ -213,7 +243,7 @@ def ipam_text(rep: dict) -> str:
     router, ipam = rep["Router"], rep["IPAM"]
     per_peer: dict[str, list] = {}
     for entry in ipam["Entries"]:
-        stats = per_peer.setdefault(entry["Peer"], [entry["Nickname"], 0])
+        stats = per_peer.setdefault(entry["Peer"], [entry["Nickname"], 0, entry["IsKnownPeer"]])
         stats[1] += entry["Size"]
     out = []
 
@@ -222,11 +252,11 @@ def ipam_text(rep: dict) -> str:
         return f"{name + '(' + nickname + ')':<37} {ips:>8} IPs ({share:04.1f}% of total) {info}\n"
 
     if router["Name"] in per_peer:
-        nickname, ips = per_peer[router["Name"]]
+        nickname, ips, _ = per_peer[router["Name"]]
         out.append(line(router["Name"], nickname, ips, f"({ipam['ActiveIPs']} active)"))
-    for name, (nickname, ips) in per_peer.items():
+    for name, (nickname, ips, known) in per_peer.items():
         if name != router["Name"]:
-            out.append(line(name, nickname, ips, ""))
+            out.append(line(name, nickname, ips, "" if known else "- unreachable!"))
     return "".join(out)
 
 
