@@ -303,10 +303,13 @@ def test_a_restart_keeps_the_catalog_the_checks_and_the_kv_store(tmp_path):
     recorded reboot, day-two/1a: the twins and their checks were still registered)."""
     from weavenomad_lab.consul import persist
 
+    # TEST-NET-1 (RFC 5737): the TCP check can never connect, so its status cannot change
+    # between the two looks (172.17.0.2:8081 may answer on a machine that runs Docker tasks)
+    service = nomad_service("a1", address="192.0.2.10")
     with running_sim() as before:
         u1 = before["u1"]
-        u1.ok("PUT", "/v1/agent/service/register", nomad_service("a1"))
-        u1.ok("PUT", "/v1/agent/check/register", mask(nomad_service("a1")["ID"]))
+        u1.ok("PUT", "/v1/agent/service/register", service)
+        u1.ok("PUT", "/v1/agent/check/register", mask(service["ID"]))
         u1.ok("PUT", "/v1/kv/weavenomad/tenants", '{"acme": {}}')
         u1.ok("DELETE", "/v1/kv/weavenomad/gone")
         kv_index = u1.get("/v1/kv/weavenomad/tenants").json()[0]["ModifyIndex"]
