@@ -15,8 +15,8 @@ from weavenomad.bootstrap import holds, migrate, render, system
 from weavenomad.bootstrap.apply import Executor, apply_plan
 from weavenomad.bootstrap.checks import FAIL, check_peer_names
 from weavenomad.bootstrap.doctor import doctor_checks, node_checks, summary
-from weavenomad.bootstrap.observe import Clients, NodeFacts, observe
-from weavenomad.bootstrap.plan import Desired, plan_bootstrap
+from weavenomad.bootstrap.observe import Clients, NodeFacts, advertised_address, observe
+from weavenomad.bootstrap.plan import Desired, launch_peers, plan_bootstrap
 from weavenomad.bootstrap.reset import plan_reset
 from weavenomad.errors import (
     BackendError,
@@ -147,8 +147,12 @@ def run_bootstrap(settings, options: NodeOptions, environ: Mapping[str, str], sa
         raise BackendError(f"cannot read Weave's IPAM: {facts.errors['weave-ip']}",
                            backend="weave", hint="check Weave's HTTP API (weave status)")
     restart_argv, restart_hint = restart_plan(settings, facts, options.restart)
+    peers, peers_note = launch_peers(facts, peers)
     # bad input (ranges, a running Weave with other settings) fails here, before any output
-    plan = plan_bootstrap(facts, Desired(cluster, peers, restart_argv, restart_hint))
+    plan = plan_bootstrap(facts, Desired(cluster, peers, restart_argv, restart_hint,
+                                         advertised_address(facts.consul_self)))
+    if peers_note:
+        plan = replace(plan, notes=(peers_note, *plan.notes))
     if options.hold_docker:
         plan = migrate.with_hold(plan, migrate.hold_step(
             facts.apt, facts.docker_version, facts.docker_root, hold_record(settings)))
