@@ -285,6 +285,9 @@ def test_without_peer_the_launch_goes_towards_the_recorded_peers_but_this_node()
     alone, note = launch_peers(fresh(peer_records=[]), ())
     assert alone == () and "this node starts the cluster" in note
     assert launch_peers(fresh(peer_records=None), PEERS) == (PEERS, None)
+    _, note = launch_peers(fresh(peer_records=records, peer_problems=["Consul key k is not "
+                                                                      "JSON"]), ())
+    assert note.endswith("192.168.56.4; skipped: Consul key k is not JSON")
 
 
 def test_without_peer_and_without_the_registry_bootstrap_refuses_rather_than_start_alone():

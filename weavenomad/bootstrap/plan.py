@@ -194,10 +194,11 @@ def launch_peers(facts: NodeFacts, given: tuple[str, ...]) -> tuple[tuple[str, .
     own = {str(address.ip) for _, address in facts.host_addresses}
     own |= {advertised_address(facts.consul_self)} - {None}
     peers = peers_besides(facts.peer_records, own)
+    skipped = "".join(f"; skipped: {problem}" for problem in facts.peer_problems)
     if not peers:
         return peers, ("no peer is recorded in the registry: this node starts the cluster "
-                       "(bootstrap the others after it, or give the first nodes --peer)")
-    return peers, f"peers recorded in the registry: {', '.join(peers)}"
+                       f"(bootstrap the others after it, or give the first nodes --peer){skipped}")
+    return peers, f"peers recorded in the registry: {', '.join(peers)}{skipped}"
 
 
 def peer_recorded(facts: NodeFacts, address: str) -> bool:

@@ -112,10 +112,8 @@ class PeerRegistry:
 
     def remove(self, name: str) -> bool:
         """Delete a node's record; True if there was one."""
-        if self.get_raw(name) is None:
+        _, entry = self.consul.kv_get(self.key(name))
+        if entry is None:
             return False
         self.consul.kv_delete(self.key(name))
         return True
-
-    def get_raw(self, name: str) -> dict | None:
-        return self.consul.kv_get(self.key(name))[1]
