@@ -44,9 +44,9 @@ def test_a_peer_dialled_already_is_left_alone_with_or_without_its_port():
 
 def test_only_a_peer_that_was_recorded_and_went_is_forgotten():
     """A launch peer that is not recorded (not bootstrapped yet) stays a target."""
-    plan = plan_links(report(["192.168.57.12", "192.168.57.13"]), [],
+    plan = plan_links(report(["192.168.57.12", "192.168.57.13:6783"]), [],
                       gone={"192.168.57.13", "192.168.57.14"})
-    assert plan == LinkPlan(forget=("192.168.57.13",))
+    assert plan == LinkPlan(forget=("192.168.57.13:6783",))  # named as Weave lists it
 
 
 def test_a_record_whose_address_answers_with_another_peer_name_is_not_connected():

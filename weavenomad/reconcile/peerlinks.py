@@ -34,9 +34,14 @@ class LinkPlan:
     mismatched: tuple[str, ...] = ()
 
 
-def targets_of(report: Mapping) -> set[str]:
+def targets_of(report: Mapping) -> dict[str, list[str]]:
+    """The router's targets by host address, each as Weave lists it: ``weave forget`` must
+    name a target exactly as it was given (with or without its port)."""
     router = report.get("Router") or {}
-    return {host_of(t) for t in router.get("Targets") or []}
+    found: dict[str, list[str]] = {}
+    for target in router.get("Targets") or []:
+        found.setdefault(host_of(target), []).append(target)
+    return found
 
 
 def names_by_address(report: Mapping) -> dict[str, str]:
@@ -72,7 +77,7 @@ def plan_links(report: Mapping, records: Iterable[PeerRecord],
             continue
         if record.address not in targets:
             connect.append(record.address)
-    forget = sorted(a for a in set(gone) if a in targets and a not in wanted)
+    forget = sorted(t for a in set(gone) - wanted for t in targets.get(a, ()))
     return LinkPlan(tuple(sorted(connect)), tuple(forget), tuple(mismatched))
 
 

@@ -204,7 +204,7 @@ async def _connect(request, ctx, params, query) -> Response:
     form = _form(request)
     peers = form.get("peer", [])
     bad = [p for p in peers if not _PEER_ADDRESS.match(p)]
-    if bad:  # router.InitiateConnections: one line per address it cannot parse
+    if bad:  # InitiateConnections: one error per address it cannot resolve (text not recorded)
         return go_error(400, "\n".join(f"invalid peer name/address: {p}" for p in bad))
     if ctx.connect is not None:
         ctx.connect(peers, form.get("replace", [""])[0] == "true")

@@ -577,6 +577,12 @@ class WeaveDaemon:
             return {"text": render(rt.api_context().report())}
         if op == "report":
             return {"report": rt.api_context().report()}
+        if op == "connect":
+            rt.connect(list(request.get("args", [])), bool(request.get("replace")))
+            return {}
+        if op == "forget":
+            rt.forget(list(request.get("args", [])))
+            return {}
         if op == "ps":
             return {"rows": await rt.ps(request.get("args", []))}
         if op == "env":

@@ -422,14 +422,15 @@ class NodeRuntime:
         )
 
     def connect(self, peers: list[str], replace: bool = False) -> None:
-        """``POST /connect``: dial these peers too (``replace``: instead of the others)."""
+        """``POST /connect``: dial these peers too (``replace``: instead of the others). Like
+        weaveworks/mesh's ``directPeers``, targets are keyed by the string as given."""
         kept = [] if replace else self.targets
         self.targets = list(dict.fromkeys([*kept, *peers]))
 
     def forget(self, peers: list[str]) -> None:
-        """``POST /forget``: stop dialling these peers (by address, with or without port)."""
-        hosts = {p.rsplit(":", 1)[0] for p in peers}
-        self.targets = [t for t in self.targets if t.rsplit(":", 1)[0] not in hosts]
+        """``POST /forget``: stop dialling these peers, named exactly as they were given
+        (mesh deletes ``directPeers[peer]``: ``10.0.0.2`` does not forget ``10.0.0.2:6783``)."""
+        self.targets = [t for t in self.targets if t not in set(peers)]
 
     async def _expose_for_api(self, address) -> None:
         # one change of the bridge at a time, with the weave command's expose and hide: the real
