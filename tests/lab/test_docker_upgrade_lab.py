@@ -196,7 +196,9 @@ def test_an_upgrade_to_docker_26_breaks_weave_and_doctor_names_the_cause(lab2):
     assert api["status"] == "fail" and "weave 2.8.1 speaks 1.18" in api["detail"]
     assert "no dockerd setting" in api["fix"] and "weavenomad weave-upgrade" in api["fix"]
     container = checks["weave-container"]
-    assert container["status"] == "fail" and "is restarting" in container["detail"]
+    # Docker shows a crash loop as restarting, or as running for the moment between attempts
+    assert container["status"] == "fail", container
+    assert "is restarting" in container["detail"] or "is crash-looping" in container["detail"]
     assert REFUSED in container["detail"] and "cause: Docker refuses the API 1.18" in \
         container["detail"]
     # every Weave check points at what works here, not at a bootstrap that refuses (V08, V09)

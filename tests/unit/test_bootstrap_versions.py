@@ -154,6 +154,20 @@ def test_a_crash_looping_router_shows_its_last_line_and_the_real_cause():
     assert diagnose.check_weave_container(None, None, None) is None
 
 
+def test_a_crash_looping_router_caught_running_between_restarts_still_fails():
+    """A doctor run in the moment Docker shows the looping router 'running' said PASS."""
+    fix = verdict(DOCKER_26, "2.8.1").fix
+    looping = WeaveContainer("weave", "running", 0, (), "weaveworks/weave:2.8.1", 3)
+    check = diagnose.check_weave_container(looping, FATA, fix)
+    assert check.status == ck.FAIL and "crash-looping" in check.detail and FATA in check.detail
+    assert check.fix == fix
+    # an old crash of a router that Docker no longer refuses is history, not a loop
+    recovered = diagnose.check_weave_container(looping, FATA, None)
+    assert recovered.status == ck.PASS
+    fresh = WeaveContainer("weave", "running", 0, (), "weaveworks/weave:2.8.1", 0)
+    assert diagnose.check_weave_container(fresh, None, fix).status == ck.PASS
+
+
 def test_every_fix_points_at_something_that_works_here():
     """The recorded doctor of an upgraded node (docker26/V08) said 'fix: weavenomad bootstrap'
     on every Weave check, while bootstrap refused (V09)."""

@@ -196,8 +196,9 @@ def _docker(facts: NodeFacts, docker) -> None:
     router = next((c for c in facts.weave_containers
                    if c.name == WEAVE_CONTAINER and c.state == "running"), None)
     facts.weave_container_args = list(router.args) if router is not None else None
-    stopped = facts.weave_router
-    if stopped is not None and stopped.state != "running":
+    router = facts.weave_router
+    # a running router that has restarted may be crash-looping: its last line says why
+    if router is not None and (router.state != "running" or router.restarts):
         facts.router_last_words = leftovers.last_words(docker)
     info = probe(facts, "docker-info", docker.info) or {}
     facts.docker_root = info.get("DockerRootDir")
