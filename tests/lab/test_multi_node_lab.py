@@ -3,12 +3,10 @@
 ``unreachable!`` until ``rmpeer``, ``reset`` hands a share back), two nodes cloned with the
 same machine id, and ``bootstrap`` on the nodes one after the other (each run to completion
 before the next) ending with every node exposed within seconds of the last one and ``doctor``
-without a FAIL; a node added with no ``--peer`` finding its peers in the registry, and leaving
-again with ``node leave``."""
+without a FAIL."""
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import re
@@ -160,8 +158,7 @@ def test_weave_ipam_waits_for_a_majority_and_keeps_a_lost_peers_share(lab3):
 
 
 def test_nodes_bootstrapped_one_after_the_other_all_end_exposed(lab3):
-    """It leaves the nodes bootstrapped, each with its peer recorded in the registry, for the
-    next test (the lab goes down after that)."""
+    """Last in this module: it leaves the nodes bootstrapped (the lab goes down after it)."""
     n1, n2, n3 = lab3.nodes
     reconcilers = []
     try:
@@ -211,77 +208,3 @@ def test_nodes_bootstrapped_one_after_the_other_all_end_exposed(lab3):
             proc.terminate()
         for proc in reconcilers:
             proc.wait(timeout=15)
-
-
-def targets(node: NodeLayout) -> set[str]:
-    """The hosts ``node``'s Weave router dials (its launch peers, connected and not forgotten)."""
-    report = requests.get(node.url("weave_api") + "/report", timeout=5,
-                          headers={"Accept": "application/json"}).json()
-    return {t.rsplit(":", 1)[0] for t in report["Router"]["Targets"] or []}
-
-
-def recorded_peers(node: NodeLayout) -> set[str]:
-    answer = requests.get(node.url("consul") + "/v1/kv/weavenomad/peers/?recurse", timeout=10)
-    if answer.status_code == 404:
-        return set()
-    answer.raise_for_status()
-    return {json.loads(base64.b64decode(e["Value"]))["address"] for e in answer.json()}
-
-
-def leave(node: NodeLayout, *flags: str) -> subprocess.CompletedProcess:
-    return on_node(node, sys.executable, "-m", "weavenomad", "node", "leave", *flags)
-
-
-def test_a_node_added_without_peers_finds_them_in_the_registry_and_leaves_cleanly(lab3):
-    """After the test above: n3 leaves (its share back, its record gone, the others forget
-    it), comes back with a bootstrap given no --peer (it launches towards the recorded peers,
-    and the others' reconcilers connect to it), and leaves again."""
-    n1, n2, n3 = lab3.nodes
-    assert recorded_peers(n1) == {n.host_ip for n in lab3.nodes}
-    reconcilers = [subprocess.Popen(
-        [sys.executable, "-m", "weavenomad", "lab", "exec", "--state-dir", str(STATE_DIR),
-         node.name, "--", sys.executable, "-m", "weavenomad", "reconciler", "run"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for node in (n1, n2)]
-    try:
-        planned = leave(n3, "--dry-run")
-        assert planned.returncode == 0, planned.stdout + planned.stderr
-        assert "delete this node's peer record" in planned.stdout
-        assert recorded_peers(n1) == {n.host_ip for n in lab3.nodes}  # a dry run changes nothing
-        first = leave(n3)
-        assert first.returncode == 0, first.stdout + first.stderr
-        assert recorded_peers(n1) == {n1.host_ip, n2.host_ip}
-        assert "n3" not in shares(n1) and "n3" not in shares(n2)
-        wait_until(lambda: n3.host_ip not in targets(n1), time.monotonic() + 10)
-        assert n3.host_ip not in targets(n1)  # launched with --peer n3, forgotten since
-
-        again = bootstrap_alone(n3)
-        assert again.returncode == 0, again.stdout + again.stderr
-        assert f"peers recorded in the registry: {n1.host_ip}, {n2.host_ip}" in again.stdout
-        assert targets(n3) == {n1.host_ip, n2.host_ip}
-        assert recorded_peers(n1) == {n.host_ip for n in lab3.nodes}
-        wait_until(lambda: n3.host_ip in targets(n1) and n3.host_ip in targets(n2),
-                   time.monotonic() + 10)
-        assert n3.host_ip in targets(n1) and n3.host_ip in targets(n2)
-        assert exposed(n3)
-
-        gone = leave(n3)
-        assert gone.returncode == 0, gone.stdout + gone.stderr
-        assert recorded_peers(n1) == {n1.host_ip, n2.host_ip}
-        ipam = shares(n1)
-        assert "n3" not in ipam and not any("unreachable" in r for _, r in ipam.values()), ipam
-        assert sum(ips for ips, _ in ipam.values()) == 65536
-        wait_until(lambda: n3.host_ip not in targets(n1) | targets(n2), time.monotonic() + 10)
-        assert n3.host_ip not in targets(n1) | targets(n2)
-        twice = leave(n3)
-        assert twice.returncode == 0 and "left the cluster already" in twice.stdout, twice.stdout
-    finally:
-        for proc in reconcilers:
-            proc.terminate()
-        for proc in reconcilers:
-            proc.wait(timeout=15)
-
-
-def bootstrap_alone(node: NodeLayout) -> subprocess.CompletedProcess:
-    """bootstrap with no --peer: the peers come from the registry."""
-    return on_node(node, sys.executable, "-m", "weavenomad", "bootstrap",
-                   "--ipalloc-range", RANGE, "--default-subnet", DEFAULT)

@@ -126,11 +126,6 @@ class FakeWeave:
         self.exposed_calls: list[IPv4Network] = []
         #: set: Weave's IPAM waits for peers (a node set up before them)
         self.waiting: IpamWait | None = None
-        #: this peer's name and the peers its router dials (weave connect / forget)
-        self.name = "aa:00:00:00:00:01"
-        self.targets: list[str] = []
-        #: established connections: the peer name answering at each host address
-        self.answering: dict[str, str] = {}
 
     def ipam_waits(self) -> IpamWait | None:
         if self.down:
@@ -170,20 +165,6 @@ class FakeWeave:
         if self.down:
             raise down("weave")
         return IPv4Network("10.32.0.0/24")
-
-    def report(self) -> dict:
-        if self.down:
-            raise down("weave")
-        return {"Router": {"Name": self.name, "Targets": list(self.targets) or None,
-                           "Peers": [{"Name": self.name, "Connections": [
-                               {"Name": name, "Address": f"{address}:6783"}
-                               for address, name in self.answering.items()] or None}]}}
-
-    def connect(self, peers) -> None:
-        self.targets += [p for p in peers if p not in self.targets]
-
-    def forget(self, peers) -> None:
-        self.targets = [t for t in self.targets if t not in set(peers)]
 
 
 class GuardedConsul:

@@ -26,12 +26,11 @@ from test_bootstrap_facts import (
 
 from weavenomad.bootstrap import steps as st
 from weavenomad.bootstrap.guards import guards
-from weavenomad.bootstrap.plan import Desired, launch_peers, plan_bootstrap
+from weavenomad.bootstrap.plan import Desired, plan_bootstrap
 from weavenomad.bootstrap.reset import plan_reset
 from weavenomad.errors import ConflictError, ValidationError
 from weavenomad.nodeconfig.edit import ConfigFile
 from weavenomad.tenancy.model import Cluster
-from weavenomad.tenancy.peers import PeerRecord
 
 RESTART = ("systemctl", "restart", "nomad")
 PEERS = ("192.168.56.4", "192.168.56.5")
@@ -275,33 +274,3 @@ def test_a_launch_registers_its_undo_before_it_runs_and_nomad_on_the_proxy_is_re
     assert any("Weave is stopped (container weave (exited (0)))" in n for n in launch.notes)
     assert kinds(plan)[-2:] == ["VerifyNomad", "ReevaluateBlocked"]
     assert "RestartNomad" not in kinds(plan)
-
-
-def test_without_peer_the_launch_goes_towards_the_recorded_peers_but_this_node():
-    records = [PeerRecord("192.168.56.3", "aa:00:00:00:00:03", "me"),
-               PeerRecord("192.168.56.4", "aa:00:00:00:00:04", "n2")]
-    peers, note = launch_peers(fresh(peer_records=records), ())
-    assert peers == ("192.168.56.4",) and note == "peers recorded in the registry: 192.168.56.4"
-    alone, note = launch_peers(fresh(peer_records=[]), ())
-    assert alone == () and "this node starts the cluster" in note
-    assert launch_peers(fresh(peer_records=None), PEERS) == (PEERS, None)
-    _, note = launch_peers(fresh(peer_records=records, peer_problems=["Consul key k is not "
-                                                                      "JSON"]), ())
-    assert note.endswith("192.168.56.4; skipped: Consul key k is not JSON")
-
-
-def test_without_peer_and_without_the_registry_bootstrap_refuses_rather_than_start_alone():
-    with pytest.raises(ValidationError, match="no --peer given, and the peers recorded") as exc:
-        launch_peers(fresh(peer_records=None, errors={"peers": "Consul KV: 403"}), ())
-    assert "403" in exc.value.message and "--peer" in exc.value.hint
-
-
-def test_this_nodes_peer_is_recorded_last_and_only_once():
-    plan = plan_bootstrap(fresh(), want(peer_address="192.168.56.3"))
-    assert plan.steps[-1].action == st.RecordPeer("192.168.56.3")
-    router = weave_report()["Router"]
-    mine = PeerRecord("192.168.56.3", router["Name"], router["NickName"])
-    done = plan_bootstrap(bootstrapped(peer_records=[mine]), want(peer_address="192.168.56.3"))
-    assert "RecordPeer" not in kinds(done)
-    moved = plan_bootstrap(bootstrapped(peer_records=[mine]), want(peer_address="192.168.56.9"))
-    assert kinds(moved)[-1] == "RecordPeer"

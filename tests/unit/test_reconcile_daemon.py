@@ -31,7 +31,6 @@ from weavenomad.config import ReconcilerSettings
 from weavenomad.reconcile.daemon import PassOutcome, Reconciler
 from weavenomad.runtime.notify import Notifier
 from weavenomad.tenancy.model import Cluster
-from weavenomad.tenancy.peers import PeerRecord, PeerRegistry
 from weavenomad.tenancy.registry import TenantRegistry
 
 A = "aaaaaaaa-0000-0000-0000-000000000001"
@@ -229,28 +228,6 @@ def test_a_subnet_waiting_for_weaves_peers_is_exposed_as_soon_as_they_are_up(wor
     assert world.weave.exposed_calls == [IPv4Network("10.32.5.0/24")]
     wait_until("the wait to be forgotten",
                lambda: "peers" not in r._status_line(PassOutcome(ok=True)))  # noqa: SLF001
-
-
-def test_weave_follows_the_peers_recorded_in_the_registry(world, caplog):
-    """A node recorded later is connected within a moment, one that left is forgotten, this
-    node's own record is no peer, and a record whose address answers with another peer name
-    is one logged line and no connect."""
-    peers = PeerRegistry(world.consul, "test-reconcile/")
-    peers.record(PeerRecord("192.168.57.11", world.weave.name, "n1"))
-    world.weave.targets = ["192.168.57.99"]  # a --peer of the launch, not recorded: it stays
-    world.start()
-    peers.record(PeerRecord("192.168.57.12", "aa:00:00:00:00:02", "n2"))
-    wait_until("the connect", lambda: "192.168.57.12" in world.weave.targets, timeout=2)
-    world.weave.answering["192.168.57.13"] = "aa:00:00:00:00:99"
-    with caplog.at_level(logging.WARNING, logger="weavenomad.reconcile.peerlinks"):
-        peers.record(PeerRecord("192.168.57.13", "aa:00:00:00:00:03", "n3"))
-        peers.remove("aa:00:00:00:00:02")
-        wait_until("the forget", lambda: "192.168.57.12" not in world.weave.targets,
-                   timeout=2)
-        time.sleep(0.6)  # a further look (watch_wait 0.5 s) logs nothing more
-    assert world.weave.targets == ["192.168.57.99"]
-    lines = [r.getMessage() for r in caplog.records if "192.168.57.13" in r.getMessage()]
-    assert len(lines) == 1 and "answers as peer aa:00:00:00:00:99" in lines[0], lines
 
 
 def test_a_consul_outage_is_retried_and_converges_soon_after_its_return(world, caplog):

@@ -177,22 +177,3 @@ def test_expose_puts_the_address_on_the_bridge(ctx, exposed):
     assert exposed == [IPv4Interface("10.32.2.1/24")]
     bad = call(ctx, "POST", "/expose/10.32.2.1/99")
     assert bad.status == 400 and bad.body.startswith(b"unable to parse ip addr: ")
-
-
-def test_connect_and_forget_change_the_routers_targets(ctx):
-    """``weave connect``/``forget`` through the API (form ``peer=ADDR``): the targets the
-    report lists; an address Weave cannot parse is a 400 and changes nothing."""
-    targets: list[str] = []
-    ctx.connect = lambda peers, replace: targets.extend(p for p in peers if p not in targets)
-    ctx.forget = lambda peers: [targets.remove(p) for p in peers if p in targets]
-
-    def post(path: str, body: bytes) -> api.Response:
-        return asyncio.run(api.handle(api.Request("POST", path, (), body), ctx))
-
-    assert post("/connect", b"peer=192.168.56.4&peer=192.168.56.5%3A6783").status == 200
-    assert targets == ["192.168.56.4", "192.168.56.5:6783"]
-    bad = post("/connect", b"peer=not%20an%20address")
-    assert bad.status == 400 and b"not an address" in bad.body
-    assert post("/forget", b"peer=192.168.56.4").status == 200
-    assert targets == ["192.168.56.5:6783"]
-    assert call(ctx, "GET", "/connect").status == 405

@@ -494,35 +494,6 @@ class Executor:
         return Outcome(None, "recorded" if written else "already recorded")
 
 
-    def _peers(self):
-        from weavenomad.tenancy.peers import PeerRegistry
-
-        return PeerRegistry(self.clients.consul, self.clients.registry.prefix)
-
-    def do_RecordPeer(self, action: st.RecordPeer) -> Outcome:  # noqa: N802
-        from weavenomad.tenancy.peers import PeerRecord
-
-        router = self.clients.weave.report().get("Router") or {}
-        record = PeerRecord(action.address, router.get("Name") or "",
-                            router.get("NickName") or "")
-        if not record.name:
-            raise BackendError("Weave's report names no peer (Router.Name)", backend="weave",
-                               hint="check Weave's HTTP API (weave status)")
-        written = self._peers().record(record)
-        return Outcome(st.RemovePeerRecord(record) if written else None,
-                       record.describe() + ("" if written else ", recorded already"),
-                       changed=written)
-
-    def do_RemovePeerRecord(self, action: st.RemovePeerRecord) -> Outcome:  # noqa: N802
-        removed = self._peers().remove(action.record.name)
-        return Outcome(st.WritePeerRecord(action.record) if removed else None,
-                       "" if removed else "no record was left", changed=removed)
-
-    def do_WritePeerRecord(self, action: st.WritePeerRecord) -> Outcome:  # noqa: N802
-        self._peers().record(action.record)
-        return Outcome(st.RemovePeerRecord(action.record))
-
-
 @dataclass
 class Applied:
     step: st.Step

@@ -15,8 +15,8 @@ from weavenomad.bootstrap import holds, migrate, render, system
 from weavenomad.bootstrap.apply import Executor, apply_plan
 from weavenomad.bootstrap.checks import FAIL, check_peer_names
 from weavenomad.bootstrap.doctor import doctor_checks, node_checks, summary
-from weavenomad.bootstrap.observe import Clients, NodeFacts, advertised_address, observe
-from weavenomad.bootstrap.plan import Desired, launch_peers, plan_bootstrap
+from weavenomad.bootstrap.observe import Clients, NodeFacts, observe
+from weavenomad.bootstrap.plan import Desired, plan_bootstrap
 from weavenomad.bootstrap.reset import plan_reset
 from weavenomad.errors import (
     BackendError,
@@ -147,12 +147,8 @@ def run_bootstrap(settings, options: NodeOptions, environ: Mapping[str, str], sa
         raise BackendError(f"cannot read Weave's IPAM: {facts.errors['weave-ip']}",
                            backend="weave", hint="check Weave's HTTP API (weave status)")
     restart_argv, restart_hint = restart_plan(settings, facts, options.restart)
-    peers, peers_note = launch_peers(facts, peers)
     # bad input (ranges, a running Weave with other settings) fails here, before any output
-    plan = plan_bootstrap(facts, Desired(cluster, peers, restart_argv, restart_hint,
-                                         advertised_address(facts.consul_self)))
-    if peers_note:
-        plan = replace(plan, notes=(peers_note, *plan.notes))
+    plan = plan_bootstrap(facts, Desired(cluster, peers, restart_argv, restart_hint))
     if options.hold_docker:
         plan = migrate.with_hold(plan, migrate.hold_step(
             facts.apt, facts.docker_version, facts.docker_root, hold_record(settings)))
@@ -190,34 +186,21 @@ def run_reset(settings, options: NodeOptions, say: Say,
     require_root(system.euid(), "reset")
     clients = clients or Clients.from_settings(settings)
     facts = observe_node(settings, clients, options.nomad_config or settings.nomad.config_path)
-    plan = reset_plan(settings, facts, options, clients)
-    nothing = ("no changes: nothing of bootstrap" + (" or the reconciler" if options.purge
-                                                      else "") + " is left on this node")
-    return show_and_apply(settings, plan, facts, options, clients, say, nothing, "reset done")
-
-
-def reset_plan(settings, facts: NodeFacts, options: NodeOptions, clients: Clients):
-    """reset's plan: bootstrap undone, the Docker holds released, with ``--purge`` the
-    reconciler's twins, masks and units too."""
     restart_argv, restart_hint = restart_plan(settings, facts, options.restart)
     plan = plan_reset(facts, restart_argv, restart_hint)
     record = hold_record(settings)
     plan = migrate.with_release(plan, migrate.release_step(holds.read_record(record),
                                                            facts.apt, record))
-    return with_purge(plan, clients) if options.purge else plan
-
-
-def show_and_apply(settings, plan, facts: NodeFacts, options: NodeOptions, clients: Clients,
-                   say: Say, nothing: str, done: str) -> tuple[dict, ExitCode]:
-    """Print the notes and the plan, then (unless dry-run) apply it; reset's and leave's
-    tail."""
+    if options.purge:
+        plan = with_purge(plan, clients)
     result = {"plan": plan.to_json(), "config": facts.config_source,
               "dry_run": options.dry_run, "changed": False}
     code = ExitCode.ATTENTION if plan.attention else ExitCode.OK
     for note in plan.notes:
         say(f"note: {note}")
     if not plan.steps:
-        say(nothing)
+        say("no changes: nothing of bootstrap" + (" or the reconciler" if options.purge else "")
+            + " is left on this node")
         return result, code
     say(f"plan ({len(plan.steps)} step(s)):")
     for line in render.plan_lines(plan, settings.weave.command):
@@ -228,36 +211,8 @@ def show_and_apply(settings, plan, facts: NodeFacts, options: NodeOptions, clien
     applied = apply_plan(plan, Executor(clients, say), say)
     result["changed"] = True
     result["applied"] = [{"title": a.step.title, "note": a.outcome.note} for a in applied]
-    say(done)
+    say("reset done")
     return result, code
-
-
-def run_leave(settings, options: NodeOptions, say: Say,
-              clients: Clients | None = None) -> tuple[dict, ExitCode]:
-    """``node leave``: refused while Nomad runs allocations here or Weave could not hand its
-    space back; otherwise ``reset --purge`` and this node's peer record (:mod:`.leave`)."""
-    from weavenomad.bootstrap import leave
-
-    require_root(system.euid(), "node leave")
-    clients = clients or Clients.from_settings(settings)
-    facts = observe_node(settings, clients, options.nomad_config or settings.nomad.config_path)
-    busy, nomad_error = None, facts.errors.get("nomad")
-    if facts.node_id:
-        try:
-            busy = leave.busy_allocations(clients.nomad.node_allocations(facts.node_id)[1])
-        except WeavenomadError as exc:
-            nomad_error = exc.one_line()
-    if facts.peer_records is None:
-        raise BackendError(f"cannot read the peers recorded in the registry: "
-                           f"{facts.errors.get('peers') or facts.errors.get('consul')}",
-                           backend="consul", hint="check Consul (weavenomad doctor)")
-    leave.check_leave(facts, busy, nomad_error)
-    plan = leave.plan_leave(reset_plan(settings, facts, replace(options, purge=True), clients),
-                            leave.own_record(facts))
-    return show_and_apply(settings, plan, facts, options, clients, say,
-                          "no changes: this node has left the cluster already",
-                          "node leave done: this node's address space is back with the "
-                          "other peers, and they forget it")
 
 
 def with_purge(plan, clients: Clients):

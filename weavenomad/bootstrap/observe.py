@@ -18,7 +18,6 @@ from weavenomad.bootstrap.leftovers import WeaveContainer
 from weavenomad.bootstrap.packages import AptFacts
 from weavenomad.errors import WeavenomadError
 from weavenomad.nodeconfig.edit import ConfigFile
-from weavenomad.tenancy.peers import PeerRegistry
 
 T = TypeVar("T")
 #: the Docker bridge's name when Docker does not say (Weave's DOCKER_BRIDGE default)
@@ -77,9 +76,6 @@ class NodeFacts:
     consul_self: dict | None = None
     cluster: Any = None  # tenancy.model.Cluster | None
     registry: Any = None  # tenancy.model.Registry | None
-    #: the cluster's Weave peers as recorded (None: not read), and lines for unreadable ones
-    peer_records: list | None = None  # list[tenancy.peers.PeerRecord]
-    peer_problems: list[str] = field(default_factory=list)
     # the agent config
     config_source: str | None = None
     config_files: list[ConfigFile] | None = None
@@ -171,10 +167,6 @@ def observe(clients) -> NodeFacts:
     if facts.consul_self is not None:
         facts.cluster = probe(facts, "registry", clients.registry.cluster)
         facts.registry = probe(facts, "registry", clients.registry.load)
-        peers = probe(facts, "peers", lambda: PeerRegistry(clients.consul,
-                                                           clients.registry.prefix).read())
-        if peers is not None:
-            _, facts.peer_records, facts.peer_problems = peers
     if facts.docker_version is not None:
         facts.apt = read_apt()
     return facts
@@ -271,12 +263,6 @@ class Clients:
         return cls(nomad_client(settings), consul, docker_client(settings),
                    weave_client(settings), weave_command(settings, env=weave_env),
                    TenantRegistry(consul, settings.kv_prefix))
-
-
-def advertised_address(consul_self: dict | None) -> str | None:
-    """This node's address as its Consul agent advertises it to the cluster (``Member.Addr``):
-    the address its Weave peers dial. Pure."""
-    return ((consul_self or {}).get("Member") or {}).get("Addr") or None
 
 
 def bridge_exposure(ipam: Sequence[IPv4Interface], bridge: Sequence[IPv4Interface]

@@ -16,16 +16,10 @@ from ipaddress import IPv4Interface, IPv4Network
 from weavenomad.bootstrap import steps as st
 from weavenomad.bootstrap.checks import foreign_in, missing_exposes, weave_settings
 from weavenomad.bootstrap.guards import guard_states
-from weavenomad.bootstrap.observe import (
-    NodeFacts,
-    advertised_address,
-    agent_endpoint,
-    exposed_specs,
-)
+from weavenomad.bootstrap.observe import NodeFacts, agent_endpoint, exposed_specs
 from weavenomad.errors import ConflictError, ValidationError
 from weavenomad.nodeconfig.edit import WEAVE_PROXY_ENDPOINT, plan_endpoint
 from weavenomad.tenancy.model import Cluster, plan_record_cluster
-from weavenomad.tenancy.peers import peers_besides
 
 RESET_HINT = "run 'weavenomad reset' on this node first (it stops Weave), then bootstrap again"
 #: after Nomad's Docker driver turned healthy: jobs registered while it was not stay blocked
@@ -45,8 +39,6 @@ class Desired:
     restart_argv: tuple[str, ...] | None = None
     #: what to tell the operator when there is no restart_argv
     restart_hint: str = "restart the Nomad agent (e.g. systemctl restart nomad)"
-    #: this node's Weave peer address, recorded in the registry (None: not recorded)
-    peer_address: str | None = None
 
 
 def check_ranges(cluster: Cluster, docker_subnets: Sequence[IPv4Network],
@@ -171,43 +163,8 @@ def plan_bootstrap(facts: NodeFacts, want: Desired) -> st.Plan:
     if facts.cluster is None:
         steps.append(st.Step("record the Weave range in the tenant registry",
                              st.RecordCluster(cluster.ipalloc_range, cluster.default_subnet)))
-    if want.peer_address is not None and not peer_recorded(facts, want.peer_address):
-        steps.append(st.Step(
-            f"record this node's Weave peer ({want.peer_address}) in the registry",
-            st.RecordPeer(want.peer_address),
-            notes=("nodes bootstrapped without --peer launch towards the recorded peers, and "
-                   "every reconciler connects Weave to them",)))
     return st.Plan(tuple(steps), tuple(notes), attention=needs_restart and
                    want.restart_argv is None)
-
-
-def launch_peers(facts: NodeFacts, given: tuple[str, ...]) -> tuple[tuple[str, ...], str | None]:
-    """The peers to launch Weave towards, and a note saying where they come from: the given
-    ones, else every peer recorded in the registry but this node. Pure."""
-    if given or facts.weave_running:
-        return given, None
-    if facts.peer_records is None:
-        why = facts.errors.get("peers") or facts.errors.get("consul") or "Consul did not answer"
-        raise ValidationError(f"no --peer given, and the peers recorded in the registry cannot "
-                              f"be read: {why}",
-                              hint="fix Consul, or pass --peer ADDR for each other node")
-    own = {str(address.ip) for _, address in facts.host_addresses}
-    own |= {advertised_address(facts.consul_self)} - {None}
-    peers = peers_besides(facts.peer_records, own)
-    skipped = "".join(f"; skipped: {problem}" for problem in facts.peer_problems)
-    if not peers:
-        return peers, ("no peer is recorded in the registry: this node starts the cluster "
-                       f"(bootstrap the others after it, or give the first nodes --peer){skipped}")
-    return peers, f"peers recorded in the registry: {', '.join(peers)}{skipped}"
-
-
-def peer_recorded(facts: NodeFacts, address: str) -> bool:
-    """Whether the running Weave's peer is recorded at ``address`` already. Pure."""
-    router = (facts.weave_report or {}).get("Router") or {}
-    if not facts.weave_running or facts.peer_records is None:
-        return False
-    return any(r.name == router.get("Name") and r.address == address
-               and r.nickname == (router.get("NickName") or "") for r in facts.peer_records)
 
 
 def guard_steps(facts: NodeFacts, bridge: str) -> list[st.Step]:

@@ -11,7 +11,6 @@ from ipaddress import IPv4Network
 from weavenomad.bootstrap.guards import Guard
 from weavenomad.nodeconfig.edit import ConfigFile, FileChange
 from weavenomad.reconcile.registrations import Mask
-from weavenomad.tenancy.peers import PeerRecord
 
 WHY_NO_DEFAULT_IPALLOC = (
     "--no-default-ipalloc: only containers that carry WEAVE_CIDR join the overlay (tenant "
@@ -120,24 +119,6 @@ class VerifyNomad:
 class RecordCluster:
     ipalloc_range: IPv4Network
     default_subnet: IPv4Network
-
-
-@dataclass(frozen=True)
-class RecordPeer:
-    """This node's Weave peer in the registry: ``address`` as planned, its peer name and
-    nickname as the launched Weave says them."""
-
-    address: str
-
-
-@dataclass(frozen=True)
-class RemovePeerRecord:
-    record: PeerRecord
-
-
-@dataclass(frozen=True)
-class WritePeerRecord:
-    record: PeerRecord
 
 
 # -- the Docker packages and the Weave release (issue 22) -------------------------------------
@@ -282,8 +263,7 @@ Action = (WeaveLaunch | WeaveReset | WeaveExpose | WeaveHide | AddGuard | Remove
           | ReevaluateBlocked | RecordCluster | HoldPackages | ReleaseHold | InstallPackages
           | PullImage | RemoveRouter | LaunchRelease | InstallWeaveScript | RestoreWeaveScript
           | ExposeAgain | WaitForWeave | RemoveMasks | RegisterMasks | RemoveTwins | StopUnit
-          | StartUnit | RemoveUnitFile | WriteUnitFile | RecordPeer | RemovePeerRecord
-          | WritePeerRecord)
+          | StartUnit | RemoveUnitFile | WriteUnitFile)
 
 WHY_FORCE = ("Weave is not running, and plain 'weave reset' then refuses (\"weave is not "
              "running; unable to remove from cluster\"); --force removes its local state without "
@@ -416,12 +396,6 @@ def describe_purge(action: Action) -> str:
         return "deregister the service(s) " + " ".join(t.id for t in action.twins)
     if isinstance(action, RemoveUnitFile):
         return f"remove {action.path} (systemctl daemon-reload)"
-    if isinstance(action, RecordPeer):
-        return f"record this node's Weave peer at {action.address} in the registry"
-    if isinstance(action, RemovePeerRecord):
-        return f"delete the registry record of peer {action.record.describe()}"
-    if isinstance(action, WritePeerRecord):
-        return f"write the registry record of peer {action.record.describe()} back"
     if isinstance(action, WriteUnitFile):
         return f"write {action.path} back (systemctl daemon-reload)"
     return kind(action)

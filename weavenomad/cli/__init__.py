@@ -25,7 +25,6 @@ COMMANDS: dict[str, str] = {
     "docker-hold": "weavenomad.cli.node:docker_hold",
     "doctor": "weavenomad.cli.node:doctor",
     "guard": "weavenomad.cli.guard:guard",
-    "node": "weavenomad.cli.node:node",
     "plan": "weavenomad.cli.run:plan",
     "reconciler": "weavenomad.cli.reconciler:reconciler",
     "render": "weavenomad.cli.run:render",

@@ -131,38 +131,6 @@ def reset(nomad_config, restart, purge, dry_run) -> None:
     _finish(result, code)
 
 
-@click.group()
-def node() -> None:
-    """Take this node out of the cluster (the cluster's peers are recorded in Consul KV)."""
-
-
-@node.command()
-@nomad_config_option
-@restart_option
-@dry_run_option
-@connection_options
-@output_options
-def leave(nomad_config, restart, dry_run) -> None:
-    """Take this node out of the cluster for good: Weave hands its share of every subnet back
-    to a connected peer ('weave reset'), the reconciler's twins and masks go (Nomad's own
-    registrations answer again), its units, the guards and bootstrap's Nomad config go, and its
-    peer record leaves the registry, so every other node's reconciler forgets it.
-
-    Refused while Nomad still runs allocations here (drain first: nomad node drain -enable
-    -self) and while Weave could not hand its space back (stopped, or connected to no peer).
-    Prints the plan first; --dry-run stops there; a failure puts back what can be put back
-    (the record is written again when 'weave reset' fails). A second run changes nothing.
-    Exit codes: 0 done, 2 done but Nomad must be restarted by hand, 1 error or refused,
-    64 bad flags.
-    """
-    from weavenomad.bootstrap.commands import run_leave
-
-    app = app_context()
-    options = _node_options(nomad_config=nomad_config, restart=restart, dry_run=dry_run)
-    result, code = run_leave(app.settings, options, _say())
-    _finish(result, code)
-
-
 @click.command()
 @connection_options
 @output_options

@@ -329,17 +329,3 @@ class ConsulAPI:
         """Write ``key``; with ``cas`` only if its ModifyIndex still equals it (0: only if it
         does not exist). False means the check-and-set lost: Consul answers 200 ``false``."""
         return bool(self.client.kv.put(key, value, cas=cas))
-
-    def kv_list(
-        self, prefix: str, index: int | None = None, wait: float | None = None
-    ) -> tuple[int, list[dict]]:
-        """``(index, entries)``: every key under ``prefix`` (Consul's dicts, ``Value`` decoded
-        to bytes), none when nothing is there."""
-        found, data = self.client.kv.get(prefix, recurse=True,
-                                         **self._blocking_args(index, wait))
-        return int(found), list(data or [])
-
-    def kv_delete(self, key: str, cas: int | None = None) -> bool:
-        """Delete ``key``; with ``cas`` only if its ModifyIndex still equals it. True when
-        deleted (or already absent without ``cas``)."""
-        return bool(self.client.kv.delete(key, cas=cas))

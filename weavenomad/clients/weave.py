@@ -138,13 +138,11 @@ class WeaveAPI:
         return cls(settings.weave.api, timeout=settings.http_timeout,
                    backend=weave_backend(settings), session=session)
 
-    def _request(self, method: str, path: str, accept: str | None = None,
-                 form: Sequence[tuple[str, str]] | None = None) -> requests.Response:
+    def _request(self, method: str, path: str, accept: str | None = None) -> requests.Response:
         headers = {"Accept": accept} if accept else {}
         try:
             response = self.session.request(method, self.addr + path, headers=headers,
-                                            data=form, timeout=self.timeout,
-                                            allow_redirects=False)
+                                            timeout=self.timeout, allow_redirects=False)
         except requests.RequestException as exc:
             raise error_for_exception(self.backend, exc, method, path) from None
         if response.status_code >= 400:
@@ -193,16 +191,6 @@ class WeaveAPI:
             raise BackendError(f"Weave allocated no address in {network} for {ident}",
                                backend=self.backend.key)
         return found[0]
-
-    def connect(self, peers: Iterable[str]) -> None:
-        """Add peers for the router to dial (``weave connect``: ``POST /connect``, form
-        ``peer=ADDR`` each; Weave answers 400 naming an address it cannot parse)."""
-        self._request("POST", "/connect", form=[("peer", p) for p in peers])
-
-    def forget(self, peers: Iterable[str]) -> None:
-        """Stop dialling peers (``weave forget``: ``POST /forget``); live connections stay
-        until the other side goes."""
-        self._request("POST", "/forget", form=[("peer", p) for p in peers])
 
     def ipam_waits(self) -> IpamWait | None:
         """Why Weave's IPAM cannot allocate on this node now (it waits for peers); None when

@@ -49,7 +49,6 @@ from weavenomad.reconcile.observe import (
     Observer,
     node_id_of,
 )
-from weavenomad.reconcile.peerlinks import PeerLinks, PeerLinkWatcher
 from weavenomad.reconcile.plan import (
     BRIDGE_SUBJECT,
     EXPOSE_SUBNET,
@@ -64,7 +63,6 @@ from weavenomad.reconcile.registrations import ServiceAgent, alloc_behind
 from weavenomad.reconcile.schedule import Schedule
 from weavenomad.runtime.backoff import backoff_delay
 from weavenomad.runtime.notify import Notifier, Supervised
-from weavenomad.tenancy.peers import PeerRegistry
 
 log = logging.getLogger("weavenomad.reconciler")
 
@@ -259,20 +257,11 @@ class Reconciler:
             IpamWatcher(self.weave.ipam_waits, lambda: self.trigger("weave-ipam"),
                         self._peers_awaited, self._stop, self._watch_error,
                         every=self.settings.weave_poll),
-            *([self._peer_link_watcher()] if self.registry is not None else []),
         ]
         for thread in threads:
             thread.on_healthy = self._watch_ok
             thread.start()
         return threads
-
-    def _peer_link_watcher(self) -> PeerLinkWatcher:
-        """Weave kept connected to the peers recorded in the registry: at once on a change,
-        else every resync (a relaunched Weave forgot the peers connected after its launch)."""
-        peers = PeerRegistry(self.consul, self.registry.prefix)
-        return PeerLinkWatcher(peers.read, PeerLinks(self.weave), self._stop,
-                               self._watch_error,
-                               wait=min(self.settings.watch_wait, self.settings.resync))
 
     # -- logging once --------------------------------------------------------------------------
 

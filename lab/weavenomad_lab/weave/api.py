@@ -74,9 +74,6 @@ class ApiContext:
     paxos: dict | None = None
     #: waits until the IPAM may allocate in a subnet here (Weave's requests block until then)
     admit: Callable[[IPv4Network], Awaitable[None]] | None = None
-    #: ``POST /connect`` (peers, replace) and ``POST /forget`` (peers): the router's targets
-    connect: Callable[[list[str], bool], None] | None = None
-    forget: Callable[[list[str]], None] | None = None
     #: the router's version, as its report says it (the launch's images')
     version: str = status_mod.VERSION
 
@@ -188,34 +185,6 @@ async def _report(request, ctx, params, query) -> Response:
 @route("/proxyaddrs", "GET")
 async def _proxyaddrs(request, ctx, params, query) -> Response:
     return text(200, "".join(a + "\n" for a in ctx.proxy_addresses))
-
-
-# -- the router's peers ----------------------------------------------------------------------
-
-_PEER_ADDRESS = re.compile(r"^[A-Za-z0-9.-]+(?::\d{1,5})?$")
-
-
-def _form(request: Request) -> dict[str, list[str]]:
-    return parse_qs(request.body.decode(errors="replace"), keep_blank_values=True)
-
-
-@route("/connect", "POST")
-async def _connect(request, ctx, params, query) -> Response:
-    form = _form(request)
-    peers = form.get("peer", [])
-    bad = [p for p in peers if not _PEER_ADDRESS.match(p)]
-    if bad:  # InitiateConnections: one error per address it cannot resolve (text not recorded)
-        return go_error(400, "\n".join(f"invalid peer name/address: {p}" for p in bad))
-    if ctx.connect is not None:
-        ctx.connect(peers, form.get("replace", [""])[0] == "true")
-    return Response(200)
-
-
-@route("/forget", "POST")
-async def _forget(request, ctx, params, query) -> Response:
-    if ctx.forget is not None:
-        ctx.forget(_form(request).get("peer", []))
-    return Response(200)
 
 
 # -- IPAM ------------------------------------------------------------------------------------

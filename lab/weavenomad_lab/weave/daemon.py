@@ -122,7 +122,7 @@ class WeaveDaemon:
 
     def unreachable_targets(self, rt: NodeRuntime) -> list[str]:
         running = {o.node.host_ip for o in self.runtimes.values()}
-        return [t for t in rt.targets if t.rsplit(":", 1)[0] not in running]
+        return [t for t in rt.options.peers if t.rsplit(":", 1)[0] not in running]
 
     def _voters(self, rt: NodeRuntime) -> list[NodeRuntime]:
         return [o for o in self._connected(rt) if o.options.init_mode == "consensus"]
@@ -577,12 +577,6 @@ class WeaveDaemon:
             return {"text": render(rt.api_context().report())}
         if op == "report":
             return {"report": rt.api_context().report()}
-        if op == "connect":
-            rt.connect(list(request.get("args", [])), bool(request.get("replace")))
-            return {}
-        if op == "forget":
-            rt.forget(list(request.get("args", [])))
-            return {}
         if op == "ps":
             return {"rows": await rt.ps(request.get("args", []))}
         if op == "env":

@@ -143,9 +143,6 @@ class NodeRuntime:
         self.events_since = "0"
         #: an allocation or claim was asked for: Weave seeks consensus from then on
         self.asked = False
-        #: the peers the router dials: the launch's, plus 'weave connect', minus 'weave
-        #: forget' (the quorum stays the launch's, as in Weave)
-        self.targets: list[str] = list(options.peers)
         self.proxy = proxy.Proxy(
             self.docker_socket, daemon.volume_dir, self.ensure_attached,
             no_default_ipalloc=options.no_default_ipalloc,
@@ -411,26 +408,13 @@ class NodeRuntime:
             admit=self.admit,
             default_subnet=self.default_subnet,
             proxy_addresses=self.proxy_addresses,
-            targets=list(self.targets),
+            targets=list(self.options.peers),
             encryption=self.options.password,
             trusted_subnets=list(self.options.trusted_subnets),
             expose=self._expose_for_api,
             save=self.daemon.save_ipam,
-            connect=self.connect,
-            forget=self.forget,
             version=f"{self.options.flavour.version}{flavours.LAB_SUFFIX}",
         )
-
-    def connect(self, peers: list[str], replace: bool = False) -> None:
-        """``POST /connect``: dial these peers too (``replace``: instead of the others). Like
-        weaveworks/mesh's ``directPeers``, targets are keyed by the string as given."""
-        kept = [] if replace else self.targets
-        self.targets = list(dict.fromkeys([*kept, *peers]))
-
-    def forget(self, peers: list[str]) -> None:
-        """``POST /forget``: stop dialling these peers, named exactly as they were given
-        (mesh deletes ``directPeers[peer]``: ``10.0.0.2`` does not forget ``10.0.0.2:6783``)."""
-        self.targets = [t for t in self.targets if t not in set(peers)]
 
     async def _expose_for_api(self, address) -> None:
         # one change of the bridge at a time, with the weave command's expose and hide: the real

@@ -6,7 +6,6 @@ against the lab's weave emulator instead of Weave's containers.
 syntax): ``launch [flags] [peer ...]``, ``expose [addr ...] [-h fqdn]``, ``hide [addr ...]``,
 ``status [targets|connections|peers|dns|ipam]``, ``report [-f format]``, ``ps [container ...]``,
 ``env [--restore]``, ``config``, ``stop``, ``rmpeer <peer> ...``, ``reset [--force]``,
-``connect [--replace] [peer ...]``, ``forget peer ...``,
 ``version``, ``help``. Outputs as the script prints them: ``launch`` the router's (here: a
 stable fake) container ID,
 ``expose``/``hide`` the host addresses on one line, ``ps`` ``<id> <mac> <ip/len> ...`` rows, ``env``
@@ -50,9 +49,6 @@ weave launch        [--password <pass>] [--trusted-subnets <cidr>,...]
                     [--rewrite-inspect]
                     [--log-level=debug|info|warning|error]
                     <peer> ...
-
-weave connect       [--replace] [<peer> ...]
-      forget        <peer> ...
 
 weave env           [--restore]
       config
@@ -249,17 +245,6 @@ class Shim:
         if not args:
             raise UsageError("rmpeer needs at least one peer name or nickname")
         self.out(self.call("rmpeer", args=args)["stdout"])
-
-    def cmd_connect(self, args):
-        """``weave connect [--replace] [PEER ...]``: the router's POST /connect."""
-        replace = args[:1] == ["--replace"]
-        self.call("connect", args=args[1:] if replace else args, replace=replace)
-
-    def cmd_forget(self, args):
-        """``weave forget PEER ...``: the router's POST /forget."""
-        if not args:
-            raise UsageError("forget needs at least one peer")
-        self.call("forget", args=args)
 
     def cmd_stop(self, args):
         if args:
